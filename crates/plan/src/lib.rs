@@ -1,0 +1,4 @@
+//! Pure planning for poolnet: from (spec, observed ARM state) to desired state and a minimal
+//! list of ARM operations. No async, no I/O: everything here is a function of its inputs.
+
+pub mod preflight;
