@@ -1,1 +1,16 @@
-pub fn placeholder() {}
+//! poolnet's API: the `NodePoolNetwork` and `HostPortPolicy` custom resources, parsers of
+//! every kind of user input they carry (host-port specs, ARM IDs, CIDRs, IP tags, routes) and
+//! the validators the admission webhook runs. No I/O and no async: everything is a function
+//! of its inputs.
+
+pub mod armid;
+pub mod cidr;
+pub mod crd;
+pub mod error;
+pub mod iptag;
+pub mod portspec;
+pub mod route;
+pub mod v1alpha1;
+pub mod validation;
+
+pub use error::{FieldError, FieldErrors};

@@ -1,0 +1,736 @@
+//! Validation the CRD schema cannot express (or expresses only approximately): numeric port
+//! bounds and overlaps, CIDR maths, ARM ID structure, limits, immutability and cross-object
+//! checks. The validating webhook calls these; so do the CLI and the controllers, so a spec
+//! that slipped past admission (webhook down, older poolnet) still gets a clear condition.
+//!
+//! Schema/CEL rules are repeated here on purpose: the webhook must give the same answer when
+//! it is the only check that ran (e.g. objects created before a CRD upgrade).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::core::{Selector, SelectorExt};
+use serde::de::DeserializeOwned;
+
+use crate::armid::{ResourceId, ResourceKind};
+use crate::cidr::{AddressPrefix, overlaps, parse_address_prefix};
+use crate::error::{FieldError, FieldErrors};
+use crate::iptag::validate_ip_tag;
+use crate::portspec::{self, HostPortSpec, PortRange, PortSet, Protocol};
+use crate::route::{NextHopKind, validate_route};
+use crate::v1alpha1::{
+    HostPortPolicy, IpVersion, NodePoolNetwork, NodePoolNetworkSpec, PolicyNamespaces,
+};
+
+/// Azure: at most 20 ASGs per NIC IP configuration.
+pub const MAX_ASGS_PER_NIC: usize = 20;
+/// poolnet's default and maximal NSG priority band (AKS and the cloud controller use 500-4096).
+pub const PRIORITY_BAND: (u16, u16) = (100, 499);
+/// Names of poolnet objects end up in Azure names (≤ 80 characters).
+pub const MAX_NAME_LEN: usize = 63;
+
+/// Validate a NodePoolNetwork on create (`old = None`) or update.
+pub fn validate_node_pool_network(
+    new: &NodePoolNetwork,
+    old: Option<&NodePoolNetwork>,
+) -> Result<(), FieldErrors> {
+    let mut errs = FieldErrors::new();
+    if let Some(name) = new.metadata.name.as_deref()
+        && name.len() > MAX_NAME_LEN
+    {
+        errs.push(FieldError::new(
+            "metadata.name",
+            name,
+            format!("{} characters is too long", name.len()),
+            format!(
+                "at most {MAX_NAME_LEN} characters (the name is embedded in Azure resource names)"
+            ),
+        ));
+    }
+    errs.extend(validate_node_pool_network_spec(&new.spec));
+    if let Some(old) = old {
+        errs.extend(immutable_node_pool_network(&new.spec, &old.spec));
+    }
+    errs.into_result()
+}
+
+/// The parsed host ports of a spec (`spec.allowedHostPorts`), for callers that already
+/// validated it; invalid items are skipped.
+pub fn allowed_host_ports(spec: &NodePoolNetworkSpec) -> Vec<HostPortSpec> {
+    spec.allowed_host_ports
+        .iter()
+        .filter_map(|s| portspec::parse_list(s).ok())
+        .flatten()
+        .collect()
+}
+
+/// Whether the managed ASG is in use: explicitly, or by default when host ports are set.
+pub fn managed_asg_enabled(spec: &NodePoolNetworkSpec) -> bool {
+    spec.application_security_groups
+        .as_ref()
+        .and_then(|a| a.managed)
+        .unwrap_or(!spec.allowed_host_ports.is_empty())
+}
+
+fn validate_node_pool_network_spec(spec: &NodePoolNetworkSpec) -> FieldErrors {
+    let mut errs = FieldErrors::new();
+
+    if let Err(e) = ResourceId::parse_kind(&spec.node_pool.agent_pool_id, ResourceKind::AgentPool) {
+        errs.push(e.at("spec.nodePool.agentPoolId"));
+    }
+
+    if let Some(nip) = &spec.node_public_ip {
+        if let Some(prefix) = &nip.prefix {
+            match (&prefix.existing_id, &prefix.managed) {
+                (Some(_), Some(_)) | (None, None) => errs.push(FieldError::new(
+                    "spec.nodePublicIP.prefix",
+                    "",
+                    "exactly one of existingId or managed must be set",
+                    "prefix.existingId (adopt an existing prefix) or prefix.managed (poolnet creates one)",
+                )),
+                _ => {}
+            }
+            if let Some(id) = &prefix.existing_id
+                && let Err(e) = ResourceId::parse_kind(id, ResourceKind::PublicIpPrefix)
+            {
+                errs.push(e.at("spec.nodePublicIP.prefix.existingId"));
+            }
+            if let Some(m) = &prefix.managed {
+                let p = "spec.nodePublicIP.prefix.managed";
+                if !crate::armid::valid_resource_name(&m.name) {
+                    errs.push(FieldError::new(
+                        format!("{p}.name"),
+                        &m.name,
+                        "not a valid Azure resource name",
+                        crate::armid::RESOURCE_NAME_RULE,
+                    ));
+                }
+                let rg_ok = !m.resource_group.is_empty()
+                    && m.resource_group.len() <= 90
+                    && !m.resource_group.ends_with('.')
+                    && m.resource_group
+                        .chars()
+                        .all(|c| c.is_alphanumeric() || "_-.()".contains(c));
+                if !rg_ok {
+                    errs.push(FieldError::new(
+                        format!("{p}.resourceGroup"),
+                        &m.resource_group,
+                        "not a valid resource group name",
+                        "1-90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'",
+                    ));
+                }
+                if m.location.is_empty()
+                    || !m
+                        .location
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                {
+                    errs.push(FieldError::new(
+                        format!("{p}.location"),
+                        &m.location,
+                        "not an Azure region name",
+                        "a region in lower case without blanks, e.g. eastus",
+                    ));
+                }
+                let (lo, hi, fam) = match m.ip_version {
+                    IpVersion::IPv4 => (28, 31, "IPv4"),
+                    IpVersion::IPv6 => (124, 127, "IPv6"),
+                };
+                if !(lo..=hi).contains(&m.prefix_length) {
+                    errs.push(FieldError::new(
+                        format!("{p}.prefixLength"),
+                        m.prefix_length.to_string(),
+                        format!("Azure public IP prefixes for {fam} are /{lo} to /{hi}"),
+                        format!("{lo}-{hi} for {fam}"),
+                    ));
+                }
+                let mut seen = BTreeSet::new();
+                for (i, z) in m.zones.iter().enumerate() {
+                    if !["1", "2", "3"].contains(&z.as_str()) || !seen.insert(z) {
+                        errs.push(FieldError::new(
+                            format!("{p}.zones[{i}]"),
+                            z,
+                            "not a zone, or listed twice",
+                            "distinct zones from \"1\", \"2\", \"3\"",
+                        ));
+                    }
+                }
+            }
+        }
+        if let Some(tags) = &nip.ip_tags {
+            let mut types = BTreeSet::new();
+            for (i, t) in tags.iter().enumerate() {
+                let path = format!("spec.nodePublicIP.ipTags[{i}]");
+                if let Err(e) = validate_ip_tag(&t.ip_tag_type, &t.tag) {
+                    errs.push(e.at(path.clone()));
+                }
+                if !types.insert(t.ip_tag_type.as_str()) {
+                    errs.push(FieldError::new(
+                        format!("{path}.ipTagType"),
+                        &t.ip_tag_type,
+                        "this tag type is listed twice",
+                        "one tag per ipTagType",
+                    ));
+                }
+            }
+        }
+    }
+
+    let host_ports = match portspec::parse_items(&spec.allowed_host_ports, "spec.allowedHostPorts")
+    {
+        Ok(specs) => {
+            let flat: Vec<HostPortSpec> = specs.iter().map(|(_, s)| *s).collect();
+            for (a, b) in portspec::find_overlaps(&flat) {
+                let (ia, sa) = specs[a];
+                let (ib, sb) = specs[b];
+                errs.push(FieldError::new(
+                    format!("spec.allowedHostPorts[{ib}]"),
+                    sb.to_string(),
+                    format!("overlaps {sa} in spec.allowedHostPorts[{ia}]"),
+                    "entries that share no port on the same protocol (merge them into one range)",
+                ));
+            }
+            flat
+        }
+        Err(e) => {
+            errs.extend(e);
+            Vec::new()
+        }
+    };
+
+    let managed_asg = managed_asg_enabled(spec);
+    let mut custom_asgs = 0;
+    if let Some(asg) = &spec.application_security_groups {
+        let mut seen = BTreeSet::new();
+        for (i, id) in asg.custom_ids.iter().enumerate() {
+            let path = format!("spec.applicationSecurityGroups.customIds[{i}]");
+            match ResourceId::parse_kind(id, ResourceKind::ApplicationSecurityGroup) {
+                Ok(_) if !seen.insert(id.to_ascii_lowercase()) => errs.push(FieldError::new(
+                    path,
+                    id,
+                    "this ASG is listed twice (ARM IDs are case-insensitive)",
+                    "each ASG once",
+                )),
+                Ok(_) => {}
+                Err(e) => errs.push(e.at(path)),
+            }
+        }
+        custom_asgs = asg.custom_ids.len();
+    }
+    let total_asgs = custom_asgs + usize::from(managed_asg);
+    if total_asgs > MAX_ASGS_PER_NIC {
+        errs.push(FieldError::new(
+            "spec.applicationSecurityGroups",
+            format!("{total_asgs} ASGs"),
+            format!(
+                "a NIC can be in at most {MAX_ASGS_PER_NIC} application security groups ({custom_asgs} custom{})",
+                if managed_asg { " + 1 managed" } else { "" }
+            ),
+            format!("at most {MAX_ASGS_PER_NIC} in total: remove custom IDs or set managed: false"),
+        ));
+    }
+
+    if !spec.network_security_groups.is_empty() {
+        if host_ports.is_empty() && spec.allowed_host_ports.is_empty() {
+            errs.push(FieldError::new(
+                "spec.networkSecurityGroups",
+                format!("{} NSGs", spec.network_security_groups.len()),
+                "there are NSGs to write rules into but no allowedHostPorts to open",
+                "spec.allowedHostPorts set, or no networkSecurityGroups",
+            ));
+        }
+        if !managed_asg && custom_asgs == 0 {
+            errs.push(FieldError::new(
+                "spec.applicationSecurityGroups",
+                "managed: false",
+                "NSG rules need the pool's ASG as destination, and there is none",
+                "managed: true (the default) or at least one customIds entry",
+            ));
+        }
+    }
+    let protocols: BTreeSet<Protocol> = host_ports.iter().map(|s| s.protocol).collect();
+    let mut nsg_ids = BTreeSet::new();
+    for (i, nsg) in spec.network_security_groups.iter().enumerate() {
+        let path = format!("spec.networkSecurityGroups[{i}]");
+        match ResourceId::parse_kind(&nsg.id, ResourceKind::NetworkSecurityGroup) {
+            Ok(_) if !nsg_ids.insert(nsg.id.to_ascii_lowercase()) => errs.push(FieldError::new(
+                format!("{path}.id"),
+                &nsg.id,
+                "this NSG is listed twice (ARM IDs are case-insensitive)",
+                "each NSG once, with all its sources in one entry",
+            )),
+            Ok(_) => {}
+            Err(e) => errs.push(e.at(format!("{path}.id"))),
+        }
+        errs.extend(validate_sources(
+            &nsg.source_address_prefixes,
+            &format!("{path}.sourceAddressPrefixes"),
+        ));
+        if nsg.source_address_prefixes.is_empty() {
+            errs.push(FieldError::new(
+                format!("{path}.sourceAddressPrefixes"),
+                "[]",
+                "no sources: the rules would allow nothing",
+                "at least one source, e.g. Internet or 203.0.113.0/24",
+            ));
+        }
+        let band = nsg.priorities;
+        if band.from > band.to || band.from < PRIORITY_BAND.0 || band.to > PRIORITY_BAND.1 {
+            errs.push(FieldError::new(
+                format!("{path}.priorities"),
+                format!("{}-{}", band.from, band.to),
+                "the band must be low-high and inside 100-499",
+                "a band inside 100-499 (AKS and the cloud controller use 500-4096)",
+            ));
+        } else if usize::from(band.to - band.from + 1) < protocols.len() {
+            errs.push(FieldError::new(
+                format!("{path}.priorities"),
+                format!("{}-{}", band.from, band.to),
+                format!(
+                    "the band has room for {} rules but {} are needed (one per protocol)",
+                    band.to - band.from + 1,
+                    protocols.len()
+                ),
+                format!("a band of at least {} priorities", protocols.len()),
+            ));
+        }
+    }
+
+    if let Some(hp) = &spec.host_port_policies
+        && (hp.from == PolicyNamespaces::Selector) != hp.selector.is_some()
+    {
+        errs.push(FieldError::new(
+            "spec.hostPortPolicies.selector",
+            format!("from: {:?}", hp.from),
+            "selector is required when from is Selector, and only then",
+            "from: Selector with a selector, or from: All / None without one",
+        ));
+    }
+    if let Some(sel) = spec
+        .host_port_policies
+        .as_ref()
+        .and_then(|h| h.selector.as_ref())
+        && let Err(e) = Selector::try_from(sel.clone())
+    {
+        errs.push(FieldError::new(
+            "spec.hostPortPolicies.selector",
+            format!("{sel:?}"),
+            format!("not a valid label selector: {e}"),
+            "matchLabels and/or matchExpressions with operators In, NotIn, Exists, DoesNotExist",
+        ));
+    }
+
+    if let Some(rt) = &spec.route_table {
+        if let Err(e) = ResourceId::parse_kind(&rt.id, ResourceKind::RouteTable) {
+            errs.push(e.at("spec.routeTable.id"));
+        }
+        let mut names = BTreeMap::new();
+        let mut prefixes = BTreeMap::new();
+        for (i, r) in rt.routes.iter().enumerate() {
+            let path = format!("spec.routeTable.routes[{i}]");
+            errs.extend(validate_route(
+                &path,
+                &r.name,
+                &r.address_prefix,
+                NextHopKind::from(r.next_hop_type),
+                r.next_hop_ip_address.as_deref(),
+            ));
+            if let Some(j) = names.insert(r.name.to_ascii_lowercase(), i) {
+                errs.push(FieldError::new(
+                    format!("{path}.name"),
+                    &r.name,
+                    format!("the same name as spec.routeTable.routes[{j}] (Azure names are case-insensitive)"),
+                    "a unique name per route",
+                ));
+            }
+            let key = match parse_address_prefix(&r.address_prefix) {
+                Ok(p) => p.to_string(),
+                Err(_) => r.address_prefix.clone(),
+            };
+            if let Some(j) = prefixes.insert(key, i) {
+                errs.push(FieldError::new(
+                    format!("{path}.addressPrefix"),
+                    &r.address_prefix,
+                    format!("the same prefix as spec.routeTable.routes[{j}]"),
+                    "one route per address prefix",
+                ));
+            }
+        }
+        if !(1..=1000).contains(&rt.route_limit) {
+            errs.push(FieldError::new(
+                "spec.routeTable.routeLimit",
+                rt.route_limit.to_string(),
+                "out of range",
+                "1-1000 (Azure's default limit is 400)",
+            ));
+        } else if rt.routes.len() > rt.route_limit as usize {
+            errs.push(FieldError::new(
+                "spec.routeTable.routes",
+                format!("{} routes", rt.routes.len()),
+                format!("more routes than routeLimit {}", rt.route_limit),
+                format!(
+                    "at most {} routes, fewer nodes' worth (kubenet adds one route per node)",
+                    rt.route_limit
+                ),
+            ));
+        }
+    }
+    errs
+}
+
+fn validate_sources(sources: &[String], path: &str) -> FieldErrors {
+    let mut errs = FieldErrors::new();
+    let mut parsed: Vec<(usize, AddressPrefix)> = Vec::new();
+    for (i, s) in sources.iter().enumerate() {
+        match parse_address_prefix(s) {
+            Ok(p) => parsed.push((i, p)),
+            Err(e) => errs.push(e.at(format!("{path}[{i}]"))),
+        }
+    }
+    for (k, (i, a)) in parsed.iter().enumerate() {
+        for (j, b) in &parsed[..k] {
+            let clash = match (a.as_net(), b.as_net()) {
+                (Some(x), Some(y)) => overlaps(&x, &y),
+                _ => a == b,
+            };
+            if clash {
+                errs.push(FieldError::new(
+                    format!("{path}[{i}]"),
+                    a.to_string(),
+                    format!("overlaps or repeats {b} ({path}[{j}])"),
+                    "distinct, non-overlapping sources (keep the wider prefix)",
+                ));
+            }
+        }
+    }
+    if parsed.len() > 1 && parsed.iter().any(|(_, p)| *p == AddressPrefix::Any) {
+        errs.push(FieldError::new(
+            path,
+            sources.join(","),
+            "'*' already allows every source, so the other entries are meaningless",
+            "either ['*'] alone or specific sources",
+        ));
+    }
+    errs
+}
+
+fn immutable_node_pool_network(
+    new: &NodePoolNetworkSpec,
+    old: &NodePoolNetworkSpec,
+) -> FieldErrors {
+    let mut errs = FieldErrors::new();
+    if new.node_pool.agent_pool_id != old.node_pool.agent_pool_id {
+        errs.push(FieldError::new(
+            "spec.nodePool.agentPoolId",
+            &new.node_pool.agent_pool_id,
+            "agentPoolId is immutable",
+            format!(
+                "the original value {}; create another NodePoolNetwork for another pool",
+                old.node_pool.agent_pool_id
+            ),
+        ));
+    }
+    if let Some(old_nip) = &old.node_public_ip {
+        match &new.node_public_ip {
+            None => errs.push(FieldError::new(
+                "spec.nodePublicIP",
+                "",
+                "spec.nodePublicIP cannot be removed: AKS fixes a pool's public IP prefix and IP tags at creation",
+                "the original nodePublicIP; delete and recreate the NodePoolNetwork (and the node pool) instead",
+            )),
+            Some(new_nip) => {
+                if new_nip.prefix != old_nip.prefix {
+                    errs.push(FieldError::new(
+                        "spec.nodePublicIP.prefix",
+                        format!("{:?}", new_nip.prefix),
+                        "nodePublicIP.prefix is immutable: Azure fixes a prefix's length, version, zones and IP tags at creation",
+                        "the original prefix; create a new NodePoolNetwork and node pool for another",
+                    ));
+                }
+                if new_nip.ip_tags != old_nip.ip_tags {
+                    errs.push(FieldError::new(
+                        "spec.nodePublicIP.ipTags",
+                        format!("{:?}", new_nip.ip_tags),
+                        "nodePublicIP.ipTags is immutable: Azure fixes IP tags (including RoutingPreference) at creation",
+                        "the original ipTags",
+                    ));
+                }
+            }
+        }
+    }
+    errs
+}
+
+/// Cross-object facts a HostPortPolicy is checked against (gathered by the webhook).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyContext<'a> {
+    /// The NodePoolNetwork named by spec.nodePoolNetwork, if it exists.
+    pub pool: Option<&'a NodePoolNetwork>,
+    /// Labels of the policy's namespace.
+    pub namespace_labels: &'a BTreeMap<String, String>,
+    /// Every other HostPortPolicy in the cluster (static ports are cluster-unique).
+    pub other_policies: &'a [HostPortPolicy],
+}
+
+/// Validate a HostPortPolicy on create or update; `ctx` adds the cross-object checks.
+pub fn validate_host_port_policy(
+    new: &HostPortPolicy,
+    old: Option<&HostPortPolicy>,
+    ctx: Option<&PolicyContext<'_>>,
+) -> Result<(), FieldErrors> {
+    let mut errs = FieldErrors::new();
+    let spec = &new.spec;
+    let pool_name = &spec.node_pool_network;
+    let dns_label = !pool_name.is_empty()
+        && pool_name.len() <= MAX_NAME_LEN
+        && pool_name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !pool_name.starts_with('-')
+        && !pool_name.ends_with('-');
+    if !dns_label {
+        errs.push(FieldError::new(
+            "spec.nodePoolNetwork",
+            pool_name,
+            "not a NodePoolNetwork name",
+            "a name of lower-case letters, digits and '-', at most 63 characters",
+        ));
+    }
+    if let Err(e) = Selector::try_from(spec.pod_selector.clone()) {
+        errs.push(FieldError::new(
+            "spec.podSelector",
+            format!("{:?}", spec.pod_selector),
+            format!("not a valid label selector: {e}"),
+            "matchLabels and/or matchExpressions with operators In, NotIn, Exists, DoesNotExist",
+        ));
+    }
+    if spec.ports.is_empty() {
+        errs.push(FieldError::new(
+            "spec.ports",
+            "[]",
+            "no ports to assign",
+            "at least one containerPort, e.g. {containerPort: 8080, protocol: TCP}",
+        ));
+    }
+    let range = PortRange::new(spec.host_port_range.start, spec.host_port_range.end);
+    if range.is_none() {
+        errs.push(FieldError::new(
+            "spec.hostPortRange",
+            format!(
+                "{}-{}",
+                spec.host_port_range.start, spec.host_port_range.end
+            ),
+            "start must be at least 1 and not greater than end",
+            "a range such as 40000-59999",
+        ));
+    }
+    let mut keys = BTreeMap::new();
+    let mut statics = BTreeMap::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        let path = format!("spec.ports[{i}]");
+        if p.container_port == 0 {
+            errs.push(FieldError::new(
+                format!("{path}.containerPort"),
+                "0",
+                "port 0",
+                "1-65535",
+            ));
+        }
+        if let Some(j) = keys.insert((p.container_port, p.protocol), i) {
+            errs.push(FieldError::new(
+                format!("{path}.containerPort"),
+                format!("{}/{:?}", p.container_port, p.protocol),
+                format!("listed twice (also spec.ports[{j}])"),
+                "each containerPort and protocol once",
+            ));
+        }
+        if let Some(hp) = p.host_port {
+            if hp == 0 {
+                errs.push(FieldError::new(
+                    format!("{path}.hostPort"),
+                    "0",
+                    "port 0",
+                    "1-65535",
+                ));
+            }
+            if let Some(j) = statics.insert((hp, p.protocol), i) {
+                errs.push(FieldError::new(
+                    format!("{path}.hostPort"),
+                    hp.to_string(),
+                    format!("the same static hostPort and protocol as spec.ports[{j}]"),
+                    "each static hostPort once per protocol",
+                ));
+            }
+        }
+    }
+    errs.extend(validate_sources(
+        &spec.source_address_prefixes,
+        "spec.sourceAddressPrefixes",
+    ));
+
+    if let Some(old) = old
+        && old.spec.node_pool_network != spec.node_pool_network
+    {
+        errs.push(FieldError::new(
+            "spec.nodePoolNetwork",
+            pool_name,
+            "nodePoolNetwork is immutable",
+            format!(
+                "the original value {:?}; create a new HostPortPolicy for another pool",
+                old.spec.node_pool_network
+            ),
+        ));
+    }
+
+    if let Some(ctx) = ctx {
+        errs.extend(validate_policy_against_context(new, range, ctx));
+    }
+    errs.into_result()
+}
+
+fn validate_policy_against_context(
+    new: &HostPortPolicy,
+    range: Option<PortRange>,
+    ctx: &PolicyContext<'_>,
+) -> FieldErrors {
+    let mut errs = FieldErrors::new();
+    let spec = &new.spec;
+    let ns = new.metadata.namespace.as_deref().unwrap_or("");
+    let Some(pool) = ctx.pool else {
+        errs.push(FieldError::new(
+            "spec.nodePoolNetwork",
+            &spec.node_pool_network,
+            "no NodePoolNetwork has this name",
+            "the name of an existing NodePoolNetwork (kubectl get nodepoolnetworks)",
+        ));
+        return errs;
+    };
+    let admitted = match pool.spec.host_port_policies.as_ref() {
+        None => false,
+        Some(a) => match a.from {
+            PolicyNamespaces::None => false,
+            PolicyNamespaces::All => true,
+            PolicyNamespaces::Selector => a
+                .selector
+                .clone()
+                .and_then(|s| Selector::try_from(s).ok())
+                .is_some_and(|s| s.matches(ctx.namespace_labels)),
+        },
+    };
+    if !admitted {
+        errs.push(FieldError::new(
+            "spec.nodePoolNetwork",
+            &spec.node_pool_network,
+            format!("NodePoolNetwork {:?} does not admit HostPortPolicies from namespace {ns:?}", spec.node_pool_network),
+            "a pool whose spec.hostPortPolicies admits this namespace (from: All, or from: Selector matching its labels)",
+        ));
+    }
+    let allowed = PortSet::from_specs(&allowed_host_ports(&pool.spec));
+    let auto_protocols: BTreeSet<Protocol> = spec
+        .ports
+        .iter()
+        .filter(|p| p.host_port.is_none())
+        .map(|p| Protocol::from(p.protocol))
+        .collect();
+    if let Some(range) = range {
+        for proto in auto_protocols {
+            if !allowed.contains_range(proto, range) {
+                errs.push(FieldError::new(
+                    "spec.hostPortRange",
+                    format!("{range}/{proto}"),
+                    format!(
+                        "not inside the allowed host ports of NodePoolNetwork {:?} ({})",
+                        spec.node_pool_network,
+                        portspec::format_list(&allowed.to_specs())
+                    ),
+                    format!("a range inside one allowedHostPorts entry for {proto}"),
+                ));
+            }
+        }
+    }
+    for (i, p) in spec.ports.iter().enumerate() {
+        let Some(hp) = p.host_port else { continue };
+        let proto = Protocol::from(p.protocol);
+        if !allowed.contains(proto, hp) {
+            errs.push(FieldError::new(
+                format!("spec.ports[{i}].hostPort"),
+                format!("{hp}/{proto}"),
+                format!(
+                    "not in the allowed host ports of NodePoolNetwork {:?}",
+                    spec.node_pool_network
+                ),
+                format!(
+                    "a port inside {}",
+                    portspec::format_list(&allowed.to_specs())
+                ),
+            ));
+        }
+        for other in ctx.other_policies {
+            let same = other.metadata.namespace == new.metadata.namespace
+                && other.metadata.name == new.metadata.name;
+            if same {
+                continue;
+            }
+            if other
+                .spec
+                .ports
+                .iter()
+                .any(|q| q.host_port == Some(hp) && q.protocol == p.protocol)
+            {
+                errs.push(FieldError::new(
+                    format!("spec.ports[{i}].hostPort"),
+                    format!("{hp}/{proto}"),
+                    format!(
+                        "already reserved statically by HostPortPolicy {}/{}",
+                        other.metadata.namespace.as_deref().unwrap_or(""),
+                        other.metadata.name.as_deref().unwrap_or("")
+                    ),
+                    "a static host port no other policy reserves, or an automatic one",
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Kinds this module validates, by `kind`.
+pub const KINDS: [&str; 2] = ["NodePoolNetwork", "HostPortPolicy"];
+
+fn decode<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, FieldErrors> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        FieldErrors::from(FieldError::new(
+            if path == "." { String::new() } else { path },
+            "",
+            e.inner().to_string(),
+            "a value of the type the CRD schema describes (kubectl explain nodepoolnetworks.spec)",
+        ))
+    })
+}
+
+/// Entry point for admission without cross-object context: decode `object` (and `old`) by
+/// `kind` and run the matching validator. Used by the webhook, the CLI and tests.
+pub fn validate_admission(
+    object: &serde_json::Value,
+    old: Option<&serde_json::Value>,
+) -> Result<(), FieldErrors> {
+    let kind = object.get("kind").and_then(|k| k.as_str()).unwrap_or("");
+    match kind {
+        "NodePoolNetwork" => {
+            let new: NodePoolNetwork = decode(object)?;
+            let old: Option<NodePoolNetwork> = old.map(decode).transpose()?;
+            validate_node_pool_network(&new, old.as_ref())
+        }
+        "HostPortPolicy" => {
+            let new: HostPortPolicy = decode(object)?;
+            let old: Option<HostPortPolicy> = old.map(decode).transpose()?;
+            validate_host_port_policy(&new, old.as_ref(), None)
+        }
+        other => Err(FieldError::new(
+            "kind",
+            other,
+            "not a poolnet kind",
+            "NodePoolNetwork or HostPortPolicy",
+        )
+        .into()),
+    }
+}
