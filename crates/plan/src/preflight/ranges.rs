@@ -116,10 +116,7 @@ pub fn check_overlaps(
                 "{} {} overlaps {} {} ({}){consequence}",
                 subject.label, subject.net, o.label, o.net, o.field
             ))
-            .expected(format!(
-                "a {} that shares no address with {}",
-                subject.label, o.net
-            ))
+            .expected(format!("a range that shares no address with {}", o.net))
         })
         .collect()
 }
