@@ -1,0 +1,199 @@
+//! The subset of the AKS agent pool resource poolnet reads and writes
+//! (`Microsoft.ContainerService/managedClusters/{c}/agentPools/{p}`), which azure_mgmt_network does
+//! not cover.
+//!
+//! Every struct keeps the fields it does not name in `extra`, so a read-modify-write PUT sends back
+//! everything AKS returned (upgrade settings, node labels, taints, ...) and never drops them.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// API version used for agent pools: the first GA version with `networkProfile.allowedHostPorts`,
+/// `applicationSecurityGroups` and `nodePublicIPTags`.
+pub const AGENT_POOL_API_VERSION: &str = "2024-02-01";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentPool {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub resource_type: Option<String>,
+    #[serde(default)]
+    pub properties: AgentPoolProperties,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPoolProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm_size: Option<String>,
+    /// `Linux` or `Windows`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_type: Option<String>,
+    /// `System` or `User`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    #[serde(
+        default,
+        rename = "enableNodePublicIP",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enable_node_public_ip: Option<bool>,
+    /// Only settable when the pool is created.
+    #[serde(
+        default,
+        rename = "nodePublicIPPrefixID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_public_ip_prefix_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_profile: Option<AgentPoolNetworkProfile>,
+    /// Read-only; `Succeeded`, `Creating`, `Updating`, `Failed`, ...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<String>,
+    /// Read-only ETag AKS reports in the body (newer API versions); the header is used when absent.
+    #[serde(default, rename = "eTag", skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPoolNetworkProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_host_ports: Option<Vec<PortRange>>,
+    /// ASG resource IDs the pool's NICs join.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application_security_groups: Option<Vec<String>>,
+    /// Only settable when the pool is created.
+    #[serde(
+        default,
+        rename = "nodePublicIPTags",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub node_public_ip_tags: Option<Vec<IpTag>>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortRange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_start: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port_end: Option<u16>,
+    /// `TCP` or `UDP`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpTag {
+    #[serde(default, rename = "ipTagType", skip_serializing_if = "Option::is_none")]
+    pub ip_tag_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl AgentPool {
+    /// The network profile, created empty when absent, for editing.
+    pub fn network_profile_mut(&mut self) -> &mut AgentPoolNetworkProfile {
+        self.properties
+            .network_profile
+            .get_or_insert_with(AgentPoolNetworkProfile::default)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AKS_BODY: &str = r#"{
+      "id": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/np1",
+      "name": "np1",
+      "type": "Microsoft.ContainerService/managedClusters/agentPools",
+      "properties": {
+        "count": 3,
+        "vmSize": "Standard_D4s_v5",
+        "osType": "Linux",
+        "mode": "User",
+        "enableNodePublicIP": true,
+        "nodePublicIPPrefixID": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/publicIPPrefixes/p",
+        "provisioningState": "Succeeded",
+        "orchestratorVersion": "1.29.4",
+        "nodeLabels": {"team": "games"},
+        "upgradeSettings": {"maxSurge": "33%"},
+        "networkProfile": {
+          "allowedHostPorts": [{"portStart": 80, "portEnd": 80, "protocol": "TCP"}],
+          "applicationSecurityGroups": ["/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/applicationSecurityGroups/a"],
+          "nodePublicIPTags": [{"ipTagType": "RoutingPreference", "tag": "Internet"}],
+          "futureField": 1
+        }
+      },
+      "systemData": {"createdBy": "someone"}
+    }"#;
+
+    #[test]
+    fn reads_the_fields_poolnet_uses() {
+        let pool: AgentPool = serde_json::from_str(AKS_BODY).unwrap();
+        let p = &pool.properties;
+        assert_eq!(p.count, Some(3));
+        assert_eq!(p.enable_node_public_ip, Some(true));
+        assert_eq!(p.provisioning_state.as_deref(), Some("Succeeded"));
+        let np = p.network_profile.as_ref().unwrap();
+        assert_eq!(
+            np.allowed_host_ports.as_ref().unwrap()[0],
+            PortRange {
+                port_start: Some(80),
+                port_end: Some(80),
+                protocol: Some("TCP".into()),
+                extra: Map::new()
+            }
+        );
+        assert_eq!(
+            np.node_public_ip_tags.as_ref().unwrap()[0]
+                .ip_tag_type
+                .as_deref(),
+            Some("RoutingPreference")
+        );
+    }
+
+    #[test]
+    fn a_round_trip_keeps_every_unknown_field() {
+        let original: Value = serde_json::from_str(AKS_BODY).unwrap();
+        let pool: AgentPool = serde_json::from_value(original.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&pool).unwrap(), original);
+    }
+
+    #[test]
+    fn edits_keep_unknown_fields() {
+        let mut pool: AgentPool = serde_json::from_str(AKS_BODY).unwrap();
+        pool.network_profile_mut().allowed_host_ports = Some(vec![PortRange {
+            port_start: Some(40000),
+            port_end: Some(60000),
+            protocol: Some("UDP".into()),
+            extra: Map::new(),
+        }]);
+        let v = serde_json::to_value(&pool).unwrap();
+        assert_eq!(v["properties"]["nodeLabels"]["team"], "games");
+        assert_eq!(v["properties"]["networkProfile"]["futureField"], 1);
+        assert_eq!(
+            v["properties"]["networkProfile"]["allowedHostPorts"][0]["portEnd"],
+            60000
+        );
+        assert_eq!(v["systemData"]["createdBy"], "someone");
+    }
+}

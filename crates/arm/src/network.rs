@@ -1,0 +1,134 @@
+//! The trait controllers depend on.
+
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_mgmt_network::package_2024_03::models::{
+    ApplicationSecurityGroup, NetworkSecurityGroup, PublicIpAddress, PublicIpPrefix, RouteTable,
+};
+
+use crate::agentpool::AgentPool;
+use crate::error::ArmError;
+use crate::id::ResourceId;
+use crate::lro::{Lro, OperationHandle};
+use crate::stats::ArmStats;
+
+/// A resource as read, with the ETag to send back as `If-Match` on the next write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Etagged<T> {
+    pub resource: T,
+    /// `None` when ARM gave none (then a conditional write is impossible).
+    pub etag: Option<String>,
+}
+
+impl<T> Etagged<T> {
+    /// `If-Match` with this ETag, or unconditional when there is none.
+    pub fn precondition(&self) -> Precondition {
+        self.etag
+            .clone()
+            .map_or(Precondition::None, Precondition::IfMatch)
+    }
+}
+
+/// Conditional-write header of a PUT.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Precondition {
+    /// Unconditional: last writer wins. Only for resources nobody else writes.
+    #[default]
+    None,
+    /// `If-Match: <etag>`: fail with 412 if the resource changed since it was read.
+    IfMatch(String),
+    /// `If-None-Match: *`: create only; fail with 412 if the resource exists.
+    IfNoneMatch,
+}
+
+/// Everything poolnet does on ARM.
+///
+/// Writes take the whole resource (read-modify-write) and return [`Lro::Done`] with the resource
+/// and its new ETag, or [`Lro::Pending`] with a handle to [`ArmNetwork::poll`] later; after a
+/// pending write completes, read the resource again for its final state and ETag.
+/// Deletes of absent resources succeed (`Done(())`). Every error is an [`ArmError`] that says
+/// whether to retry ([`ArmError::is_retryable`]) and when ([`ArmError::retry_after`]).
+#[async_trait]
+pub trait ArmNetwork: Send + Sync + fmt::Debug {
+    async fn get_nsg(&self, id: &ResourceId) -> Result<Etagged<NetworkSecurityGroup>, ArmError>;
+    async fn put_nsg(
+        &self,
+        id: &ResourceId,
+        nsg: &NetworkSecurityGroup,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<NetworkSecurityGroup>>, ArmError>;
+    async fn delete_nsg(&self, id: &ResourceId) -> Result<Lro<()>, ArmError>;
+
+    async fn get_asg(&self, id: &ResourceId)
+    -> Result<Etagged<ApplicationSecurityGroup>, ArmError>;
+    async fn put_asg(
+        &self,
+        id: &ResourceId,
+        asg: &ApplicationSecurityGroup,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<ApplicationSecurityGroup>>, ArmError>;
+    async fn delete_asg(&self, id: &ResourceId) -> Result<Lro<()>, ArmError>;
+
+    async fn get_public_ip_prefix(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Etagged<PublicIpPrefix>, ArmError>;
+    async fn put_public_ip_prefix(
+        &self,
+        id: &ResourceId,
+        prefix: &PublicIpPrefix,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<PublicIpPrefix>>, ArmError>;
+    async fn delete_public_ip_prefix(&self, id: &ResourceId) -> Result<Lro<()>, ArmError>;
+
+    async fn get_route_table(&self, id: &ResourceId) -> Result<Etagged<RouteTable>, ArmError>;
+    async fn put_route_table(
+        &self,
+        id: &ResourceId,
+        table: &RouteTable,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<RouteTable>>, ArmError>;
+
+    /// All instance public IPs of a scale set (`.../virtualMachineScaleSets/{vmss}/publicipaddresses`),
+    /// following `nextLink` to the last page.
+    async fn list_vmss_public_ips(
+        &self,
+        vmss: &ResourceId,
+    ) -> Result<Vec<PublicIpAddress>, ArmError>;
+
+    async fn get_agent_pool(&self, id: &ResourceId) -> Result<Etagged<AgentPool>, ArmError>;
+    async fn put_agent_pool(
+        &self,
+        id: &ResourceId,
+        pool: &AgentPool,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<AgentPool>>, ArmError>;
+
+    /// One look at a pending operation: `Done(())` when it succeeded, `Pending` with a refreshed
+    /// handle (new `retry_after`) while it runs, `Err(OperationFailed)` when it failed or was canceled.
+    async fn poll(&self, handle: &OperationHandle) -> Result<Lro<()>, ArmError>;
+
+    /// Polls, honouring `Retry-After`, until the operation ends or `deadline` would be passed
+    /// (then `OperationTimeout`, which carries the handle to keep polling later).
+    async fn wait(&self, handle: OperationHandle, deadline: Duration) -> Result<(), ArmError>;
+
+    /// Call counters of this client.
+    fn stats(&self) -> &ArmStats;
+}
+
+/// Turns `NotFound` into `Ok(None)` for reads where absence is a normal answer.
+pub trait NotFoundExt<T> {
+    fn optional(self) -> Result<Option<T>, ArmError>;
+}
+
+impl<T> NotFoundExt<T> for Result<T, ArmError> {
+    fn optional(self) -> Result<Option<T>, ArmError> {
+        match self {
+            Ok(t) => Ok(Some(t)),
+            Err(ArmError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The pipeline policy every ARM request passes last before the transport.
+//!
+//! The generated azure_mgmt_network operations send with a fresh `Context` and expose no
+//! `If-Match`, so per-call settings travel in a tokio task-local ([`CALL`]) that the client sets
+//! around each operation. The policy then, in order:
+//! 1. refuses any URL outside the configured ARM origin (a `nextLink` or LRO monitor URL must
+//!    never take our bearer token elsewhere);
+//! 2. adds `If-Match` / `If-None-Match`;
+//! 3. asks the subscription's throttle budget and fails fast with `Throttled` when it says no;
+//! 4. counts the call, feeds the budget from the rate-limit headers, and turns every non-2xx
+//!    answer into an [`ArmError`] while the headers (`Retry-After`) are still at hand.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use azure_core::error::ErrorKind;
+use azure_core::headers::{HeaderName, Headers};
+use azure_core::{Context, Policy, PolicyResult, Request};
+
+use crate::budget::{CallClass, Observation, ThrottleBudget};
+use crate::error::{ArmError, ThrottleSource};
+use crate::id::ResourceKind;
+use crate::lro::parse_retry_after;
+use crate::network::Precondition;
+use crate::stats::{ArmStats, CallMethod};
+
+/// Per-call settings, set with `CALL.scope(..)` around an operation.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CallScope {
+    pub precondition: Precondition,
+    /// Named in errors; for LRO polls this is the resource, not the monitor URL.
+    pub resource_id: String,
+}
+
+tokio::task_local! {
+    pub(crate) static CALL: CallScope;
+}
+
+const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+
+fn remaining_header_names(class: CallClass) -> [HeaderName; 2] {
+    match class {
+        CallClass::Read => [
+            HeaderName::from_static("x-ms-ratelimit-remaining-subscription-reads"),
+            HeaderName::from_static("x-ms-ratelimit-remaining-subscription-global-reads"),
+        ],
+        CallClass::Write => [
+            HeaderName::from_static("x-ms-ratelimit-remaining-subscription-writes"),
+            HeaderName::from_static("x-ms-ratelimit-remaining-subscription-global-writes"),
+        ],
+    }
+}
+
+/// The smallest remaining count ARM reported for `class`, if any.
+pub(crate) fn remaining(headers: &Headers, class: CallClass) -> Option<u32> {
+    remaining_header_names(class)
+        .iter()
+        .filter_map(|h| headers.get_optional_str(h))
+        .filter_map(|v| v.trim().parse::<u32>().ok())
+        .min()
+}
+
+pub(crate) fn retry_after(headers: &Headers) -> Option<Duration> {
+    headers
+        .get_optional_str(&RETRY_AFTER)
+        .and_then(parse_retry_after)
+}
+
+/// `/subscriptions/{id}/...` → `id`.
+pub(crate) fn subscription_of_path(path: &str) -> Option<&str> {
+    let mut parts = path.split('/').filter(|s| !s.is_empty());
+    let first = parts.next()?;
+    if first.eq_ignore_ascii_case("subscriptions") {
+        parts.next()
+    } else {
+        None
+    }
+}
+
+/// Wraps an [`ArmError`] so it survives the generated code's `?` and can be downcast back.
+pub(crate) fn wrap(error: ArmError) -> azure_core::Error {
+    let message = error.to_string();
+    azure_core::Error::full(ErrorKind::Other, error, message)
+}
+
+#[derive(Debug)]
+pub(crate) struct ArmPolicy {
+    pub origin: url::Origin,
+    pub stats: Arc<ArmStats>,
+    pub budget: Arc<ThrottleBudget>,
+}
+
+#[async_trait]
+impl Policy for ArmPolicy {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
+        let scope = CALL.try_with(CallScope::clone).unwrap_or_default();
+        let path = request.url().path().to_owned();
+        let id = if scope.resource_id.is_empty() {
+            path.clone()
+        } else {
+            scope.resource_id.clone()
+        };
+        if request.url().origin() != self.origin {
+            return Err(wrap(ArmError::InvalidResponse {
+                id,
+                message: format!(
+                    "refusing to send a request to {}, which is not the ARM endpoint {}",
+                    request.url().origin().ascii_serialization(),
+                    self.origin.ascii_serialization()
+                ),
+            }));
+        }
+        match &scope.precondition {
+            Precondition::None => {}
+            Precondition::IfMatch(etag) => request.insert_header("if-match", etag.clone()),
+            Precondition::IfNoneMatch => request.insert_header("if-none-match", "*"),
+        }
+
+        let method = CallMethod::of(request.method());
+        let class = match method {
+            CallMethod::Get => CallClass::Read,
+            _ => CallClass::Write,
+        };
+        let subscription = subscription_of_path(&path).map(str::to_owned);
+        if let Some(sub) = &subscription
+            && let Err(wait) = self.budget.admit(sub, class, Instant::now())
+        {
+            self.stats.record_budget_refusal();
+            return Err(wrap(ArmError::Throttled {
+                id,
+                retry_after: wait,
+                origin: ThrottleSource::Budget,
+            }));
+        }
+
+        self.stats.record_sent(method, ResourceKind::of_path(&path));
+        let response = match next[0].send(ctx, request, &next[1..]).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.record_transport_error();
+                return Err(wrap(ArmError::Transport {
+                    id,
+                    message: e.to_string(),
+                }));
+            }
+        };
+        let status = u16::from(response.status());
+        self.stats.record_status(status);
+        let mut observation = Observation {
+            remaining: remaining(response.headers(), class),
+            throttled_for: None,
+        };
+        if (200..300).contains(&status) {
+            if let Some(sub) = &subscription {
+                self.budget.observe(sub, class, observation, Instant::now());
+            }
+            return Ok(response);
+        }
+
+        let wait = retry_after(response.headers());
+        let body = match response.into_body().collect().await {
+            Ok(b) => b,
+            Err(e) => {
+                self.stats.record_transport_error();
+                return Err(wrap(ArmError::Transport {
+                    id,
+                    message: format!("reading the body of a {status} answer: {e}"),
+                }));
+            }
+        };
+        let error = ArmError::from_response(&id, status, wait, &body);
+        if let ArmError::Throttled {
+            origin: ThrottleSource::Server,
+            ..
+        } = error
+        {
+            observation.throttled_for = Some(wait);
+        }
+        if let Some(sub) = &subscription {
+            self.budget.observe(sub, class, observation, Instant::now());
+        }
+        tracing::debug!(%id, status, error = %error, "ARM error answer");
+        Err(wrap(error))
+    }
+}
+
+/// Maps what the pipeline or the generated code returned back to an [`ArmError`].
+pub(crate) fn classify(error: azure_core::Error, id: &str) -> ArmError {
+    match error.into_downcast::<ArmError>() {
+        Ok(e) => e,
+        Err(e) => {
+            let message = e.to_string();
+            let id = id.to_owned();
+            match e.kind() {
+                ErrorKind::Credential => ArmError::Credential { message },
+                ErrorKind::Io => ArmError::Transport { id, message },
+                ErrorKind::HttpResponse { status, error_code } => ArmError::Api {
+                    id,
+                    status: u16::from(*status),
+                    code: error_code.clone().unwrap_or_default(),
+                    message,
+                    retry_after: None,
+                },
+                _ => ArmError::InvalidResponse { id, message },
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use azure_core::headers::HeaderValue;
+
+    #[test]
+    fn subscription_from_request_paths() {
+        assert_eq!(
+            subscription_of_path("/subscriptions/abc/resourceGroups/rg"),
+            Some("abc")
+        );
+        assert_eq!(
+            subscription_of_path("/SUBSCRIPTIONS/abc/providers/x"),
+            Some("abc")
+        );
+        assert_eq!(subscription_of_path("/tenants/x"), None);
+        assert_eq!(subscription_of_path("/"), None);
+    }
+
+    #[test]
+    fn remaining_takes_the_smaller_of_both_headers() {
+        let mut h = Headers::new();
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-reads",
+            HeaderValue::from_static("240"),
+        );
+        h.insert(
+            "x-ms-ratelimit-remaining-subscription-global-reads",
+            HeaderValue::from_static("17"),
+        );
+        h.insert("retry-after", HeaderValue::from_static("4"));
+        assert_eq!(remaining(&h, CallClass::Read), Some(17));
+        assert_eq!(remaining(&h, CallClass::Write), None);
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(4)));
+    }
+
+    #[test]
+    fn wrapped_errors_come_back_intact() {
+        let e = wrap(ArmError::PreconditionFailed {
+            id: "/x".into(),
+            code: "PreconditionFailed".into(),
+            message: "m".into(),
+        });
+        assert!(matches!(
+            classify(e, "/other"),
+            ArmError::PreconditionFailed { id, .. } if id == "/x"
+        ));
+        let io = azure_core::Error::message(ErrorKind::Io, "connection refused");
+        assert!(matches!(classify(io, "/y"), ArmError::Transport { .. }));
+        let cred = azure_core::Error::message(ErrorKind::Credential, "no token");
+        assert!(classify(cred, "/y").is_retryable());
+    }
+}
