@@ -3,7 +3,8 @@
 //!
 //! Every check is a pure function from data to `Vec<Finding>`; each finding names the check,
 //! the offending field path, the bad value and what would be valid. `run` applies all checks
-//! that a `NetworkPlan` (the CLI's input) has data for and returns a `Report`.
+//! that a `NetworkPlan` (the CLI's input) has data for and returns a `Report`;
+//! `node_pool_network::check` runs the ones a `NodePoolNetwork` spec allows.
 
 pub mod addresses;
 pub mod apiserver;
@@ -13,6 +14,7 @@ pub mod cross_vlan;
 pub mod finding;
 pub mod model;
 pub mod net;
+pub mod node_pool_network;
 pub mod ranges;
 pub mod report;
 pub mod routes;

@@ -3,40 +3,40 @@
 //! VNet, and the cluster DNS service IP.
 
 use std::net::Ipv4Addr;
+use std::str::FromStr;
 
 use ipnet::Ipv4Net;
+use poolnet_api::cidr::RESERVED_RANGES;
 
 use super::finding::{CheckId, Finding, Severity};
 use super::net::{AZURE_SMALLEST_SUBNET_LEN, overlaps};
 
 /// Ranges AKS uses itself; a cluster may not put its VNet, pod or service range on them.
-pub const AKS_RESERVED_RANGES: [Ipv4Net; 4] = [
-    Ipv4Net::new_assert(Ipv4Addr::new(169, 254, 0, 0), 16),
-    Ipv4Net::new_assert(Ipv4Addr::new(172, 30, 0, 0), 16),
-    Ipv4Net::new_assert(Ipv4Addr::new(172, 31, 0, 0), 16),
-    Ipv4Net::new_assert(Ipv4Addr::new(192, 0, 2, 0), 24),
-];
+/// The list lives in `poolnet_api::cidr` so admission and preflight agree; entries that do
+/// not parse as IPv4 prefixes cannot be checked here and are skipped.
+pub fn aks_reserved_ranges() -> impl Iterator<Item = (Ipv4Net, &'static str)> {
+    RESERVED_RANGES
+        .iter()
+        .filter_map(|(cidr, why)| Ipv4Net::from_str(cidr).ok().map(|n| (n, *why)))
+}
 
 pub(crate) fn reserved_list() -> String {
-    let names: Vec<String> = AKS_RESERVED_RANGES.iter().map(|r| r.to_string()).collect();
+    let names: Vec<String> = aks_reserved_ranges().map(|(r, _)| r.to_string()).collect();
     names.join(", ")
 }
 
 /// The reserved ranges `net` touches.
 pub fn reserved_overlaps(net: Ipv4Net) -> Vec<Ipv4Net> {
-    AKS_RESERVED_RANGES
-        .iter()
-        .copied()
+    aks_reserved_ranges()
+        .map(|(r, _)| r)
         .filter(|r| overlaps(net, *r))
         .collect()
 }
 
-/// The reserved range that wholly holds `net`, if any: a route or rule aimed inside it.
-pub fn reserved_containing(net: Ipv4Net) -> Option<Ipv4Net> {
-    AKS_RESERVED_RANGES
-        .iter()
-        .copied()
-        .find(|r| r.contains(&net))
+/// The reserved range that wholly holds `net`, with why it is reserved: a route or rule
+/// aimed inside it.
+pub fn reserved_containing(net: Ipv4Net) -> Option<(Ipv4Net, &'static str)> {
+    aks_reserved_ranges().find(|(r, _)| r.contains(&net))
 }
 
 /// `what` names the role of the range in the problem text, e.g. "service CIDR".
@@ -226,6 +226,20 @@ mod tests {
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().expect("test address")
+    }
+
+    #[test]
+    fn the_four_documented_ranges_are_reserved() {
+        let all: Vec<String> = aks_reserved_ranges().map(|(r, _)| r.to_string()).collect();
+        assert_eq!(
+            all,
+            [
+                "169.254.0.0/16",
+                "172.30.0.0/16",
+                "172.31.0.0/16",
+                "192.0.2.0/24"
+            ]
+        );
     }
 
     #[test]

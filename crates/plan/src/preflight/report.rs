@@ -603,7 +603,11 @@ fn check_routes(plan: &NetworkPlan, c: &mut Collector) -> Vec<RouteBudget> {
         };
         c.ran(
             &[CheckId::RoutesLimit],
-            routes::check_route_limit(&format!("clusters[{i}].nodeCount"), &budget),
+            routes::check_route_limit(
+                &format!("clusters[{i}].nodeCount"),
+                &cluster.node_count.to_string(),
+                &budget,
+            ),
         );
         budgets.push(budget);
     }

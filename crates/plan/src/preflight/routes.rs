@@ -36,12 +36,13 @@ impl RouteBudget {
 }
 
 /// Nodes (surge nodes included, they get routes too) + custom routes must fit the limit.
-pub fn check_route_limit(field: &str, budget: &RouteBudget) -> Vec<Finding> {
+/// `field` and `value` name what the user should change (a node count or a route list).
+pub fn check_route_limit(field: &str, value: &str, budget: &RouteBudget) -> Vec<Finding> {
     if budget.used() <= u64::from(budget.limit) {
         return Vec::new();
     }
     vec![
-        Finding::error(CheckId::RoutesLimit, field, budget.nodes.to_string())
+        Finding::error(CheckId::RoutesLimit, field, value)
             .problem(format!(
                 "route table {} needs {} routes ({} nodes + {} surge + {} custom) for cluster {}, over the limit of {}",
                 budget.route_table,
@@ -140,13 +141,13 @@ pub fn check_default_route(table: &str, routes_field: &str, routes: &[RouteView]
 /// (e.g. 169.254.0.0/16, which carries instance metadata). Broad routes such as 0.0.0.0/0
 /// merely contain those ranges and are fine: more specific system routes still win.
 pub fn check_route_reserved(field: &str, value: &str, prefix: Ipv4Net) -> Vec<Finding> {
-    let Some(reserved) = reserved_containing(prefix) else {
+    let Some((reserved, why)) = reserved_containing(prefix) else {
         return Vec::new();
     };
     vec![
         Finding::warning(CheckId::RoutesReservedPrefix, field, value)
             .problem(format!(
-                "route destination {prefix} lies in {reserved}, which AKS reserves for itself"
+                "route destination {prefix} lies in {reserved} ({why}); traffic AKS keeps on the node would be redirected"
             ))
             .expected(format!("a destination outside {}", reserved_list())),
     ]
@@ -169,8 +170,8 @@ mod tests {
 
     #[test]
     fn route_limit_counts_nodes_surge_and_custom_routes() {
-        assert!(check_route_limit("f", &budget(397, 2)).is_empty());
-        let over = check_route_limit("clusters[0].nodeCount", &budget(398, 2));
+        assert!(check_route_limit("f", "397", &budget(397, 2)).is_empty());
+        let over = check_route_limit("clusters[0].nodeCount", "398", &budget(398, 2));
         assert_eq!(over.len(), 1);
         assert_eq!(over[0].value, "398");
         assert!(over[0].problem.contains("401 routes"), "{}", over[0]);
@@ -184,9 +185,9 @@ mod tests {
     #[test]
     fn route_limit_is_configurable() {
         let mut b = budget(500, 0);
-        assert_eq!(check_route_limit("f", &b).len(), 1);
+        assert_eq!(check_route_limit("f", "v", &b).len(), 1);
         b.limit = 1000;
-        assert!(check_route_limit("f", &b).is_empty());
+        assert!(check_route_limit("f", "v", &b).is_empty());
     }
 
     fn uses(clusters: &[&str]) -> Vec<RouteTableUse> {
