@@ -845,6 +845,49 @@ clusters:
     }
 
     #[test]
+    fn unknown_route_table_is_a_reference_error() {
+        let mut p = plan(SEED_001);
+        p.vnets[0].subnets[0].route_table = Some("other-rt".into());
+        let r = run(&p);
+        let f = r
+            .findings
+            .iter()
+            .find(|f| f.check == CheckId::PlanReference)
+            .expect("reference finding");
+        assert_eq!(f.field, "vnets[0].subnets[0].routeTable");
+        assert_eq!(f.value, "other-rt");
+        assert_eq!(f.expected, "one of myRouteTable");
+    }
+
+    #[test]
+    fn vnets_against_on_premises_and_each_other() {
+        let mut p = plan(SEED_001);
+        p.on_premises.push(crate::preflight::model::OnPremisesRange {
+            name: "branch".into(),
+            address_prefix: "192.168.0.0/20".into(),
+        });
+        let mut hub = p.vnets[0].clone();
+        hub.name = "hub".into();
+        hub.subnets.clear();
+        hub.address_space = vec!["192.168.128.0/17".into()];
+        p.vnets.push(hub);
+        let r = run(&p);
+        let overlaps: Vec<(&str, Severity)> = r
+            .findings
+            .iter()
+            .filter(|f| f.check == CheckId::RangesOverlap)
+            .map(|f| (f.field.as_str(), f.severity))
+            .collect();
+        assert_eq!(
+            overlaps,
+            [
+                ("vnets[0].addressSpace[0]", Severity::Error),
+                ("vnets[1].addressSpace[0]", Severity::Warning)
+            ]
+        );
+    }
+
+    #[test]
     fn two_clusters_on_one_kubenet_subnet_and_route_table() {
         let mut p = plan(SEED_001);
         let mut second = p.clusters[0].clone();
