@@ -862,10 +862,11 @@ clusters:
     #[test]
     fn vnets_against_on_premises_and_each_other() {
         let mut p = plan(SEED_001);
-        p.on_premises.push(crate::preflight::model::OnPremisesRange {
-            name: "branch".into(),
-            address_prefix: "192.168.0.0/20".into(),
-        });
+        p.on_premises
+            .push(crate::preflight::model::OnPremisesRange {
+                name: "branch".into(),
+                address_prefix: "192.168.0.0/20".into(),
+            });
         let mut hub = p.vnets[0].clone();
         hub.name = "hub".into();
         hub.subnets.clear();
