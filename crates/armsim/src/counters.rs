@@ -1,0 +1,65 @@
+//! Request counters, readable by tests and benchmarks (library API and `/_armsim/counters`).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A snapshot of everything the simulator has counted since start (or the last reset).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Counters {
+    /// Every ARM request received (control API excluded).
+    pub total: u64,
+    /// method → resource type (e.g. `Microsoft.Network/networkSecurityGroups`) → count.
+    pub requests: BTreeMap<String, BTreeMap<String, u64>>,
+    /// HTTP status → count of responses sent.
+    pub responses: BTreeMap<u16, u64>,
+    /// 429s from the token buckets (injected 429s are counted in `faults_injected`).
+    pub throttled: u64,
+    pub faults_injected: u64,
+    pub dropped_connections: u64,
+    pub other_writer_mutations: u64,
+    /// Writes that ARM accepted (PUT/PATCH/DELETE answered 2xx).
+    pub accepted_writes: u64,
+}
+
+impl Counters {
+    /// Requests with this method on this resource type (type compared case-insensitively).
+    pub fn get(&self, method: &str, resource_type: &str) -> u64 {
+        self.requests
+            .get(&method.to_ascii_uppercase())
+            .map(|by_type| {
+                by_type
+                    .iter()
+                    .filter(|(t, _)| t.eq_ignore_ascii_case(resource_type))
+                    .map(|(_, n)| *n)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Requests with this method on any resource type.
+    pub fn method_total(&self, method: &str) -> u64 {
+        self.requests
+            .get(&method.to_ascii_uppercase())
+            .map(|by_type| by_type.values().sum())
+            .unwrap_or(0)
+    }
+
+    /// PUT + PATCH + DELETE + POST requests on this resource type.
+    pub fn writes(&self, resource_type: &str) -> u64 {
+        ["PUT", "PATCH", "DELETE", "POST"]
+            .iter()
+            .map(|m| self.get(m, resource_type))
+            .sum()
+    }
+
+    pub(crate) fn record_request(&mut self, method: &str, resource_type: &str) {
+        self.total += 1;
+        *self
+            .requests
+            .entry(method.to_string())
+            .or_default()
+            .entry(resource_type.to_string())
+            .or_default() += 1;
+    }
+}
