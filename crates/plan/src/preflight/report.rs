@@ -186,41 +186,46 @@ fn finish(
     }
 }
 
+fn on_premises_ranges(plan: &NetworkPlan) -> Vec<NamedRange> {
+    plan.on_premises
+        .iter()
+        .enumerate()
+        .filter_map(|(o, r)| {
+            Some(NamedRange::new(
+                format!("onPremises[{o}].addressPrefix"),
+                r.address_prefix.raw(),
+                format!("on-premises range {}", r.name),
+                r.address_prefix.net()?,
+            ))
+        })
+        .collect()
+}
+
+fn vnet_space_ranges(v: usize, vnet: &VirtualNetwork) -> Vec<NamedRange> {
+    vnet.address_space
+        .iter()
+        .enumerate()
+        .filter_map(|(a, p)| {
+            Some(NamedRange::new(
+                format!("vnets[{v}].addressSpace[{a}]"),
+                p.raw(),
+                format!("address space of VNet {}", vnet.name),
+                p.net()?,
+            ))
+        })
+        .collect()
+}
+
 /// VNet-level hygiene: reserved ranges, subnets inside their VNet and disjoint, VNets clear of
 /// on-premises ranges and of each other.
 fn check_vnets(plan: &NetworkPlan, c: &mut Collector) {
     if plan.vnets.is_empty() {
         return;
     }
-    let on_prem: Vec<NamedRange> = plan
-        .on_premises
-        .iter()
-        .enumerate()
-        .filter_map(|(o, r)| {
-            let net = r.address_prefix.net()?;
-            Some(NamedRange::new(
-                format!("onPremises[{o}].addressPrefix"),
-                r.address_prefix.raw(),
-                format!("on-premises range {}", r.name),
-                net,
-            ))
-        })
-        .collect();
+    let on_prem = on_premises_ranges(plan);
     let mut all_spaces: Vec<NamedRange> = Vec::new();
     for (v, vnet) in plan.vnets.iter().enumerate() {
-        let spaces: Vec<NamedRange> = vnet
-            .address_space
-            .iter()
-            .enumerate()
-            .filter_map(|(a, p)| {
-                Some(NamedRange::new(
-                    format!("vnets[{v}].addressSpace[{a}]"),
-                    p.raw(),
-                    format!("address space of VNet {}", vnet.name),
-                    p.net()?,
-                ))
-            })
-            .collect();
+        let spaces = vnet_space_ranges(v, vnet);
         for s in &spaces {
             c.ran(
                 &[CheckId::RangesReserved],
@@ -303,19 +308,7 @@ fn check_clusters(plan: &NetworkPlan, c: &mut Collector) -> Vec<capacity::Subnet
         ],
         [],
     );
-    let on_prem: Vec<NamedRange> = plan
-        .on_premises
-        .iter()
-        .enumerate()
-        .filter_map(|(o, r)| {
-            Some(NamedRange::new(
-                format!("onPremises[{o}].addressPrefix"),
-                r.address_prefix.raw(),
-                format!("on-premises range {}", r.name),
-                r.address_prefix.net()?,
-            ))
-        })
-        .collect();
+    let on_prem = on_premises_ranges(plan);
 
     let mut rows = Vec::new();
     // (vnet, subnet) -> (subnet, clusters placed there with their demand)
@@ -431,22 +424,8 @@ fn check_cluster_ranges(
     on_prem: &[NamedRange],
     c: &mut Collector,
 ) {
-    let vnet_spaces: Vec<NamedRange> = find_subnet(plan, &cluster.subnet)
-        .map(|at| {
-            at.vnet
-                .address_space
-                .iter()
-                .enumerate()
-                .filter_map(|(a, p)| {
-                    Some(NamedRange::new(
-                        format!("vnets[{}].addressSpace[{a}]", at.v),
-                        p.raw(),
-                        format!("address space of VNet {}", at.vnet.name),
-                        p.net()?,
-                    ))
-                })
-                .collect()
-        })
+    let vnet_spaces = find_subnet(plan, &cluster.subnet)
+        .map(|at| vnet_space_ranges(at.v, at.vnet))
         .unwrap_or_default();
     let mut against: Vec<NamedRange> = vnet_spaces;
     against.extend(on_prem.iter().cloned());
