@@ -67,6 +67,18 @@ pub fn check_reserved(
     ]
 }
 
+/// `ranges.reserved` on a range of the plan (VNet address space, pod or service CIDR).
+pub fn check_named_reserved(range: &NamedRange, what: &str) -> Vec<Finding> {
+    check_reserved(
+        CheckId::RangesReserved,
+        Severity::Error,
+        &range.field,
+        &range.value,
+        what,
+        range.net,
+    )
+}
+
 /// A range with where it came from, for overlap reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NamedRange {

@@ -229,14 +229,7 @@ fn check_vnets(plan: &NetworkPlan, c: &mut Collector) {
         for s in &spaces {
             c.ran(
                 &[CheckId::RangesReserved],
-                ranges::check_reserved(
-                    CheckId::RangesReserved,
-                    Severity::Error,
-                    &s.field,
-                    &s.value,
-                    "VNet address space",
-                    s.net,
-                ),
+                ranges::check_named_reserved(s, "VNet address space"),
             );
             c.ran(
                 &[CheckId::RangesOverlap],
@@ -442,14 +435,7 @@ fn check_cluster_ranges(
     if let Some(svc) = &service_range {
         c.ran(
             &[CheckId::RangesReserved],
-            ranges::check_reserved(
-                CheckId::RangesReserved,
-                Severity::Error,
-                &svc.field,
-                &svc.value,
-                "service CIDR",
-                svc.net,
-            ),
+            ranges::check_named_reserved(svc, "service CIDR"),
         );
         c.ran(
             &[CheckId::RangesOverlap],
@@ -468,14 +454,7 @@ fn check_cluster_ranges(
             );
             c.ran(
                 &[CheckId::RangesReserved],
-                ranges::check_reserved(
-                    CheckId::RangesReserved,
-                    Severity::Error,
-                    &pod_range.field,
-                    &pod_range.value,
-                    "pod CIDR",
-                    net,
-                ),
+                ranges::check_named_reserved(&pod_range, "pod CIDR"),
             );
             let mut pod_against = against.clone();
             pod_against.extend(service_range.iter().cloned());
