@@ -243,7 +243,12 @@ impl ArmClient {
     ) -> Result<Lro<Etagged<T>>, ArmError> {
         let (_, headers, body) = response.deconstruct();
         let body = collect(id, body).await?;
-        let state = parse_provisioning_state(&body).ok();
+        // An empty body (a bare 202) says nothing about the state: the monitor headers decide.
+        let state = if body.is_empty() {
+            Some(OperationStatus::Running)
+        } else {
+            parse_provisioning_state(&body).ok()
+        };
         match state {
             Some(OperationStatus::Failed {
                 status,
@@ -681,7 +686,7 @@ impl ArmNetwork for ArmClient {
         let start = Instant::now();
         let mut handle = handle;
         loop {
-            let pause = handle.retry_after();
+            let pause = handle.next_poll_in();
             if start.elapsed() + pause > deadline {
                 return Err(ArmError::OperationTimeout {
                     id: handle.resource_id.clone(),

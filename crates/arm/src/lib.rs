@@ -47,10 +47,13 @@ pub use error::{ArmError, DEFAULT_THROTTLE_WAIT, ThrottleSource};
 pub use id::{
     COMPUTE, CONTAINER_SERVICE, ChildSegment, NETWORK, ResourceId, ResourceIdError, ResourceKind,
 };
-pub use lro::{DEFAULT_POLL_INTERVAL, Lro, Monitor, OperationHandle};
+pub use lro::{DEFAULT_POLL_INTERVAL, Lro, MIN_POLL_INTERVAL, Monitor, OperationHandle};
 pub use network::{ArmNetwork, Etagged, NotFoundExt, Precondition};
 pub use stats::{ArmStats, CallMethod, StatsSnapshot};
 pub use transport::{TransportConfig, TransportError, http_client};
+
+pub use azure_core::Url;
+pub use azure_core::auth::Secret;
 
 /// The generated Microsoft.Network models the trait speaks in, re-exported so callers need no
 /// direct dependency on the SDK crate.

@@ -67,6 +67,12 @@ impl OperationHandle {
         Duration::from_secs(self.retry_after_secs)
     }
 
+    /// When to look again: ARM's `Retry-After`, but never sooner than [`MIN_POLL_INTERVAL`], since
+    /// `Retry-After: 0` would otherwise turn polling into a busy loop of requests.
+    pub fn next_poll_in(&self) -> Duration {
+        self.retry_after().max(MIN_POLL_INTERVAL)
+    }
+
     pub fn is_delete(&self) -> bool {
         self.method.eq_ignore_ascii_case("DELETE")
     }
@@ -74,6 +80,9 @@ impl OperationHandle {
 
 /// Used when ARM does not send `Retry-After` with a running operation.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The shortest pause between two polls of one operation.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Parses `Retry-After` as delta-seconds (what ARM sends). HTTP-dates are not used by ARM and are
 /// treated as absent.
@@ -167,6 +176,12 @@ mod tests {
         let back: OperationHandle = serde_json::from_str(&json).unwrap();
         assert_eq!(back, h);
         assert_eq!(back.retry_after(), Duration::from_secs(3));
+        assert_eq!(back.next_poll_in(), Duration::from_secs(3));
+        let immediate = OperationHandle {
+            retry_after_secs: 0,
+            ..back.clone()
+        };
+        assert_eq!(immediate.next_poll_in(), MIN_POLL_INTERVAL);
         assert!(!back.is_delete());
     }
 
