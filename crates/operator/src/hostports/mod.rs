@@ -1,0 +1,1 @@
+//! See crate docs for what this module owns.

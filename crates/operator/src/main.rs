@@ -1,0 +1,5 @@
+//! `poolnet-operator`: see the crate documentation of `poolnet_operator`.
+
+fn main() {
+    eprintln!("poolnet-operator: wiring in progress");
+}

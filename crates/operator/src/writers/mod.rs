@@ -1,0 +1,1 @@
+//! Shared, coalescing read-modify-write of NSGs and route tables.
