@@ -15,6 +15,7 @@ use azure_mgmt_network::package_2024_03::models::{
     ApplicationSecurityGroup, NetworkSecurityGroup, PublicIpAddress, PublicIpPrefix, RouteTable,
 };
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use crate::agentpool::{AGENT_POOL_API_VERSION, AgentPool};
@@ -387,17 +388,90 @@ fn decode<T: DeserializeOwned>(
     Ok(Etagged { resource, etag })
 }
 
+/// Builds one generated operation from (client, resource group, name, subscription).
+trait BuildOp<R>:
+    FnOnce(&NetworkClient, &str, &str, &str) -> BoxFuture<'static, azure_core::Result<R>> + Send
+{
+}
+
+impl<R, F> BuildOp<R> for F where
+    F: FnOnce(&NetworkClient, &str, &str, &str) -> BoxFuture<'static, azure_core::Result<R>> + Send
+{
+}
+
+impl ArmClient {
+    /// GET of a top-level Microsoft.Network resource of type `type_path`.
+    async fn get_network<T, R>(
+        &self,
+        id: &ResourceId,
+        type_path: &str,
+        build: impl BuildOp<R>,
+    ) -> Result<Etagged<T>, ArmError>
+    where
+        T: DeserializeOwned,
+        R: Into<azure_core::Response>,
+    {
+        let op = self.network_op(id, type_path, build)?;
+        let r = self.call(id, Precondition::None, op).await?;
+        self.read(id, r).await
+    }
+
+    /// PUT (create or replace) of a top-level Microsoft.Network resource.
+    async fn put_network<T, R>(
+        &self,
+        id: &ResourceId,
+        type_path: &str,
+        precondition: Precondition,
+        build: impl BuildOp<R>,
+    ) -> Result<Lro<Etagged<T>>, ArmError>
+    where
+        T: DeserializeOwned,
+        R: Into<azure_core::Response>,
+    {
+        let op = self.network_op(id, type_path, build)?;
+        let r = self.call(id, precondition, op).await?;
+        self.put_outcome(id, r, NETWORK_API_VERSION).await
+    }
+
+    /// DELETE of a top-level Microsoft.Network resource; absent counts as deleted.
+    async fn delete_network<R>(
+        &self,
+        id: &ResourceId,
+        type_path: &str,
+        build: impl BuildOp<R>,
+    ) -> Result<Lro<()>, ArmError>
+    where
+        R: Into<azure_core::Response>,
+    {
+        let op = self.network_op(id, type_path, build)?;
+        let r = self.call(id, Precondition::None, op).await;
+        self.delete_outcome(id, r).await
+    }
+
+    /// Checks the ID's type before any request is built from it.
+    fn network_op<R>(
+        &self,
+        id: &ResourceId,
+        type_path: &str,
+        build: impl BuildOp<R>,
+    ) -> Result<BoxFuture<'static, azure_core::Result<R>>, ArmError> {
+        Self::check(id, NETWORK, type_path)?;
+        Ok(build(
+            &self.network,
+            id.resource_group(),
+            id.name(),
+            id.subscription(),
+        ))
+    }
+}
+
 #[async_trait]
 impl ArmNetwork for ArmClient {
     async fn get_nsg(&self, id: &ResourceId) -> Result<Etagged<NetworkSecurityGroup>, ArmError> {
-        Self::check(id, NETWORK, "networkSecurityGroups")?;
-        let op = self
-            .network
-            .network_security_groups_client()
-            .get(id.resource_group(), id.name(), id.subscription())
-            .send();
-        let r = self.call(id, Precondition::None, op).await?;
-        self.read(id, r).await
+        self.get_network(id, "networkSecurityGroups", |c, rg, n, s| {
+            c.network_security_groups_client().get(rg, n, s).send()
+        })
+        .await
     }
 
     async fn put_nsg(
@@ -406,44 +480,29 @@ impl ArmNetwork for ArmClient {
         nsg: &NetworkSecurityGroup,
         precondition: Precondition,
     ) -> Result<Lro<Etagged<NetworkSecurityGroup>>, ArmError> {
-        Self::check(id, NETWORK, "networkSecurityGroups")?;
-        let op = self
-            .network
-            .network_security_groups_client()
-            .create_or_update(
-                id.resource_group(),
-                id.name(),
-                nsg.clone(),
-                id.subscription(),
-            )
-            .send();
-        let r = self.call(id, precondition, op).await?;
-        self.put_outcome(id, r, NETWORK_API_VERSION).await
+        self.put_network(id, "networkSecurityGroups", precondition, |c, rg, n, s| {
+            c.network_security_groups_client()
+                .create_or_update(rg, n, nsg.clone(), s)
+                .send()
+        })
+        .await
     }
 
     async fn delete_nsg(&self, id: &ResourceId) -> Result<Lro<()>, ArmError> {
-        Self::check(id, NETWORK, "networkSecurityGroups")?;
-        let op = self
-            .network
-            .network_security_groups_client()
-            .delete(id.resource_group(), id.name(), id.subscription())
-            .send();
-        let r = self.call(id, Precondition::None, op).await;
-        self.delete_outcome(id, r).await
+        self.delete_network(id, "networkSecurityGroups", |c, rg, n, s| {
+            c.network_security_groups_client().delete(rg, n, s).send()
+        })
+        .await
     }
 
     async fn get_asg(
         &self,
         id: &ResourceId,
     ) -> Result<Etagged<ApplicationSecurityGroup>, ArmError> {
-        Self::check(id, NETWORK, "applicationSecurityGroups")?;
-        let op = self
-            .network
-            .application_security_groups_client()
-            .get(id.resource_group(), id.name(), id.subscription())
-            .send();
-        let r = self.call(id, Precondition::None, op).await?;
-        self.read(id, r).await
+        self.get_network(id, "applicationSecurityGroups", |c, rg, n, s| {
+            c.application_security_groups_client().get(rg, n, s).send()
+        })
+        .await
     }
 
     async fn put_asg(
@@ -452,44 +511,36 @@ impl ArmNetwork for ArmClient {
         asg: &ApplicationSecurityGroup,
         precondition: Precondition,
     ) -> Result<Lro<Etagged<ApplicationSecurityGroup>>, ArmError> {
-        Self::check(id, NETWORK, "applicationSecurityGroups")?;
-        let op = self
-            .network
-            .application_security_groups_client()
-            .create_or_update(
-                id.resource_group(),
-                id.name(),
-                asg.clone(),
-                id.subscription(),
-            )
-            .send();
-        let r = self.call(id, precondition, op).await?;
-        self.put_outcome(id, r, NETWORK_API_VERSION).await
+        self.put_network(
+            id,
+            "applicationSecurityGroups",
+            precondition,
+            |c, rg, n, s| {
+                c.application_security_groups_client()
+                    .create_or_update(rg, n, asg.clone(), s)
+                    .send()
+            },
+        )
+        .await
     }
 
     async fn delete_asg(&self, id: &ResourceId) -> Result<Lro<()>, ArmError> {
-        Self::check(id, NETWORK, "applicationSecurityGroups")?;
-        let op = self
-            .network
-            .application_security_groups_client()
-            .delete(id.resource_group(), id.name(), id.subscription())
-            .send();
-        let r = self.call(id, Precondition::None, op).await;
-        self.delete_outcome(id, r).await
+        self.delete_network(id, "applicationSecurityGroups", |c, rg, n, s| {
+            c.application_security_groups_client()
+                .delete(rg, n, s)
+                .send()
+        })
+        .await
     }
 
     async fn get_public_ip_prefix(
         &self,
         id: &ResourceId,
     ) -> Result<Etagged<PublicIpPrefix>, ArmError> {
-        Self::check(id, NETWORK, "publicIPPrefixes")?;
-        let op = self
-            .network
-            .public_ip_prefixes_client()
-            .get(id.resource_group(), id.name(), id.subscription())
-            .send();
-        let r = self.call(id, Precondition::None, op).await?;
-        self.read(id, r).await
+        self.get_network(id, "publicIPPrefixes", |c, rg, n, s| {
+            c.public_ip_prefixes_client().get(rg, n, s).send()
+        })
+        .await
     }
 
     async fn put_public_ip_prefix(
@@ -498,41 +549,26 @@ impl ArmNetwork for ArmClient {
         prefix: &PublicIpPrefix,
         precondition: Precondition,
     ) -> Result<Lro<Etagged<PublicIpPrefix>>, ArmError> {
-        Self::check(id, NETWORK, "publicIPPrefixes")?;
-        let op = self
-            .network
-            .public_ip_prefixes_client()
-            .create_or_update(
-                id.resource_group(),
-                id.name(),
-                prefix.clone(),
-                id.subscription(),
-            )
-            .send();
-        let r = self.call(id, precondition, op).await?;
-        self.put_outcome(id, r, NETWORK_API_VERSION).await
+        self.put_network(id, "publicIPPrefixes", precondition, |c, rg, n, s| {
+            c.public_ip_prefixes_client()
+                .create_or_update(rg, n, prefix.clone(), s)
+                .send()
+        })
+        .await
     }
 
     async fn delete_public_ip_prefix(&self, id: &ResourceId) -> Result<Lro<()>, ArmError> {
-        Self::check(id, NETWORK, "publicIPPrefixes")?;
-        let op = self
-            .network
-            .public_ip_prefixes_client()
-            .delete(id.resource_group(), id.name(), id.subscription())
-            .send();
-        let r = self.call(id, Precondition::None, op).await;
-        self.delete_outcome(id, r).await
+        self.delete_network(id, "publicIPPrefixes", |c, rg, n, s| {
+            c.public_ip_prefixes_client().delete(rg, n, s).send()
+        })
+        .await
     }
 
     async fn get_route_table(&self, id: &ResourceId) -> Result<Etagged<RouteTable>, ArmError> {
-        Self::check(id, NETWORK, "routeTables")?;
-        let op = self
-            .network
-            .route_tables_client()
-            .get(id.resource_group(), id.name(), id.subscription())
-            .send();
-        let r = self.call(id, Precondition::None, op).await?;
-        self.read(id, r).await
+        self.get_network(id, "routeTables", |c, rg, n, s| {
+            c.route_tables_client().get(rg, n, s).send()
+        })
+        .await
     }
 
     async fn put_route_table(
@@ -541,19 +577,12 @@ impl ArmNetwork for ArmClient {
         table: &RouteTable,
         precondition: Precondition,
     ) -> Result<Lro<Etagged<RouteTable>>, ArmError> {
-        Self::check(id, NETWORK, "routeTables")?;
-        let op = self
-            .network
-            .route_tables_client()
-            .create_or_update(
-                id.resource_group(),
-                id.name(),
-                table.clone(),
-                id.subscription(),
-            )
-            .send();
-        let r = self.call(id, precondition, op).await?;
-        self.put_outcome(id, r, NETWORK_API_VERSION).await
+        self.put_network(id, "routeTables", precondition, |c, rg, n, s| {
+            c.route_tables_client()
+                .create_or_update(rg, n, table.clone(), s)
+                .send()
+        })
+        .await
     }
 
     async fn list_vmss_public_ips(

@@ -148,8 +148,21 @@ fn rule(name: &str, priority: i32, port: &str) -> SecurityRule {
     r
 }
 
+/// The NSG with one more security rule.
+fn with_rule(
+    nsg: &poolnet_arm::models::NetworkSecurityGroup,
+    rule: SecurityRule,
+) -> poolnet_arm::models::NetworkSecurityGroup {
+    let mut nsg = nsg.clone();
+    nsg.properties
+        .get_or_insert_with(Default::default)
+        .security_rules
+        .push(rule);
+    nsg
+}
+
 /// Waits for a write that may have been accepted asynchronously.
-async fn settle<T>(arm: &ArmClient, lro: Lro<T>) {
+async fn settle<T>(arm: &dyn ArmNetwork, lro: Lro<T>) {
     if let Lro::Pending(handle) = lro {
         arm.wait(handle, Duration::from_secs(10))
             .await
@@ -228,12 +241,7 @@ async fn stale_etag_is_a_retryable_precondition_failure() {
         OtherWriterAction::Touch,
     ));
     let read = arm.get_nsg(&nsg_id()).await.unwrap();
-    let mut nsg = read.resource.clone();
-    nsg.properties
-        .as_mut()
-        .unwrap()
-        .security_rules
-        .push(rule("poolnet-a", 101, "443"));
+    let nsg = with_rule(&read.resource, rule("poolnet-a", 101, "443"));
     let err = arm
         .put_nsg(&nsg_id(), &nsg, read.precondition())
         .await
@@ -251,12 +259,7 @@ async fn stale_etag_is_a_retryable_precondition_failure() {
     // Re-read and retry succeeds, and the other writer's change is kept.
     let reread = arm.get_nsg(&nsg_id()).await.unwrap();
     assert_ne!(reread.etag, read.etag);
-    let mut nsg = reread.resource.clone();
-    nsg.properties
-        .as_mut()
-        .unwrap()
-        .security_rules
-        .push(rule("poolnet-a", 101, "443"));
+    let nsg = with_rule(&reread.resource, rule("poolnet-a", 101, "443"));
     let lro = arm
         .put_nsg(&nsg_id(), &nsg, reread.precondition())
         .await
@@ -276,12 +279,7 @@ async fn lro_pending_then_poll_then_done() {
         retry_after_secs: 0,
     });
     let read = arm.get_nsg(&nsg_id()).await.unwrap();
-    let mut nsg = read.resource.clone();
-    nsg.properties
-        .as_mut()
-        .unwrap()
-        .security_rules
-        .push(rule("poolnet-lro", 102, "8443"));
+    let nsg = with_rule(&read.resource, rule("poolnet-lro", 102, "8443"));
     let lro = arm
         .put_nsg(&nsg_id(), &nsg, read.precondition())
         .await
