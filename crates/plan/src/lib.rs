@@ -1,6 +1,7 @@
 //! Pure planning for poolnet: from (spec, observed ARM state) to desired state and a minimal
 //! list of ARM operations. No async, no I/O: everything here is a function of its inputs.
 
+pub mod desired;
 pub mod nsg;
 pub mod preflight;
 pub mod routes;

@@ -1,0 +1,328 @@
+//! What poolnet wants in each shared Azure resource, gathered from every object that targets
+//! it: one NSG or route table is written once for all its NodePoolNetworks and
+//! HostPortPolicies, so changes to many objects coalesce into one write.
+
+use std::collections::BTreeMap;
+
+use poolnet_api::armid::{ResourceId, ResourceKind};
+use poolnet_api::portspec::{PortRange, Protocol};
+use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
+use poolnet_api::validation::{allowed_host_ports, managed_asg_enabled};
+
+use crate::nsg::{DesiredRule, Owner, consolidate};
+use crate::routes::{DesiredRoute, Route, azure_route_name};
+
+/// The managed cluster an agent pool belongs to (lower-cased ARM ID), or `None` if the ID is
+/// not an agent pool ID.
+pub fn cluster_of(agent_pool_id: &str) -> Option<String> {
+    ResourceId::parse_kind(agent_pool_id, ResourceKind::AgentPool)
+        .ok()
+        .and_then(|id| id.parent())
+        .map(|c| c.to_string().to_ascii_lowercase())
+}
+
+/// Name of the ASG poolnet creates for a NodePoolNetwork.
+pub fn managed_asg_name(npn_name: &str) -> String {
+    format!("poolnet-{npn_name}")
+}
+
+/// ARM ID of the managed ASG: in the cluster's resource group, named after the object.
+pub fn managed_asg_id(npn: &NodePoolNetwork) -> Option<String> {
+    let pool =
+        ResourceId::parse_kind(&npn.spec.node_pool.agent_pool_id, ResourceKind::AgentPool).ok()?;
+    let name = npn.metadata.name.as_deref()?;
+    Some(format!(
+        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/applicationSecurityGroups/{}",
+        pool.subscription,
+        pool.resource_group,
+        managed_asg_name(name)
+    ))
+}
+
+/// The ASGs NSG rules of this pool target: the managed one when enabled, else the custom ones.
+pub fn destination_asgs(npn: &NodePoolNetwork) -> Vec<String> {
+    if managed_asg_enabled(&npn.spec) {
+        managed_asg_id(npn).into_iter().collect()
+    } else {
+        npn.spec
+            .application_security_groups
+            .as_ref()
+            .map(|a| a.custom_ids.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Every ASG the pool's NICs join: the managed one (if enabled) and the custom ones.
+pub fn pool_asgs(npn: &NodePoolNetwork) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if managed_asg_enabled(&npn.spec)
+        && let Some(id) = managed_asg_id(npn)
+    {
+        out.push(id);
+    }
+    if let Some(a) = &npn.spec.application_security_groups {
+        out.extend(a.custom_ids.iter().cloned());
+    }
+    out
+}
+
+fn same_id(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// Ports a HostPortPolicy opens: its range for each protocol of its automatic ports, and its
+/// static host ports.
+pub fn policy_ports(hpp: &HostPortPolicy) -> Vec<(Protocol, PortRange)> {
+    let mut out = Vec::new();
+    let range = PortRange::new(hpp.spec.host_port_range.start, hpp.spec.host_port_range.end);
+    for p in &hpp.spec.ports {
+        let proto = Protocol::from(p.protocol);
+        match p.host_port {
+            Some(hp) => out.extend(PortRange::single(hp).map(|r| (proto, r))),
+            None => out.extend(range.map(|r| (proto, r))),
+        }
+    }
+    out
+}
+
+/// Rules this cluster's poolnet wants in NSG `nsg_id`, from every NodePoolNetwork that names
+/// it (and is not being deleted) and every admitted HostPortPolicy on such a pool.
+pub fn desired_rules_for_nsg(
+    cluster: &str,
+    nsg_id: &str,
+    pools: &[NodePoolNetwork],
+    policies: &[HostPortPolicy],
+    admitted: &dyn Fn(&HostPortPolicy, &NodePoolNetwork) -> bool,
+) -> Vec<DesiredRule> {
+    let mut out = Vec::new();
+    for npn in pools {
+        if npn.metadata.deletion_timestamp.is_some()
+            || cluster_of(&npn.spec.node_pool.agent_pool_id).as_deref() != Some(cluster)
+        {
+            continue;
+        }
+        let Some(name) = npn.metadata.name.as_deref() else {
+            continue;
+        };
+        let Some(target) = npn
+            .spec
+            .network_security_groups
+            .iter()
+            .find(|t| same_id(&t.id, nsg_id))
+        else {
+            continue;
+        };
+        let band = (target.priorities.from, target.priorities.to);
+        let dest = destination_asgs(npn);
+        let ports: Vec<(Protocol, PortRange)> = allowed_host_ports(&npn.spec)
+            .iter()
+            .map(|s| (s.protocol, s.range))
+            .collect();
+        if !ports.is_empty() {
+            out.extend(consolidate(
+                cluster,
+                &Owner::NodePoolNetwork {
+                    name: name.to_string(),
+                },
+                &ports,
+                &target.source_address_prefixes,
+                &dest,
+                band,
+            ));
+        }
+        for hpp in policies {
+            if hpp.spec.node_pool_network != name
+                || hpp.metadata.deletion_timestamp.is_some()
+                || !admitted(hpp, npn)
+            {
+                continue;
+            }
+            let sources = if hpp.spec.source_address_prefixes.is_empty() {
+                &target.source_address_prefixes
+            } else {
+                &hpp.spec.source_address_prefixes
+            };
+            out.extend(consolidate(
+                cluster,
+                &Owner::HostPortPolicy {
+                    namespace: hpp.metadata.namespace.clone().unwrap_or_default(),
+                    name: hpp.metadata.name.clone().unwrap_or_default(),
+                },
+                &policy_ports(hpp),
+                sources,
+                &dest,
+                band,
+            ));
+        }
+    }
+    out
+}
+
+/// Routes this cluster's poolnet wants in route table `table_id`, from every NodePoolNetwork
+/// that names it (and is not being deleted).
+pub fn desired_routes_for_table(
+    cluster: &str,
+    table_id: &str,
+    pools: &[NodePoolNetwork],
+) -> Vec<DesiredRoute> {
+    let mut out = Vec::new();
+    for npn in pools {
+        if npn.metadata.deletion_timestamp.is_some()
+            || cluster_of(&npn.spec.node_pool.agent_pool_id).as_deref() != Some(cluster)
+        {
+            continue;
+        }
+        let Some(rt) = npn
+            .spec
+            .route_table
+            .as_ref()
+            .filter(|rt| same_id(&rt.id, table_id))
+        else {
+            continue;
+        };
+        let owner = format!(
+            "NodePoolNetwork {}",
+            npn.metadata.name.as_deref().unwrap_or("")
+        );
+        out.extend(rt.routes.iter().map(|r| DesiredRoute {
+            owner: owner.clone(),
+            route: Route {
+                name: azure_route_name(&r.name),
+                address_prefix: r.address_prefix.clone(),
+                next_hop_type: r.next_hop_type.into(),
+                next_hop_ip: r.next_hop_ip_address.clone(),
+            },
+        }));
+    }
+    out
+}
+
+/// Every NSG (lower-cased ID → ID as written) the given pools name.
+pub fn nsgs_of(pools: &[&NodePoolNetwork]) -> BTreeMap<String, String> {
+    pools
+        .iter()
+        .flat_map(|p| p.spec.network_security_groups.iter())
+        .map(|t| (t.id.to_ascii_lowercase(), t.id.clone()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use poolnet_api::v1alpha1::{HostPortPolicySpec, NodePoolNetworkSpec};
+
+    const SUB: &str = "00000000-1111-2222-3333-444444444444";
+
+    fn npn(name: &str, yaml: &str) -> NodePoolNetwork {
+        let spec: NodePoolNetworkSpec = serde_yaml::from_str(&yaml.replace("SUB", SUB)).unwrap();
+        NodePoolNetwork::new(name, spec)
+    }
+
+    fn pool_yaml(pool: &str) -> String {
+        format!(
+            "nodePool: {{agentPoolId: /subscriptions/SUB/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/{pool}}}
+allowedHostPorts: ['80/tcp,53/udp', '40000-59999/tcp']
+networkSecurityGroups:
+  - id: /subscriptions/SUB/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg
+    priorities: {{from: 200, to: 210}}
+"
+        )
+    }
+
+    fn hpp(ns: &str, name: &str, pool: &str, sources: &[&str]) -> HostPortPolicy {
+        let spec: HostPortPolicySpec = serde_yaml::from_str(&format!(
+            "nodePoolNetwork: {pool}\npodSelector: {{matchLabels: {{app: x}}}}\nports: [{{containerPort: 8080}}, {{containerPort: 9000, protocol: UDP, hostPort: 45000}}]\nsourceAddressPrefixes: {sources:?}"
+        ))
+        .unwrap();
+        let mut h = HostPortPolicy::new(name, spec);
+        h.metadata.namespace = Some(ns.into());
+        h
+    }
+
+    #[test]
+    fn gathers_pool_and_policy_rules_for_one_nsg() {
+        let pools = [
+            npn("game", &pool_yaml("game")),
+            npn("other", &pool_yaml("other")),
+        ];
+        let cluster = cluster_of(&pools[0].spec.node_pool.agent_pool_id).unwrap();
+        assert!(cluster.ends_with("managedclusters/aks"));
+        let nsg = format!(
+            "/subscriptions/{SUB}/resourcegroups/RG/providers/Microsoft.Network/networkSecurityGroups/NSG"
+        );
+        let policies = [
+            hpp("games", "echo", "game", &["203.0.113.0/24"]),
+            hpp("games", "denied", "game", &[]),
+        ];
+        let admitted =
+            |h: &HostPortPolicy, _: &NodePoolNetwork| h.metadata.name.as_deref() != Some("denied");
+        let rules = desired_rules_for_nsg(&cluster, &nsg, &pools, &policies, &admitted);
+        // game: tcp + udp; other: tcp + udp; echo: tcp (range) + udp (static 45000).
+        assert_eq!(rules.len(), 6, "{rules:#?}");
+        let echo: Vec<&DesiredRule> = rules
+            .iter()
+            .filter(|r| matches!(&r.owner, Owner::HostPortPolicy { name, .. } if name == "echo"))
+            .collect();
+        assert_eq!(echo.len(), 2);
+        assert!(
+            echo.iter()
+                .all(|r| r.content.sources == ["203.0.113.0/24"] && r.band == (200, 210))
+        );
+        let udp = echo
+            .iter()
+            .find(|r| r.content.protocol == Protocol::Udp)
+            .unwrap();
+        assert_eq!(udp.content.port_strings(), ["45000"]);
+        let game_tcp = rules
+            .iter()
+            .find(|r| {
+                r.owner
+                    == Owner::NodePoolNetwork {
+                        name: "game".into(),
+                    }
+                    && r.content.protocol == Protocol::Tcp
+            })
+            .unwrap();
+        assert_eq!(game_tcp.content.sources, ["Internet"], "default source");
+        assert_eq!(
+            game_tcp.content.destination_asgs,
+            [format!(
+                "/subscriptions/{SUB}/resourcegroups/rg/providers/microsoft.network/applicationsecuritygroups/poolnet-game"
+            )]
+        );
+        // Another cluster's pools contribute nothing.
+        assert!(
+            desired_rules_for_nsg("/subscriptions/x/other", &nsg, &pools, &policies, &admitted)
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn deleted_pools_drop_out() {
+        let mut p = npn("game", &pool_yaml("game"));
+        p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            Default::default(),
+        ));
+        let cluster = cluster_of(&p.spec.node_pool.agent_pool_id).unwrap();
+        let nsg = p.spec.network_security_groups[0].id.clone();
+        assert!(desired_rules_for_nsg(&cluster, &nsg, &[p], &[], &|_, _| true).is_empty());
+    }
+
+    #[test]
+    fn routes_are_prefixed_and_owned() {
+        let p = npn(
+            "kubenet",
+            "nodePool: {agentPoolId: /subscriptions/SUB/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/system}
+routeTable:
+  id: /subscriptions/SUB/resourceGroups/rg/providers/Microsoft.Network/routeTables/rt
+  routes: [{name: default, addressPrefix: 0.0.0.0/0, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.2.4}]
+",
+        );
+        let cluster = cluster_of(&p.spec.node_pool.agent_pool_id).unwrap();
+        let id = p.spec.route_table.as_ref().unwrap().id.to_uppercase();
+        let routes = desired_routes_for_table(&cluster, &id, &[p]);
+        assert_eq!(routes.len(), 1);
+        assert_eq!(routes[0].route.name, "poolnet-default");
+        assert_eq!(routes[0].owner, "NodePoolNetwork kubenet");
+    }
+}
