@@ -1,1 +1,59 @@
 //! Shared, coalescing read-modify-write of NSGs and route tables.
+//!
+//! An NSG or route table may be named by many NodePoolNetworks and HostPortPolicies. Each
+//! reconcile passes the union of what *all* of them want (from the informer caches) to the
+//! writer of that resource; the writer serialises callers per resource and compares the union
+//! with the last state it read or wrote. So when 100 objects change at once, the first caller
+//! writes everything the cache already shows and the others find nothing left to do: changes
+//! coalesce into one or two writes per resource, and a converged resource costs no ARM call at
+//! all until the periodic drift check re-reads it.
+//!
+//! Every write is the whole resource with `If-Match: <etag>`; a 412 (someone else wrote in
+//! between, e.g. AKS or the cloud controller) re-reads and retries a bounded number of times.
+
+pub mod convert;
+mod nsg;
+mod routes;
+
+pub use nsg::{NsgSync, NsgWriter};
+pub use routes::{RouteBudget, RouteSync, RouteWriter};
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How a sync may use what the writer remembers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// Trust the last state read or written: no ARM call when it already matches.
+    Cached,
+    /// Read the resource again first (periodic drift detection).
+    Reread,
+}
+
+/// Attempts of a read-modify-write when ARM answers 412 in between.
+pub const PRECONDITION_ATTEMPTS: usize = 4;
+/// How long a write may wait for its long-running operation before handing the caller a
+/// pending result to requeue on.
+pub const LRO_WAIT: Duration = Duration::from_secs(10);
+
+/// One async mutex per resource (lower-cased ID), created on first use.
+#[derive(Debug)]
+struct PerResource<T> {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<T>>>>,
+}
+
+impl<T: Default> PerResource<T> {
+    fn new() -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<T>> {
+        // A poisoned map only means another task panicked while inserting; the map itself
+        // is still consistent, so keep using it.
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(id.to_ascii_lowercase()).or_default().clone()
+    }
+}
