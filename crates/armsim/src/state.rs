@@ -33,8 +33,9 @@ pub const AKS_API_VERSIONS: &[&str] = &[
     "2024-09-01",
     "2024-10-01",
 ];
-/// The VMSS public-IP and NIC listings are Network operations pinned to this version in the spec.
-pub const VMSS_NETWORK_API_VERSIONS: &[&str] = &["2017-03-30", "2018-10-01"];
+/// The VMSS public-IP and NIC listings are Network operations; the spec pins 2018-10-01 but
+/// current SDKs (azure-mgmt-network 27) send the package's version, which the service accepts.
+pub const VMSS_NETWORK_API_VERSIONS: &[&str] = &["2017-03-30", "2018-10-01", "2024-03-01"];
 pub const COMPUTE_API_VERSIONS: &[&str] = &[
     "2023-03-01",
     "2023-07-01",
@@ -53,6 +54,7 @@ pub const RESOURCES_API_VERSIONS: &[&str] = &[
     "2024-07-01",
     "2024-11-01",
     "2025-03-01",
+    "2025-04-01",
 ];
 pub const SUBSCRIPTION_API_VERSIONS: &[&str] = &[
     "2016-06-01",

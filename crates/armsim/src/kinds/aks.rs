@@ -260,9 +260,8 @@ pub fn build_pool(
         .unwrap_or_default();
     let mut net = old_net.clone();
     if let Some(n) = req_net {
-        if let Some(tags) = n.get("nodePublicIPTags").filter(|v| !v.is_null()) {
-            let new_tags = ip::ip_tags(n, "networkProfile.nodePublicIPTags")?;
-            let _ = tags;
+        if n.get("nodePublicIPTags").is_some_and(|v| !v.is_null()) {
+            let new_tags = ip::ip_tags_at(n, "nodePublicIPTags", "networkProfile")?;
             if existing.is_some()
                 && old_net
                     .get("nodePublicIPTags")

@@ -263,10 +263,15 @@ fn version(p: &Obj, what: &str) -> ArmResult<&'static str> {
     }
 }
 
-/// `[{ipTagType, tag}]`, both non-empty.
+/// `ipTags`: `[{ipTagType, tag}]`, both non-empty.
 pub fn ip_tags(p: &Obj, what: &str) -> ArmResult<Value> {
+    ip_tags_at(p, "ipTags", what)
+}
+
+/// An IP tag list under `key` (`ipTags`, or `nodePublicIPTags` of an agent pool).
+pub fn ip_tags_at(p: &Obj, key: &str, what: &str) -> ArmResult<Value> {
     let mut out = Vec::new();
-    for t in json::opt_array(p, "ipTags", what)? {
+    for t in json::opt_array(p, key, what)? {
         let t = json::as_obj(t, "an IP tag")?;
         let ty = json::opt_str(t, "ipTagType", "ipTag")?.unwrap_or("");
         let tag = json::opt_str(t, "tag", "ipTag")?.unwrap_or("");
