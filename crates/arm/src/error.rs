@@ -299,6 +299,36 @@ pub(crate) fn parse_error_object(obj: &serde_json::Value) -> Option<(String, Str
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whatever ARM sends, classification is total and consistent with the status.
+        #[test]
+        fn classification_is_total(status in 400u16..600, body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let e = ArmError::from_response("/x", status, None, &body);
+            prop_assert!(!e.metric_label().is_empty());
+            prop_assert_eq!(e.resource_id(), "/x");
+            if status >= 500 || status == 429 || status == 412 {
+                prop_assert!(e.is_retryable(), "{:?}", e);
+            }
+            if status == 404 {
+                let not_found = matches!(e, ArmError::NotFound { .. });
+                prop_assert!(not_found, "{:?}", e);
+            }
+        }
+
+        #[test]
+        fn client_errors_with_unknown_codes_are_fatal(
+            status in prop::sample::select(vec![400u16, 403, 404, 409, 422]),
+            code in "[A-Z][a-zA-Z]{3,20}",
+        ) {
+            prop_assume!(!is_retryable_code(&code));
+            let body = format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#);
+            let e = ArmError::from_response("/x", status, None, body.as_bytes());
+            prop_assert!(!e.is_retryable());
+            prop_assert_eq!(e.code(), Some(code.as_str()));
+        }
+    }
 
     fn err(status: u16, body: &str) -> ArmError {
         ArmError::from_response("/x", status, Some(Duration::from_secs(7)), body.as_bytes())

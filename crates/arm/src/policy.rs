@@ -146,7 +146,7 @@ impl Policy for ArmPolicy {
                 self.stats.record_transport_error();
                 return Err(wrap(ArmError::Transport {
                     id,
-                    message: e.to_string(),
+                    message: error_chain(&e),
                 }));
             }
         };
@@ -190,12 +190,28 @@ impl Policy for ArmPolicy {
     }
 }
 
+/// The error and all its causes: reqwest's top-level message ("failed to execute request") hides
+/// the part a user can act on (certificate not trusted, connection refused).
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
 /// Maps what the pipeline or the generated code returned back to an [`ArmError`].
 pub(crate) fn classify(error: azure_core::Error, id: &str) -> ArmError {
     match error.into_downcast::<ArmError>() {
         Ok(e) => e,
         Err(e) => {
-            let message = e.to_string();
+            let message = error_chain(&e);
             let id = id.to_owned();
             match e.kind() {
                 ErrorKind::Credential => ArmError::Credential { message },

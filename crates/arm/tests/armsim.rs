@@ -743,6 +743,52 @@ async fn azure_error_bodies_are_classified() {
 }
 
 #[tokio::test]
+async fn tls_is_verified_and_tokens_are_checked() {
+    let sim = armsim::start(
+        SimConfig {
+            seed: Some(fixture()),
+            tls: true,
+            auth: armsim::AuthConfig {
+                static_token: Some("the-right-token".into()),
+            },
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let endpoint = Url::parse(&sim.base_url()).unwrap();
+
+    // Without armsim's CA the server certificate is not trusted.
+    let untrusting = ArmClient::new(
+        ArmConfig::new(endpoint.clone()),
+        CredentialConfig::Static(Secret::new("the-right-token")),
+    )
+    .unwrap();
+    let err = untrusting.get_nsg(&nsg_id()).await.unwrap_err();
+    assert!(matches!(err, ArmError::Transport { .. }), "{err:?}");
+    assert!(err.to_string().contains("certificate"), "{err}");
+    assert_eq!(sim.counters().total, 0);
+
+    let mut config = ArmConfig::new(endpoint);
+    config.transport.extra_ca_pem = sim.ca_pem();
+    let wrong = ArmClient::new(
+        config.clone(),
+        CredentialConfig::Static(Secret::new("a-wrong-token")),
+    )
+    .unwrap();
+    let err = wrong.get_nsg(&nsg_id()).await.unwrap_err();
+    assert_eq!(err.status(), Some(401), "{err:?}");
+    assert_eq!(err.metric_label(), "unauthorized");
+
+    let right = ArmClient::new(
+        config,
+        CredentialConfig::Static(Secret::new("the-right-token")),
+    )
+    .unwrap();
+    right.get_nsg(&nsg_id()).await.unwrap();
+}
+
+#[tokio::test]
 async fn wrong_ids_and_foreign_urls_are_refused_before_sending() {
     let Env { sim, arm } = env();
     let before = sim.counters().total;
