@@ -197,3 +197,32 @@ mod tests {
         assert_eq!(v["systemData"]["createdBy"], "someone");
     }
 }
+
+/// The subset of a managed cluster (`Microsoft.ContainerService/managedClusters/{c}`) poolnet
+/// reads: where it lives and how its nodes are networked. Read-only: poolnet never writes it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ManagedCluster {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    #[serde(default)]
+    pub properties: ManagedClusterProperties,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedClusterProperties {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_resource_group: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_profile: Option<ManagedClusterNetworkProfile>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedClusterNetworkProfile {
+    /// `kubenet`, `azure` or `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_plugin: Option<String>,
+}

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-use crate::agentpool::{AGENT_POOL_API_VERSION, AgentPool};
+use crate::agentpool::{AGENT_POOL_API_VERSION, AgentPool, ManagedCluster};
 use crate::budget::{BudgetConfig, ThrottleBudget};
 use crate::credential::CredentialConfig;
 use crate::error::ArmError;
@@ -616,6 +616,18 @@ impl ArmNetwork for ArmClient {
             Ok(all) => Ok(all),
             Err(e) => Err(self.after_error(classify(e, &vmss.to_string())).await),
         }
+    }
+
+    async fn get_managed_cluster(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Etagged<ManagedCluster>, ArmError> {
+        Self::check(id, CONTAINER_SERVICE, "managedClusters")?;
+        let url = self.resource_url(id, AGENT_POOL_API_VERSION)?;
+        let r = self
+            .send_raw(Method::Get, url, None, Precondition::None, &id.to_string())
+            .await?;
+        self.read(id, r).await
     }
 
     async fn get_agent_pool(&self, id: &ResourceId) -> Result<Etagged<AgentPool>, ArmError> {

@@ -38,7 +38,7 @@ mod test_http;
 
 pub use agentpool::{
     AGENT_POOL_API_VERSION, AgentPool, AgentPoolNetworkProfile, AgentPoolProperties, IpTag,
-    PortRange,
+    ManagedCluster, ManagedClusterNetworkProfile, ManagedClusterProperties, PortRange,
 };
 pub use budget::{BudgetConfig, CallClass, Observation, SubscriptionBudget, ThrottleBudget};
 pub use client::{ArmClient, ArmConfig, PUBLIC_ARM_ENDPOINT};

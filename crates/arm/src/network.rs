@@ -8,7 +8,7 @@ use azure_mgmt_network::package_2024_03::models::{
     ApplicationSecurityGroup, NetworkSecurityGroup, PublicIpAddress, PublicIpPrefix, RouteTable,
 };
 
-use crate::agentpool::AgentPool;
+use crate::agentpool::{AgentPool, ManagedCluster};
 use crate::error::ArmError;
 use crate::id::ResourceId;
 use crate::lro::{Lro, OperationHandle};
@@ -97,6 +97,12 @@ pub trait ArmNetwork: Send + Sync + fmt::Debug {
         &self,
         vmss: &ResourceId,
     ) -> Result<Vec<PublicIpAddress>, ArmError>;
+
+    /// The managed cluster (location, node resource group, network plugin); read-only.
+    async fn get_managed_cluster(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Etagged<ManagedCluster>, ArmError>;
 
     async fn get_agent_pool(&self, id: &ResourceId) -> Result<Etagged<AgentPool>, ArmError>;
     async fn put_agent_pool(
