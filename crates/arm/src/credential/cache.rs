@@ -163,12 +163,18 @@ mod tests {
 
     #[tokio::test]
     async fn keeps_a_valid_token_when_refresh_fails() {
-        let c = counting(Duration::from_millis(400), true);
+        let c = counting(Duration::from_millis(1500), true);
         let first = c.get_token(&["s"]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Past the half-life refresh point, before expiry.
+        tokio::time::sleep(Duration::from_millis(800)).await;
         let second = c.get_token(&["s"]).await.unwrap();
         assert_eq!(first.token.secret(), second.token.secret());
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            c.source().calls.load(Ordering::SeqCst),
+            2,
+            "a refresh was tried"
+        );
+        tokio::time::sleep(Duration::from_millis(800)).await;
         assert!(c.get_token(&["s"]).await.is_err());
     }
 }
