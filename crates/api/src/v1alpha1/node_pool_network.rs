@@ -534,7 +534,26 @@ pub struct AgentPoolStatus {
     /// networkProfile.allowedHostPorts, canonical form.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_host_ports: Option<String>,
+    /// networkProfile.applicationSecurityGroups on the pool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub application_security_groups: Vec<String>,
     /// Creation-only fields that differ from the spec (the pool must be recreated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requires_recreate: Vec<String>,
+    /// What the pool held before poolnet first changed it; restored when this object is
+    /// deleted (reconcilePolicy Manage), so deletion leaves the pool as it found it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<AgentPoolOriginal>,
+}
+
+/// The agent pool's own settings before poolnet changed them.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPoolOriginal {
+    /// networkProfile.allowedHostPorts, canonical form ("" when none).
+    #[serde(default)]
+    pub allowed_host_ports: String,
+    /// networkProfile.applicationSecurityGroups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub application_security_groups: Vec<String>,
 }
