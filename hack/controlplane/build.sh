@@ -23,8 +23,6 @@ etcd_bin=$etcd_root/bin
 log() { printf 'controlplane: %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-command -v go >/dev/null || die "go is required to build the control plane (only for this step)"
-
 # Go picks the toolchain from the module graph otherwise and would try to download one.
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 build_flags=(-trimpath -ldflags="-s -w" -p "$(nproc)")
@@ -102,6 +100,9 @@ build_etcd() {
 
 start=$SECONDS
 built=0
+if ! have_all "$etcd_bin" etcd || ! have_all "$k8s_bin" kube-apiserver kube-controller-manager kubectl; then
+    command -v go >/dev/null || die "go is required to build the control plane (only when it is not cached yet)"
+fi
 if ! have_all "$etcd_bin" etcd; then build_etcd; built=1; fi
 if ! have_all "$k8s_bin" kube-apiserver kube-controller-manager kubectl; then build_k8s; built=1; fi
 ln -sfn "$etcd_bin/etcd" "$k8s_bin/etcd"
