@@ -2,6 +2,7 @@
 //! list of ARM operations. No async, no I/O: everything here is a function of its inputs.
 
 pub mod desired;
+pub mod hostports;
 pub mod nsg;
 pub mod preflight;
 pub mod routes;
