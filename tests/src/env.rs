@@ -71,7 +71,7 @@ impl TestEnv {
     }
 
     async fn with_namespace(client: Client, plane: Plane) -> Result<Self> {
-        let namespace = create_namespace(&client).await?;
+        let namespace = create_namespace(&client, "poolnet-test-").await?;
         Ok(Self {
             client,
             namespace,
@@ -125,14 +125,16 @@ async fn install_all(client: &Client, crd_dirs: &[PathBuf]) -> Result<()> {
     Ok(())
 }
 
-async fn create_namespace(client: &Client) -> Result<String> {
+/// Creates a namespace named `<prefix><random>` and waits until pods can be admitted in it
+/// (its `default` service account exists). Returns its name.
+pub async fn create_namespace(client: &Client, prefix: &str) -> Result<String> {
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let ns = namespaces
         .create(
             &PostParams::default(),
             &Namespace {
                 metadata: ObjectMeta {
-                    generate_name: Some("poolnet-test-".into()),
+                    generate_name: Some(prefix.into()),
                     ..ObjectMeta::default()
                 },
                 ..Namespace::default()

@@ -294,36 +294,32 @@ struct Target {
     object_selector: Option<LabelSelector>,
 }
 
-impl Target {
-    fn mutating(&self) -> MutatingWebhook {
-        MutatingWebhook {
-            name: self.name.clone(),
-            client_config: self.client_config.clone(),
-            rules: Some(self.rules.clone()),
-            namespace_selector: self.namespace_selector.clone(),
-            object_selector: self.object_selector.clone(),
+/// `MutatingWebhook` and `ValidatingWebhook` have these fields in common but no shared type.
+macro_rules! webhook_for {
+    ($kind:ident, $target:expr) => {
+        $kind {
+            name: $target.name.clone(),
+            client_config: $target.client_config.clone(),
+            rules: Some($target.rules.clone()),
+            namespace_selector: $target.namespace_selector.clone(),
+            object_selector: $target.object_selector.clone(),
             admission_review_versions: vec!["v1".into()],
             // No side effects, so dry-run requests (the probe) are sent to it as well.
             side_effects: "None".into(),
             failure_policy: Some("Fail".into()),
             timeout_seconds: Some(10),
-            ..MutatingWebhook::default()
+            ..$kind::default()
         }
+    };
+}
+
+impl Target {
+    fn mutating(&self) -> MutatingWebhook {
+        webhook_for!(MutatingWebhook, self)
     }
 
     fn validating(&self) -> ValidatingWebhook {
-        ValidatingWebhook {
-            name: self.name.clone(),
-            client_config: self.client_config.clone(),
-            rules: Some(self.rules.clone()),
-            namespace_selector: self.namespace_selector.clone(),
-            object_selector: self.object_selector.clone(),
-            admission_review_versions: vec!["v1".into()],
-            side_effects: "None".into(),
-            failure_policy: Some("Fail".into()),
-            timeout_seconds: Some(10),
-            ..ValidatingWebhook::default()
-        }
+        webhook_for!(ValidatingWebhook, self)
     }
 }
 

@@ -16,6 +16,7 @@ use kube::core::admission::AdmissionResponse;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind, ObjectMeta};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, ResourceExt};
+use poolnet_tests::env::create_namespace;
 use poolnet_tests::webhook::{admission, rule};
 use poolnet_tests::{Hook, Kind, TestEnv, WebhookServer, fixture_dir};
 use serde_json::json;
@@ -44,6 +45,16 @@ fn widget(name: &str, spec: serde_json::Value) -> serde_json::Value {
         "metadata": { "name": name },
         "spec": spec,
     })
+}
+
+fn configmap(name: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ConfigMap::default()
+    }
 }
 
 fn ssa(manager: &str) -> PatchParams {
@@ -266,31 +277,16 @@ async fn garbage_collector_deletes_dependents_of_deleted_owner() -> Result<()> {
     let env = env().await?;
     let configmaps: Api<ConfigMap> = env.api();
     let owner = configmaps
-        .create(
-            &PostParams::default(),
-            &ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some("owner".into()),
-                    ..ObjectMeta::default()
-                },
-                ..ConfigMap::default()
-            },
-        )
+        .create(&PostParams::default(), &configmap("owner"))
         .await?;
-    let dependent = ConfigMap {
-        metadata: ObjectMeta {
-            name: Some("dependent".into()),
-            owner_references: Some(vec![OwnerReference {
-                api_version: "v1".into(),
-                kind: "ConfigMap".into(),
-                name: owner.name_any(),
-                uid: owner.uid().context("owner has no uid")?,
-                ..OwnerReference::default()
-            }]),
-            ..ObjectMeta::default()
-        },
-        ..ConfigMap::default()
-    };
+    let mut dependent = configmap("dependent");
+    dependent.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: owner.name_any(),
+        uid: owner.uid().context("owner has no uid")?,
+        ..OwnerReference::default()
+    }]);
     configmaps
         .create(&PostParams::default(), &dependent)
         .await?;
@@ -308,33 +304,12 @@ async fn garbage_collector_deletes_dependents_of_deleted_owner() -> Result<()> {
 async fn namespace_deletion_removes_its_contents() -> Result<()> {
     let env = env().await?;
     let client: Client = env.client();
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns = namespaces
-        .create(
-            &PostParams::default(),
-            &Namespace {
-                metadata: ObjectMeta {
-                    generate_name: Some("doomed-".into()),
-                    ..ObjectMeta::default()
-                },
-                ..Namespace::default()
-            },
-        )
-        .await?;
-    let name = ns.name_any();
-    let configmaps: Api<ConfigMap> = Api::namespaced(client, &name);
+    let name = create_namespace(&client, "doomed-").await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), &name);
     configmaps
-        .create(
-            &PostParams::default(),
-            &ConfigMap {
-                metadata: ObjectMeta {
-                    name: Some("content".into()),
-                    ..ObjectMeta::default()
-                },
-                ..ConfigMap::default()
-            },
-        )
+        .create(&PostParams::default(), &configmap("content"))
         .await?;
+    let namespaces: Api<Namespace> = Api::all(client);
     namespaces.delete(&name, &DeleteParams::default()).await?;
     await_deleted(&namespaces, &name)
         .await
