@@ -1,2 +1,200 @@
 //! Reconcilers. Each one is glue: fetch, call `poolnet_plan`, apply through `poolnet_arm` or
 //! the shared writers, write status.
+//!
+//! The caches are shared: one watch per kind feeds every controller ([`SharedInformer`]), and
+//! the NSG/route union a writer is given is always computed from complete caches
+//! ([`Stores::wait_ready`]); a half-filled cache would look like "nobody wants these rules"
+//! and delete them.
+
+pub mod conditions;
+pub mod node_pool_network;
+
+use std::fmt::Debug;
+use std::hash::Hash;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Node};
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Resource};
+use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
+use serde::de::DeserializeOwned;
+
+/// Events buffered per subscriber of a shared informer before the watch waits for it.
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// One watch of a kind, its cache, and the streams handed to the controllers that subscribed.
+pub struct SharedInformer<K>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    api: Api<K>,
+    config: watcher::Config,
+    store: Store<K>,
+    writer: reflector::store::Writer<K>,
+}
+
+impl<K> SharedInformer<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
+{
+    pub fn new(api: Api<K>, config: watcher::Config) -> Self {
+        let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
+        Self {
+            api,
+            config,
+            store,
+            writer,
+        }
+    }
+
+    /// The cache (filled once [`SharedInformer::run`] is polled).
+    pub fn store(&self) -> Store<K> {
+        self.store.clone()
+    }
+
+    /// A stream of changed objects for one controller. Every subscriber must be consumed, or
+    /// the watch stalls once its buffer is full: subscribe only for controllers that run.
+    pub fn subscribe(&self) -> ReflectHandle<K> {
+        // `store_shared` writers always hand out subscriptions.
+        self.writer
+            .subscribe()
+            .expect("a shared store always has subscribers")
+    }
+
+    /// Drive the watch (spawn this).
+    pub async fn run(self) {
+        watcher(self.api, self.config)
+            .default_backoff()
+            .reflect_shared(self.writer)
+            .for_each(|_| futures::future::ready(()))
+            .await;
+    }
+}
+
+/// The caches the controllers and webhooks read.
+#[derive(Clone)]
+pub struct Stores {
+    pub pools: Store<NodePoolNetwork>,
+    pub policies: Store<HostPortPolicy>,
+    pub nodes: Store<Node>,
+    pub namespaces: Store<Namespace>,
+}
+
+impl Stores {
+    /// Wait until every cache has its first full list.
+    pub async fn wait_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.pools.wait_until_ready().await?;
+        self.policies.wait_until_ready().await?;
+        self.nodes.wait_until_ready().await?;
+        self.namespaces.wait_until_ready().await
+    }
+
+    pub fn all_pools(&self) -> Vec<NodePoolNetwork> {
+        self.pools.state().iter().map(|p| (**p).clone()).collect()
+    }
+
+    pub fn all_policies(&self) -> Vec<HostPortPolicy> {
+        self.policies
+            .state()
+            .iter()
+            .map(|p| (**p).clone())
+            .collect()
+    }
+
+    /// Whether `pool` admits policies from the namespace of `policy` (per its
+    /// `spec.hostPortPolicies`), judged on the cached namespace labels.
+    pub fn admits(&self, policy: &HostPortPolicy, pool: &NodePoolNetwork) -> bool {
+        use kube::core::{Selector, SelectorExt};
+        use poolnet_api::v1alpha1::PolicyNamespaces;
+        let Some(admission) = &pool.spec.host_port_policies else {
+            return false;
+        };
+        match admission.from {
+            PolicyNamespaces::None => false,
+            PolicyNamespaces::All => true,
+            PolicyNamespaces::Selector => {
+                let ns = policy.metadata.namespace.as_deref().unwrap_or_default();
+                let labels = self
+                    .namespaces
+                    .get(&reflector::ObjectRef::new(ns))
+                    .and_then(|n| n.metadata.labels.clone())
+                    .unwrap_or_default();
+                admission
+                    .selector
+                    .clone()
+                    .and_then(|s| Selector::try_from(s).ok())
+                    .is_some_and(|s| s.matches(&labels))
+            }
+        }
+    }
+}
+
+/// The informers of one operator process; controllers subscribe before [`Informers::spawn`].
+pub struct Informers {
+    pub pools: SharedInformer<NodePoolNetwork>,
+    pub policies: SharedInformer<HostPortPolicy>,
+    pub nodes: SharedInformer<Node>,
+    pub namespaces: SharedInformer<Namespace>,
+}
+
+impl Informers {
+    pub fn new(client: kube::Client) -> Self {
+        Self {
+            pools: SharedInformer::new(Api::all(client.clone()), watcher::Config::default()),
+            policies: SharedInformer::new(Api::all(client.clone()), watcher::Config::default()),
+            nodes: SharedInformer::new(Api::all(client.clone()), watcher::Config::default()),
+            namespaces: SharedInformer::new(Api::all(client), watcher::Config::default()),
+        }
+    }
+
+    pub fn stores(&self) -> Stores {
+        Stores {
+            pools: self.pools.store(),
+            policies: self.policies.store(),
+            nodes: self.nodes.store(),
+            namespaces: self.namespaces.store(),
+        }
+    }
+
+    /// Start every watch.
+    pub fn spawn(self) -> Vec<tokio::task::JoinHandle<()>> {
+        vec![
+            tokio::spawn(self.pools.run()),
+            tokio::spawn(self.policies.run()),
+            tokio::spawn(self.nodes.run()),
+            tokio::spawn(self.namespaces.run()),
+        ]
+    }
+}
+
+/// Shared by everything that reconciles: clients, caches, writers.
+pub struct Context {
+    pub client: kube::Client,
+    pub arm: Arc<dyn poolnet_arm::ArmNetwork>,
+    pub stores: Stores,
+    pub nsg_writer: crate::writers::NsgWriter,
+    pub route_writer: crate::writers::RouteWriter,
+    pub recorder: kube::runtime::events::Recorder,
+    pub config: ControllerConfig,
+}
+
+/// Tunables.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    /// How often a converged object re-reads Azure to catch changes made by hand (drift).
+    pub resync: std::time::Duration,
+    /// Longest backoff after retryable errors.
+    pub max_backoff: std::time::Duration,
+}
+
+impl Default for ControllerConfig {
+    fn default() -> Self {
+        Self {
+            resync: std::time::Duration::from_secs(300),
+            max_backoff: std::time::Duration::from_secs(300),
+        }
+    }
+}
