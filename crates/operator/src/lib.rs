@@ -2,12 +2,14 @@
 //!
 //! | module | owns |
 //! |---|---|
+//! | [`app`] | wiring: flags, clients, caches, controllers; [`app::run`] embeds the operator |
 //! | [`runtime`] | args, logging, admin server (`/metrics`, `/healthz`, `/readyz`), leader election |
 //! | [`controller`] | the NodePoolNetwork and HostPortPolicy reconcilers |
 //! | [`writers`] | shared, coalescing read-modify-write of NSGs and route tables |
 //! | [`webhook`] | admission webhooks (validation of both CRDs, host-port assignment on pods) |
 //! | [`hostports`] | durable host-port reservations and their repair loop |
 
+pub mod app;
 pub mod controller;
 pub mod hostports;
 pub mod runtime;
