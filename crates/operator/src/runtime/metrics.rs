@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use poolnet_arm::{ArmStats, StatsSnapshot};
+use poolnet_arm::{ArmNetwork, ArmStats, StatsSnapshot};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -145,6 +145,12 @@ impl Metrics {
         Self::with_arm_source(stats)
     }
 
+    /// Metrics that export the call counters of `arm` (any [`ArmNetwork`], e.g. the
+    /// `Arc<dyn ArmNetwork>` the controllers share) at every scrape.
+    pub fn with_arm(arm: Arc<dyn ArmNetwork>) -> Self {
+        Self::with_arm_source(Arc::new(ArmOf(arm)))
+    }
+
     fn with_arm_source(source: Arc<dyn ArmStatsSource>) -> Self {
         let mut metrics = Self::new();
         metrics
@@ -274,6 +280,16 @@ trait ArmStatsSource: std::fmt::Debug + Send + Sync + 'static {
 impl ArmStatsSource for ArmStats {
     fn snapshot(&self) -> StatsSnapshot {
         ArmStats::snapshot(self)
+    }
+}
+
+/// The counters of whatever ARM client the controllers use.
+#[derive(Debug)]
+struct ArmOf(Arc<dyn ArmNetwork>);
+
+impl ArmStatsSource for ArmOf {
+    fn snapshot(&self) -> StatsSnapshot {
+        self.0.stats().snapshot()
     }
 }
 
@@ -558,6 +574,39 @@ mod tests {
         );
         assert!(text.contains("# TYPE poolnet_arm_requests counter"));
         assert!(!text.contains("poolnet_arm_requests_total{"));
+    }
+
+    #[tokio::test]
+    async fn counters_of_a_shared_arm_client_are_exported() {
+        // A closed port: the call fails in transport, and is still counted.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let endpoint = format!("http://{}/", closed.local_addr().expect("addr"));
+        drop(closed);
+        let client = poolnet_arm::ArmClient::new(
+            poolnet_arm::ArmConfig::new(endpoint.parse().expect("url")),
+            poolnet_arm::CredentialConfig::Static(poolnet_arm::Secret::new("token")),
+        )
+        .expect("client");
+        let arm: Arc<dyn ArmNetwork> = Arc::new(client);
+        let m = Metrics::with_arm(arm.clone());
+        let nsg = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/\
+                   providers/Microsoft.Network/networkSecurityGroups/nsg"
+            .parse()
+            .expect("id");
+        assert!(arm.get_nsg(&nsg).await.is_err());
+        let text = m.render();
+        assert_eq!(
+            sample(
+                &text,
+                r#"poolnet_arm_requests_total{method="GET",resource_type="network_security_group"}"#
+            ),
+            Some(1.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, "poolnet_arm_transport_errors_total"),
+            Some(1.0)
+        );
     }
 
     #[test]
