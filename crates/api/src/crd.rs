@@ -3,11 +3,15 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::v1alpha1::{HostPortPolicy, NodePoolNetwork};
+use crate::v1alpha1::{HostPortPolicy, NodePoolNetwork, host_port_claim};
 
 /// Every CRD poolnet serves.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![NodePoolNetwork::crd(), HostPortPolicy::crd()]
+    vec![
+        NodePoolNetwork::crd(),
+        HostPortPolicy::crd(),
+        host_port_claim::crd(),
+    ]
 }
 
 /// File name under `config/crd/`, e.g. `nodepoolnetworks.poolnet.dev.yaml`.

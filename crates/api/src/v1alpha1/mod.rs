@@ -1,10 +1,15 @@
-//! `poolnet.dev/v1alpha1`: the `NodePoolNetwork` and `HostPortPolicy` custom resources.
+//! `poolnet.dev/v1alpha1`: the `NodePoolNetwork` and `HostPortPolicy` custom resources, and
+//! the `HostPortClaim` records poolnet keeps for host ports.
 
 pub mod common;
 pub mod conditions;
+pub mod host_port_claim;
 pub mod host_port_policy;
 pub mod node_pool_network;
 
 pub use common::*;
+pub use host_port_claim::{
+    BoundPod, HostPortClaim, HostPortClaimSpec, HostPortClaimStatus, HostPortSource,
+};
 pub use host_port_policy::*;
 pub use node_pool_network::*;

@@ -1,0 +1,155 @@
+//! `HostPortClaim`: the durable record that one pod holds one host port (cluster-scoped).
+//!
+//! One object per key, named after it (`tcp-41932`), so the API server's refusal of a second
+//! object with the same name is what makes host-port reservation linearizable: whoever
+//! creates the claim holds the port, and the admission webhook returns a patch only after its
+//! create succeeded. poolnet creates, binds and deletes these; people only read them.
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, JSONSchemaProps,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::PortProtocol;
+
+/// Label on claims (and on the pods they are for): the reservation token, i.e. the UID of
+/// the admission request that created the claim.
+pub const RESERVATION_LABEL: &str = "poolnet.dev/reservation";
+/// Label on claims: the namespace of the pod.
+pub const POD_NAMESPACE_LABEL: &str = "poolnet.dev/pod-namespace";
+/// Label on claims: the HostPortPolicy (in the pod's namespace) the port was assigned for.
+pub const POLICY_LABEL: &str = "poolnet.dev/policy";
+
+/// Longest claim name (`udp-65535`).
+pub const NAME_MAX_LEN: i64 = 9;
+
+/// The CRD, with `metadata.name` restricted to key names by the schema (the CEL rule ties
+/// the name to the spec; it uses `format` because the API server's cost estimator treats
+/// `string(int)` as unbounded and refuses a concatenation with it).
+pub fn crd() -> CustomResourceDefinition {
+    let mut crd = HostPortClaim::crd();
+    let name = JSONSchemaProps {
+        type_: Some("string".into()),
+        max_length: Some(NAME_MAX_LEN),
+        pattern: Some("^(tcp|udp)-[1-9][0-9]{0,4}$".into()),
+        ..JSONSchemaProps::default()
+    };
+    let metadata = JSONSchemaProps {
+        type_: Some("object".into()),
+        properties: Some([("name".to_string(), name)].into_iter().collect()),
+        ..JSONSchemaProps::default()
+    };
+    for version in &mut crd.spec.versions {
+        if let Some(root) = version
+            .schema
+            .as_mut()
+            .and_then(|s| s.open_api_v3_schema.as_mut())
+        {
+            root.properties
+                .get_or_insert_with(Default::default)
+                .insert("metadata".to_string(), metadata.clone());
+        }
+    }
+    crd
+}
+
+/// A host port (protocol + port) held by one pod, cluster-wide.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "poolnet.dev",
+    version = "v1alpha1",
+    kind = "HostPortClaim",
+    plural = "hostportclaims",
+    singular = "hostportclaim",
+    shortname = "hpc",
+    category = "poolnet",
+    status = "HostPortClaimStatus",
+    derive = "PartialEq",
+    doc = "HostPortClaim records that one pod holds one host port (protocol and port) across the cluster. Named <protocol>-<port>, so there can be only one per port. Created by poolnet's admission webhook before it gives the port to the pod, released when the pod is gone.",
+    printcolumn = r#"{"name":"Protocol","type":"string","jsonPath":".spec.protocol"}"#,
+    printcolumn = r#"{"name":"Port","type":"integer","jsonPath":".spec.port"}"#,
+    printcolumn = r#"{"name":"Namespace","type":"string","jsonPath":".spec.podNamespace"}"#,
+    printcolumn = r#"{"name":"Pod","type":"string","jsonPath":".status.pod.name"}"#,
+    printcolumn = r#"{"name":"Policy","type":"string","jsonPath":".spec.policy"}"#,
+    printcolumn = r#"{"name":"Source","type":"string","priority":1,"jsonPath":".spec.source"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    validation = Rule::new("self.metadata.name == (self.spec.protocol == 'TCP' ? 'tcp-%d' : 'udp-%d').format([self.spec.port])").message("a HostPortClaim must be named <protocol>-<port> after its spec (e.g. tcp-41932): the name is what makes a port unique"),
+)]
+#[x_kube(validation = Rule::new("self == oldSelf").message("a HostPortClaim's spec is immutable"))]
+#[serde(rename_all = "camelCase")]
+pub struct HostPortClaimSpec {
+    /// TCP or UDP.
+    pub protocol: PortProtocol,
+    /// The host port.
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: u16,
+    /// The container port it maps to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub container_port: Option<u16>,
+    /// How the port was chosen.
+    pub source: HostPortSource,
+    /// Namespace of the pod.
+    #[schemars(length(min = 1, max = 63))]
+    pub pod_namespace: String,
+    /// Name of the pod when the claim was made; empty for pods named by generateName, whose
+    /// name is chosen after admission (see status.pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub pod_name: Option<String>,
+    /// generateName of the pod, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub pod_generate_name: Option<String>,
+    /// HostPortPolicy (in the pod's namespace) the port was assigned for; none for ports
+    /// asked by the AKS annotation or written in the pod spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub policy: Option<String>,
+    /// Reservation token: UID of the admission request that created the claim. The pod
+    /// carries it in the poolnet.dev/reservation label, which is how the claim finds its pod.
+    #[schemars(length(min = 1, max = 63))]
+    pub request_uid: String,
+    /// When the claim was made.
+    pub created_at: Time,
+}
+
+/// How a claimed port was chosen.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum HostPortSource {
+    /// Picked from a range by poolnet.
+    #[default]
+    Automatic,
+    /// Asked for exactly (a HostPortPolicy's static port, or a hostPort in the pod spec).
+    Static,
+    /// Found on a pod that did not go through poolnet's webhook, recorded so nobody else gets it.
+    Adopted,
+}
+
+/// Which pod holds the port.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(oldSelf.pod) || (has(self.pod) && self.pod.uid == oldSelf.pod.uid)").message("a bound HostPortClaim cannot be rebound to another pod"))]
+pub struct HostPortClaimStatus {
+    /// The pod holding the port, once it exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<BoundPod>,
+    /// When the claim was bound to its pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bound_at: Option<Time>,
+    /// Set by the repair loop when it first found the claim unbound past the grace period and
+    /// no pod carrying its token; a later pass releases it if that is still so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orphan_since: Option<Time>,
+}
+
+/// A pod by name and UID.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundPod {
+    pub name: String,
+    pub uid: String,
+}
