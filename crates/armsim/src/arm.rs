@@ -867,20 +867,19 @@ fn put_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> ArmRe
         .get(&id)
         .map(|r| r.location().to_string())
         .unwrap_or_default();
-    let op_id = new_op(
+    let op_id = start_op(
         &mut st,
-        kind.namespace(),
-        &p.sub,
-        &location,
-        key(&id),
-        OpKind::Put,
-        op_name,
-        req.fail_operation.clone(),
+        req,
+        NewOp {
+            namespace: kind.namespace(),
+            sub: &p.sub,
+            location: &location,
+            resource_key: key(&id),
+            kind: OpKind::Put,
+            name: op_name,
+        },
+        state_word,
     );
-    if let Some(res) = st.resources.get_mut(&key(&id)) {
-        res.op = Some(op_id.clone());
-        res.set_provisioning_state(state_word);
-    }
     let url = async_url(
         sim,
         kind.namespace(),
@@ -954,20 +953,19 @@ fn delete_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> Ar
         cancel_op(&mut st, &old_op, &op_name);
     }
     let location = existing.location().to_string();
-    let op_id = new_op(
+    let op_id = start_op(
         &mut st,
-        kind.namespace(),
-        &p.sub,
-        &location,
-        key(&id),
-        OpKind::Delete,
-        op_name,
-        req.fail_operation.clone(),
+        req,
+        NewOp {
+            namespace: kind.namespace(),
+            sub: &p.sub,
+            location: &location,
+            resource_key: key(&id),
+            kind: OpKind::Delete,
+            name: op_name,
+        },
+        "Deleting",
     );
-    if let Some(res) = st.resources.get_mut(&key(&id)) {
-        res.op = Some(op_id.clone());
-        res.set_provisioning_state("Deleting");
-    }
     let ms = if kind.is_aks() {
         live.lro.aks_ms
     } else {
@@ -1139,20 +1137,19 @@ fn child_put(sim: &Arc<Sim>, req: &Request, p: &ResPath, ck: ChildKind) -> ArmRe
     let created = child_put_core(&mut st, &live.limits, &parent, ck, &name, child_props)?;
     let op_name = format!("Put{}Operation", ck.op_noun());
     let location = parent.location().to_string();
-    let op_id = new_op(
+    let op_id = start_op(
         &mut st,
-        "Microsoft.Network",
-        &p.sub,
-        &location,
-        key(&parent.id),
-        OpKind::Put,
-        op_name,
-        req.fail_operation.clone(),
+        req,
+        NewOp {
+            namespace: "Microsoft.Network",
+            sub: &p.sub,
+            location: &location,
+            resource_key: key(&parent.id),
+            kind: OpKind::Put,
+            name: op_name,
+        },
+        "Updating",
     );
-    if let Some(res) = st.resources.get_mut(&key(&parent.id)) {
-        res.op = Some(op_id.clone());
-        res.set_provisioning_state("Updating");
-    }
     let url = async_url(
         sim,
         "Microsoft.Network",
@@ -1202,20 +1199,19 @@ fn child_delete(sim: &Arc<Sim>, req: &Request, p: &ResPath, ck: ChildKind) -> Ar
     body.insert("properties".into(), Value::Object(props));
     rebuild_parent(&mut st, &live.limits, &parent, &body)?;
     let location = parent.location().to_string();
-    let op_id = new_op(
+    let op_id = start_op(
         &mut st,
-        "Microsoft.Network",
-        &p.sub,
-        &location,
-        key(&parent.id),
-        OpKind::DeleteChild,
-        format!("Delete{}Operation", ck.op_noun()),
-        req.fail_operation.clone(),
+        req,
+        NewOp {
+            namespace: "Microsoft.Network",
+            sub: &p.sub,
+            location: &location,
+            resource_key: key(&parent.id),
+            kind: OpKind::DeleteChild,
+            name: format!("Delete{}Operation", ck.op_noun()),
+        },
+        "Updating",
     );
-    if let Some(res) = st.resources.get_mut(&key(&parent.id)) {
-        res.op = Some(op_id.clone());
-        res.set_provisioning_state("Updating");
-    }
     let async_op = async_url(
         sim,
         "Microsoft.Network",
@@ -1240,6 +1236,35 @@ fn child_delete(sim: &Arc<Sim>, req: &Request, p: &ResPath, ck: ChildKind) -> Ar
 }
 
 // ---------------------------------------------------------------- long-running operations
+
+/// What a new operation is about.
+struct NewOp<'a> {
+    namespace: &'a str,
+    sub: &'a str,
+    location: &'a str,
+    resource_key: String,
+    kind: OpKind,
+    name: String,
+}
+
+/// Registers an operation on a resource and marks the resource as busy with it.
+fn start_op(st: &mut State, req: &Request, op: NewOp, provisioning_state: &str) -> String {
+    let id = new_op(
+        st,
+        op.namespace,
+        op.sub,
+        op.location,
+        op.resource_key.clone(),
+        op.kind,
+        op.name,
+        req.fail_operation.clone(),
+    );
+    if let Some(res) = st.resources.get_mut(&op.resource_key) {
+        res.op = Some(id.clone());
+        res.set_provisioning_state(provisioning_state);
+    }
+    id
+}
 
 #[allow(clippy::too_many_arguments)]
 fn new_op(

@@ -58,20 +58,7 @@ pub fn build_prefix(
         Some(old) => {
             let op = old.props();
             immutable(cx, "prefixLength", op.get("prefixLength"), &json!(length))?;
-            immutable(
-                cx,
-                "publicIPAddressVersion",
-                op.get("publicIPAddressVersion"),
-                &json!(version),
-            )?;
-            immutable_tags(cx, op.get("ipTags"), &tags)?;
-            immutable_zones(cx, old, &zones)?;
-            immutable(
-                cx,
-                "sku.name",
-                old.body.get("sku").and_then(|s| s.get("name")),
-                &sku["name"],
-            )?;
+            fixed_at_creation(cx, old, version, &tags, &zones, &sku)?;
             if let Some(prefix) = op.get("ipPrefix") {
                 out.insert("ipPrefix".into(), prefix.clone());
             }
@@ -169,20 +156,7 @@ pub fn build_public_ip(
                     ),
                 ));
             }
-            immutable(
-                cx,
-                "publicIPAddressVersion",
-                op.get("publicIPAddressVersion"),
-                &json!(version),
-            )?;
-            immutable_tags(cx, op.get("ipTags"), &tags)?;
-            immutable_zones(cx, old, &zones)?;
-            immutable(
-                cx,
-                "sku.name",
-                old.body.get("sku").and_then(|s| s.get("name")),
-                &sku["name"],
-            )?;
+            fixed_at_creation(cx, old, version, &tags, &zones, &sku)?;
             if let Some(ip) = op.get("ipAddress") {
                 out.insert("ipAddress".into(), ip.clone());
             }
@@ -297,6 +271,32 @@ fn tag_set(v: Option<&Value>) -> BTreeSet<(String, String)> {
             )
         })
         .collect()
+}
+
+/// Version, IP tags, zones and SKU of prefixes and addresses are fixed at creation.
+fn fixed_at_creation(
+    cx: &Cx,
+    old: &Resource,
+    version: &str,
+    tags: &Value,
+    zones: &[String],
+    sku: &Value,
+) -> ArmResult<()> {
+    let op = old.props();
+    immutable(
+        cx,
+        "publicIPAddressVersion",
+        op.get("publicIPAddressVersion"),
+        &json!(version),
+    )?;
+    immutable_tags(cx, op.get("ipTags"), tags)?;
+    immutable_zones(cx, old, zones)?;
+    immutable(
+        cx,
+        "sku.name",
+        old.body.get("sku").and_then(|s| s.get("name")),
+        &sku["name"],
+    )
 }
 
 fn immutable(cx: &Cx, field: &str, old: Option<&Value>, new: &Value) -> ArmResult<()> {
