@@ -311,16 +311,26 @@ fn check_handovers(history: &[LeaseSpec]) -> Result<usize> {
     Ok(takeovers)
 }
 
+/// Two candidates racing for Lease `name` from the start, with both views of exclusivity.
+async fn race(
+    env: &TestEnv,
+    name: &str,
+    lease_secs: u64,
+) -> Result<(LeaseHistory, Candidate, Candidate, Exclusivity)> {
+    let leases: Api<Lease> = env.api();
+    let history = LeaseHistory::record(&leases, name).await?;
+    let a = Candidate::start(env.client(), config(env.namespace(), name, "a", lease_secs))?;
+    let b = Candidate::start(env.client(), config(env.namespace(), name, "b", lease_secs))?;
+    let beliefs = Exclusivity::watch(&[&a, &b]);
+    wait_until("a leader", || a.is_leader() || b.is_leader()).await?;
+    Ok((history, a, b, beliefs))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_candidates_elect_exactly_one_leader() -> Result<()> {
     let env = env().await?;
     let leases: Api<Lease> = env.api();
-    let history = LeaseHistory::record(&leases, "pair").await?;
-    let a = Candidate::start(env.client(), config(env.namespace(), "pair", "a", 10))?;
-    let b = Candidate::start(env.client(), config(env.namespace(), "pair", "b", 10))?;
-    let beliefs = Exclusivity::watch(&[&a, &b]);
-
-    wait_until("a leader", || a.is_leader() || b.is_leader()).await?;
+    let (history, a, b, beliefs) = race(&env, "pair", 10).await?;
     let (leader, other) = if a.is_leader() { (&a, &b) } else { (&b, &a) };
     // Several renewals while the other candidate keeps trying every retry period.
     wait_until("five renewals", || history.held_by(&leader.id) >= 5).await?;
@@ -424,11 +434,7 @@ async fn releasing_on_shutdown_hands_over_at_once() -> Result<()> {
 async fn conflicting_writes_are_retried_without_a_second_leader() -> Result<()> {
     let env = env().await?;
     let leases: Api<Lease> = env.api();
-    let history = LeaseHistory::record(&leases, "contended").await?;
-    let a = Candidate::start(env.client(), config(env.namespace(), "contended", "a", 10))?;
-    let b = Candidate::start(env.client(), config(env.namespace(), "contended", "b", 10))?;
-    let beliefs = Exclusivity::watch(&[&a, &b]);
-    wait_until("a leader", || a.is_leader() || b.is_leader()).await?;
+    let (history, a, b, beliefs) = race(&env, "contended", 10).await?;
     let leader = if a.is_leader() { &a } else { &b };
 
     // Someone else (here: a label-happy tool) keeps changing the Lease, so the leader's

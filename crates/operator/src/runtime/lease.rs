@@ -289,11 +289,7 @@ impl LeaderElector {
             spec.acquire_time = None;
         }
         let lease = self.claim(lease);
-        match self
-            .api
-            .replace(&self.config.name, &PostParams::default(), &lease)
-            .await
-        {
+        match self.write(&lease).await {
             Ok(written) => {
                 if let Some(previous) = holder.filter(|_| !ours) {
                     tracing::info!(%previous, "took over the expired Lease");
@@ -332,11 +328,7 @@ impl LeaderElector {
             }
             let started = Instant::now();
             let lease = self.claim(current);
-            match self
-                .api
-                .replace(&self.config.name, &PostParams::default(), &lease)
-                .await
-            {
+            match self.write(&lease).await {
                 Ok(written) => {
                     self.observe(&written);
                     self.current = Some(written);
@@ -377,11 +369,7 @@ impl LeaderElector {
             spec.lease_duration_seconds = Some(1);
             spec.acquire_time = now.clone();
             spec.renew_time = now;
-            match self
-                .api
-                .replace(&self.config.name, &PostParams::default(), &lease)
-                .await
-            {
+            match self.write(&lease).await {
                 Ok(_) => {
                     tracing::info!(lease = %self.config.name, "released the Lease");
                     return Ok(());
@@ -397,6 +385,14 @@ impl LeaderElector {
             "could not release the Lease after {RELEASE_ATTEMPTS} conflicting writes; it \
              expires after its duration"
         )
+    }
+
+    /// Replaces the Lease; the `resourceVersion` in `lease` makes a stale write fail with
+    /// 409 Conflict instead of overwriting someone else's.
+    async fn write(&self, lease: &Lease) -> Result<Lease, kube::Error> {
+        self.api
+            .replace(&self.config.name, &PostParams::default(), lease)
+            .await
     }
 
     /// `lease` with us as holder and a fresh `renewTime` (and `acquireTime` when unset).
