@@ -1,19 +1,17 @@
 //! Types shared by both CRDs.
 
-use kube::KubeSchema;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// A public IP tag, e.g. {ipTagType: RoutingPreference, tag: Internet}.
+/// A public IP tag, e.g. {ipTagType: RoutingPreference, tag: Internet}. Plain data: the CEL
+/// rules live on the (bounded) spec list, so status lists of tags cost the API server nothing.
 #[derive(
-    KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
+    JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord,
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.ipTagType != 'RoutingPreference' || self.tag == 'Internet'").message("RoutingPreference supports only the tag Internet (the Microsoft-network path is the default and has no tag)"))]
 pub struct IpTag {
     /// Tag type, e.g. RoutingPreference or FirstPartyUsage.
     #[schemars(length(min = 1, max = 64))]
-    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z][A-Za-z0-9]*$')").message("ipTagType must be letters and digits, starting with a letter, e.g. RoutingPreference"))]
     pub ip_tag_type: String,
     /// Tag value, e.g. Internet.
     #[schemars(length(min = 1, max = 128))]

@@ -143,6 +143,8 @@ pub struct NodePublicIp {
     #[x_kube(
         merge_strategy = ListMerge::Map(vec!["ipTagType".into()]),
         validation = Rule::new("self == oldSelf").message("nodePublicIP.ipTags is immutable: Azure fixes IP tags (including RoutingPreference) when the public IPs are created"),
+        validation = Rule::new("self.all(t, t.ipTagType.matches('^[A-Za-z][A-Za-z0-9]*$'))").message("ipTagType must be letters and digits, starting with a letter, e.g. RoutingPreference"),
+        validation = Rule::new("self.all(t, t.ipTagType != 'RoutingPreference' || t.tag == 'Internet')").message("RoutingPreference supports only the tag Internet (the Microsoft-network path is the default and has no tag)"),
     )]
     pub ip_tags: Option<Vec<IpTag>>,
 }
