@@ -1,1 +1,30 @@
-//! See crate docs for what this module owns.
+//! Durable, cluster-unique host-port reservations (DESIGN §5), the I/O half; the decisions
+//! live in [`poolnet_plan::hostports`].
+//!
+//! | part | role | runs on |
+//! |---|---|---|
+//! | [`index`] | who holds which key (claims and pods' own host ports), fed by [`watch`] | every replica |
+//! | [`reserve`] | one admission's reservation: create the claims, roll back on failure | every replica (webhook) |
+//! | [`repair`] | bind claims to pods, release claims of gone pods and orphans, adopt author-written ports | the leader |
+//!
+//! How the guarantees hold:
+//! - S1/S2: a key is reserved by creating the `HostPortClaim` named after it; the API server
+//!   refuses duplicates, and the webhook patches a pod only after all its creates succeeded.
+//! - S3: [`repair`] deletes a claim only after a live read confirmed that its pod is gone, or
+//!   that no pod carries its token two passes apart after a grace period, with preconditions.
+//! - S4: the pod carries the token (label `poolnet.dev/reservation`); a re-invocation finds
+//!   its claims by it and writes nothing; dry-run requests only preview.
+//! - S5: the index is rebuilt from watches; marks and bindings are on the claims.
+
+pub mod index;
+pub mod repair;
+pub mod reserve;
+pub mod watch;
+
+pub use index::HostPortIndex;
+pub use repair::{PassReport, RepairConfig, Repairer};
+pub use reserve::{Claimant, ReserveError, Reserver};
+pub use watch::{run_index, start_index};
+
+/// Pod annotation poolnet writes with the ports it assigned, e.g. `8080/TCP=41932,8443/TCP=49482`.
+pub const ASSIGNED_ANNOTATION: &str = "poolnet.dev/host-ports";

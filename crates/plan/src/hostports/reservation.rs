@@ -140,6 +140,11 @@ impl Reservation {
         self.conflicts
     }
 
+    /// The request `key` is proposed or reserved for, by index into [`Reservation::requests`].
+    pub fn request_of(&self, key: Key) -> Option<usize> {
+        self.chosen.iter().position(|k| *k == Some(key))
+    }
+
     /// Keys whose claims this reservation created (what to roll back if it is abandoned).
     pub fn reserved_keys(&self) -> Vec<Key> {
         self.chosen

@@ -1,0 +1,368 @@
+//! The repair loop: binds claims to the pods that were created with them, releases claims
+//! whose pods are gone or that were never used, and records host ports that pods' authors
+//! wrote themselves. Decisions come from [`poolnet_plan::hostports::decide`]; this is the
+//! I/O around it. Every write is conditional (resourceVersion / UID preconditions) and every
+//! release is confirmed by a live read first, so a stale cache or a concurrent repair
+//! replica can delay work but never release a port that is still held (S3). Everything it
+//! needs is in API objects (S5): the orphan mark lives on the claim itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{
+    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
+};
+use kube::runtime::reflector::Store;
+use kube::{Client, ResourceExt};
+use poolnet_api::portspec::{PortRange, Protocol};
+use poolnet_api::v1alpha1::host_port_claim::{POD_NAMESPACE_LABEL, RESERVATION_LABEL};
+use poolnet_api::v1alpha1::{
+    HostPortClaim, HostPortClaimSpec, HostPortPolicy, HostPortSource, PortProtocol,
+};
+use poolnet_plan::hostports::request::default_range;
+use poolnet_plan::hostports::{
+    ClaimFacts, Key, PodRef, ReleasePolicy, ReleaseReason, Repair, decide,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use super::index::{HostPortIndex, PodEntry};
+
+/// Tunables of the repair loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RepairConfig {
+    /// Period of full passes.
+    pub interval: Duration,
+    /// Least time between passes triggered by pod changes.
+    pub min_gap: Duration,
+    pub release: ReleasePolicy,
+}
+
+impl Default for RepairConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(30),
+            min_gap: Duration::from_secs(1),
+            release: ReleasePolicy::default(),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub claims: usize,
+    pub bound: usize,
+    pub marked: usize,
+    pub released: usize,
+    pub adopted: usize,
+    /// Keys two pods hold at once (only possible for host ports written by authors of pods
+    /// that did not go through the webhook), as `key: pod, pod`.
+    pub duplicates: Vec<String>,
+    /// Writes refused or failed (retried by the next pass).
+    pub skipped: usize,
+}
+
+/// Runs repair passes.
+#[derive(Clone)]
+pub struct Repairer {
+    client: Client,
+    claims: Api<HostPortClaim>,
+    index: Arc<HostPortIndex>,
+    policies: Option<Store<HostPortPolicy>>,
+    config: RepairConfig,
+}
+
+fn elapsed(now: k8s_openapi::jiff::Timestamp, then: &Time) -> Duration {
+    Duration::try_from(now.duration_since(then.0)).unwrap_or(Duration::ZERO)
+}
+
+fn rv_precondition(claim: &HostPortClaim) -> Preconditions {
+    Preconditions {
+        uid: claim.metadata.uid.clone(),
+        resource_version: claim.metadata.resource_version.clone(),
+    }
+}
+
+impl Repairer {
+    /// `policies` (a cache of HostPortPolicies) widens the ranges in which author-written
+    /// host ports are recorded beyond the AKS default 40000-59999.
+    pub fn new(
+        client: Client,
+        index: Arc<HostPortIndex>,
+        policies: Option<Store<HostPortPolicy>>,
+        config: RepairConfig,
+    ) -> Self {
+        Self {
+            claims: Api::all(client.clone()),
+            client,
+            index,
+            policies,
+            config,
+        }
+    }
+
+    /// Passes every `interval`, and soon after pods holding ports come or go, until
+    /// `shutdown`. Run it on the leader only (it is safe anywhere, merely redundant).
+    pub async fn run(self, shutdown: CancellationToken) {
+        loop {
+            match self.pass().await {
+                Ok(report)
+                    if report
+                        != PassReport {
+                            claims: report.claims,
+                            ..PassReport::default()
+                        } =>
+                {
+                    tracing::info!(?report, "host-port repair pass");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "host-port repair pass failed"),
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(self.config.interval) => {}
+                () = self.index.changed() => {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(self.config.min_gap) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass over every claim, then the adoption of unclaimed author-written ports.
+    pub async fn pass(&self) -> Result<PassReport, kube::Error> {
+        let mut report = PassReport::default();
+        if !self.index.is_ready() {
+            return Ok(report);
+        }
+        let claims = self.claims.list(&ListParams::default()).await?.items;
+        report.claims = claims.len();
+        let now = k8s_openapi::jiff::Timestamp::now();
+        for claim in &claims {
+            let Ok(key) = claim.name_any().parse::<Key>() else {
+                continue;
+            };
+            let status = claim.status.clone().unwrap_or_default();
+            let created = claim
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .unwrap_or(&claim.spec.created_at);
+            let facts = ClaimFacts {
+                key,
+                token: &claim.spec.request_uid,
+                pod_namespace: &claim.spec.pod_namespace,
+                bound_uid: status.pod.as_ref().map(|p| p.uid.as_str()),
+                age: elapsed(now, created),
+                marked_for: status.orphan_since.as_ref().map(|t| elapsed(now, t)),
+            };
+            let done = match decide(&facts, self.index.as_ref(), &self.config.release) {
+                Repair::Keep => continue,
+                Repair::Bind(pod) => self.bind(claim, &pod).await.map(|()| report.bound += 1),
+                Repair::Mark => self.mark(claim).await.map(|()| report.marked += 1),
+                Repair::Release(reason) => match self.release(claim, reason).await {
+                    Ok(true) => {
+                        report.released += 1;
+                        Ok(())
+                    }
+                    Ok(false) => Ok(()),
+                    Err(e) => Err(e),
+                },
+            };
+            if let Err(e) = done {
+                tracing::debug!(claim = %claim.name_any(), error = %e, "repair write skipped");
+                report.skipped += 1;
+            }
+        }
+        self.adopt(&claims, &mut report).await;
+        Ok(report)
+    }
+
+    async fn bind(&self, claim: &HostPortClaim, pod: &PodRef) -> Result<(), kube::Error> {
+        let patch = json!({
+            "metadata": { "resourceVersion": claim.metadata.resource_version },
+            "status": {
+                "pod": { "name": pod.name, "uid": pod.uid },
+                "boundAt": Time(k8s_openapi::jiff::Timestamp::now()),
+                "orphanSince": null,
+            }
+        });
+        self.claims
+            .patch_status(
+                &claim.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn mark(&self, claim: &HostPortClaim) -> Result<(), kube::Error> {
+        let patch = json!({
+            "metadata": { "resourceVersion": claim.metadata.resource_version },
+            "status": { "orphanSince": Time(k8s_openapi::jiff::Timestamp::now()) }
+        });
+        self.claims
+            .patch_status(
+                &claim.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Confirms `reason` with a live read, then deletes the claim as it was read.
+    async fn release(
+        &self,
+        claim: &HostPortClaim,
+        reason: ReleaseReason,
+    ) -> Result<bool, kube::Error> {
+        let ns = &claim.spec.pod_namespace;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), ns);
+        let confirmed = match reason {
+            ReleaseReason::PodGone => {
+                let bound = claim.status.as_ref().and_then(|s| s.pod.as_ref());
+                match bound {
+                    None => false,
+                    Some(b) => match pods.get_opt(&b.name).await? {
+                        Some(p) => p.metadata.uid.as_deref() != Some(b.uid.as_str()),
+                        None => true,
+                    },
+                }
+            }
+            ReleaseReason::NeverBound => {
+                let lp = ListParams::default()
+                    .labels(&format!("{RESERVATION_LABEL}={}", claim.spec.request_uid))
+                    .limit(1);
+                pods.list_metadata(&lp).await?.items.is_empty()
+            }
+        };
+        if !confirmed {
+            return Ok(false);
+        }
+        let dp = DeleteParams {
+            preconditions: Some(rv_precondition(claim)),
+            ..DeleteParams::default()
+        };
+        match self.claims.delete(&claim.name_any(), &dp).await {
+            Ok(_) => Ok(true),
+            // Gone already, or changed since it was read (e.g. bound): nothing to do now.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn managed_ranges(&self) -> Vec<(Protocol, PortRange)> {
+        let mut ranges = vec![
+            (Protocol::Tcp, default_range()),
+            (Protocol::Udp, default_range()),
+        ];
+        if let Some(store) = &self.policies {
+            for policy in store.state() {
+                let spec = &policy.spec;
+                let Some(range) =
+                    PortRange::new(spec.host_port_range.start, spec.host_port_range.end)
+                else {
+                    continue;
+                };
+                for p in &spec.ports {
+                    let proto = Protocol::from(p.protocol);
+                    ranges.push((proto, range));
+                    if let Some(hp) = p.host_port.and_then(PortRange::single) {
+                        ranges.push((proto, hp));
+                    }
+                }
+            }
+        }
+        ranges.sort();
+        ranges.dedup();
+        ranges
+    }
+
+    /// Records host ports that pods hold without a claim (written by their authors, on pods
+    /// the webhook did not see) so the webhook never hands them out.
+    async fn adopt(&self, claims: &[HostPortClaim], report: &mut PassReport) {
+        let listed: std::collections::HashMap<String, &HostPortClaim> =
+            claims.iter().map(|c| (c.name_any(), c)).collect();
+        for (pod, key) in self.index.unclaimed(&self.managed_ranges()) {
+            if let Some(existing) = listed.get(&key.claim_name()) {
+                self.note_duplicate(existing, &pod, key, report);
+                continue;
+            }
+            match self.adopt_one(&pod, key).await {
+                Ok(true) => report.adopted += 1,
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::debug!(%key, pod = %pod.name, error = %e, "adopting a host port");
+                    report.skipped += 1;
+                }
+            }
+        }
+    }
+
+    fn note_duplicate(
+        &self,
+        claim: &HostPortClaim,
+        pod: &PodEntry,
+        key: Key,
+        report: &mut PassReport,
+    ) {
+        let bound = claim.status.as_ref().and_then(|s| s.pod.as_ref());
+        let same = bound.is_some_and(|b| b.uid == pod.uid)
+            || (bound.is_none() && pod.token.as_deref() == Some(claim.spec.request_uid.as_str()));
+        if !same {
+            let holder = bound.map_or_else(
+                || format!("reservation {}", claim.spec.request_uid),
+                |b| format!("{}/{}", claim.spec.pod_namespace, b.name),
+            );
+            report
+                .duplicates
+                .push(format!("{key}: {holder}, {}/{}", pod.namespace, pod.name));
+        }
+    }
+
+    async fn adopt_one(&self, pod: &PodEntry, key: Key) -> Result<bool, kube::Error> {
+        let claim = HostPortClaim {
+            metadata: ObjectMeta {
+                name: Some(key.claim_name()),
+                labels: Some(
+                    [
+                        (RESERVATION_LABEL.to_string(), pod.uid.clone()),
+                        (POD_NAMESPACE_LABEL.to_string(), pod.namespace.clone()),
+                    ]
+                    .into(),
+                ),
+                ..ObjectMeta::default()
+            },
+            spec: HostPortClaimSpec {
+                protocol: match key.protocol {
+                    Protocol::Tcp => PortProtocol::TCP,
+                    Protocol::Udp => PortProtocol::UDP,
+                },
+                port: key.port,
+                container_port: None,
+                source: HostPortSource::Adopted,
+                pod_namespace: pod.namespace.clone(),
+                pod_name: Some(pod.name.clone()),
+                pod_generate_name: None,
+                policy: None,
+                request_uid: pod.uid.clone(),
+                created_at: Time(k8s_openapi::jiff::Timestamp::now()),
+            },
+            status: None,
+        };
+        let created = match self.claims.create(&PostParams::default(), &claim).await {
+            Ok(c) => c,
+            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        self.bind(&created, &pod.pod_ref()).await?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,300 @@
+//! Reserving host ports durably for one admission: drives the pure
+//! [`Reservation`](poolnet_plan::hostports::Reservation) against the API server.
+//!
+//! Each proposed key is recorded by creating the `HostPortClaim` named after it. The API
+//! server refuses a second object with the same name, so a key is reserved exactly when its
+//! create succeeded (S2); a refusal means someone else holds it and another key is tried.
+//! The index only makes good first guesses. Before denying, the claims are re-read live so
+//! a denial for lack of ports is true at the time of that read (L2). A reservation that
+//! fails deletes the claims it created: nobody was told about them, because only this call
+//! carries its token and it has not answered yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
+use kube::{Client, ResourceExt};
+use poolnet_api::portspec::Protocol;
+use poolnet_api::v1alpha1::host_port_claim::{
+    POD_NAMESPACE_LABEL, POLICY_LABEL, RESERVATION_LABEL,
+};
+use poolnet_api::v1alpha1::{HostPortClaim, HostPortClaimSpec, HostPortSource, PortProtocol};
+use poolnet_plan::hostports::{
+    AllocError, Assignment, Key, KeySet, RequestPlan, Reservation, Source, Step,
+};
+use tokio::time::Instant;
+
+use super::index::HostPortIndex;
+
+/// Live re-reads of the claims one admission may make before it gives up.
+pub const MAX_REFRESHES: u32 = 3;
+
+/// Who a reservation is for: the admission request and its pod as seen during admission
+/// (a pod named by generateName has no name yet, and no pod has a UID yet).
+#[derive(Debug, Clone, Copy)]
+pub struct Claimant<'a> {
+    /// Reservation token: the admission request's UID (unique per webhook call).
+    pub token: &'a str,
+    pub namespace: &'a str,
+    pub pod_name: Option<&'a str>,
+    pub generate_name: Option<&'a str>,
+}
+
+/// Why ports could not be reserved.
+#[derive(Debug, thiserror::Error)]
+pub enum ReserveError {
+    /// No ports to give (exhausted range, static port taken, persistent contention).
+    #[error(transparent)]
+    Denied(#[from] AllocError),
+    #[error("recording host port {key} in HostPortClaim {key} failed: {source}")]
+    Api { key: Key, source: kube::Error },
+    #[error("listing HostPortClaims failed: {0}")]
+    List(kube::Error),
+    #[error("reserving host ports did not finish within {0:?}; retry the request")]
+    Timeout(Duration),
+}
+
+enum Outcome {
+    /// This call's claim exists (created now, or by an earlier attempt of this call).
+    Mine,
+    /// Another reservation holds the key.
+    Theirs,
+    Failed(kube::Error),
+}
+
+/// Makes reservations against the API server.
+#[derive(Clone)]
+pub struct Reserver {
+    claims: Api<HostPortClaim>,
+    index: Arc<HostPortIndex>,
+}
+
+impl Reserver {
+    pub fn new(client: Client, index: Arc<HostPortIndex>) -> Self {
+        Self {
+            claims: Api::all(client),
+            index,
+        }
+    }
+
+    pub fn index(&self) -> &Arc<HostPortIndex> {
+        &self.index
+    }
+
+    /// Reserves a key for every request of `plan`; returns the assignments in request order
+    /// once every claim is created. Gives up at `deadline` (before the API server's webhook
+    /// timeout, so a reservation nobody waits for anymore is rolled back by its owner).
+    pub async fn reserve(
+        &self,
+        who: &Claimant<'_>,
+        plan: &RequestPlan,
+        seed: u64,
+        deadline: Instant,
+    ) -> Result<Vec<Assignment>, ReserveError> {
+        let mut res = Reservation::new(plan.requests.clone(), seed);
+        let mut attempted: Vec<Key> = Vec::new();
+        let result = self
+            .drive(who, plan, &mut res, &mut attempted, deadline)
+            .await;
+        if result.is_err() {
+            self.roll_back(who.token, &attempted).await;
+        }
+        result
+    }
+
+    async fn drive(
+        &self,
+        who: &Claimant<'_>,
+        plan: &RequestPlan,
+        res: &mut Reservation,
+        attempted: &mut Vec<Key>,
+        deadline: Instant,
+    ) -> Result<Vec<Assignment>, ReserveError> {
+        let mut view = self.index.held();
+        let mut refreshes = 0;
+        loop {
+            let mut step = res.next(&view);
+            let mut fresh = false;
+            if step.is_err() && refreshes < MAX_REFRESHES {
+                refreshes += 1;
+                res.refresh();
+                view = self.fresh_view().await?;
+                step = res.next(&view);
+                fresh = true;
+            }
+            let keys = match step {
+                Ok(Step::Done(assignments)) => return Ok(assignments),
+                Ok(Step::Create(keys)) => keys,
+                // Only a failure against a fresh read stands as it is (L2).
+                Err(e) if fresh => return Err(e.into()),
+                Err(_) => {
+                    return Err(AllocError::Contended {
+                        conflicts: res.conflicts(),
+                    }
+                    .into());
+                }
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(ReserveError::Timeout(Duration::ZERO));
+            }
+            attempted.extend(keys.iter().copied());
+            let creates = keys.iter().map(|&key| {
+                let draft = res.request_of(key).map(|i| draft(who, plan, i, key));
+                async move {
+                    match draft {
+                        Some(claim) => (key, self.create(claim, who.token).await),
+                        None => (key, Outcome::Theirs),
+                    }
+                }
+            });
+            let outcomes = tokio::time::timeout(remaining, join_all(creates))
+                .await
+                .map_err(|_| ReserveError::Timeout(remaining))?;
+            for (key, outcome) in outcomes {
+                match outcome {
+                    Outcome::Mine => res.created(key),
+                    Outcome::Theirs => res.conflicted(key),
+                    Outcome::Failed(source) => return Err(ReserveError::Api { key, source }),
+                }
+                // A key someone else holds must look held from now on, whatever the cache says.
+                view.insert(key);
+            }
+        }
+    }
+
+    /// Proposals against the cache only, with no writes: for dry-run requests, which must
+    /// have no side effects (sideEffects: NoneOnDryRun) and reserve nothing (S4).
+    pub fn preview(&self, plan: &RequestPlan, seed: u64) -> Result<Vec<Assignment>, AllocError> {
+        let mut res = Reservation::new(plan.requests.clone(), seed);
+        let view = self.index.held();
+        loop {
+            match res.next(&view)? {
+                Step::Done(a) => return Ok(a),
+                Step::Create(keys) => keys.into_iter().for_each(|k| res.created(k)),
+            }
+        }
+    }
+
+    /// Claims carrying reservation `token`, read live.
+    pub async fn claims_of(&self, token: &str) -> Result<Vec<HostPortClaim>, kube::Error> {
+        let lp = ListParams::default().labels(&format!("{RESERVATION_LABEL}={token}"));
+        Ok(self.claims.list(&lp).await?.items)
+    }
+
+    /// Every claimed key (read live, names only) plus the pods' own host ports (cached).
+    async fn fresh_view(&self) -> Result<KeySet, ReserveError> {
+        let list = self
+            .claims
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(ReserveError::List)?;
+        let mut view = self.index.pod_keys();
+        for claim in list.items {
+            if let Ok(key) = claim.name_any().parse::<Key>() {
+                view.insert(key);
+            }
+        }
+        Ok(view)
+    }
+
+    async fn create(&self, claim: HostPortClaim, token: &str) -> Outcome {
+        // Two rounds: a claim found gone between our refused create and our read was just
+        // released, so the key may be free now.
+        for _ in 0..2 {
+            match self.claims.create(&PostParams::default(), &claim).await {
+                Ok(_) => return Outcome::Mine,
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Outcome::Failed(e),
+            }
+            match self.claims.get_opt(&claim.name_any()).await {
+                // An earlier create of this same call succeeded but its answer was lost.
+                Ok(Some(existing)) if existing.spec.request_uid == token => return Outcome::Mine,
+                Ok(Some(_)) => return Outcome::Theirs,
+                Ok(None) => continue,
+                Err(e) => return Outcome::Failed(e),
+            }
+        }
+        Outcome::Theirs
+    }
+
+    /// Deletes this call's claims among `keys` (best effort, bounded in time): a claim is
+    /// deleted only if it carries `token`, with its UID as precondition, so a claim someone
+    /// else created in the meantime is never touched. What is left is collected by the
+    /// repair loop after the grace period.
+    pub async fn roll_back(&self, token: &str, keys: &[Key]) {
+        let deletes = keys.iter().map(|key| async move {
+            let name = key.claim_name();
+            let Ok(Some(claim)) = self.claims.get_opt(&name).await else {
+                return;
+            };
+            if claim.spec.request_uid != token {
+                return;
+            }
+            let dp = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: claim.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            if let Err(e) = self.claims.delete(&name, &dp).await {
+                tracing::debug!(claim = %name, error = %e, "rolling back a claim");
+            }
+        });
+        let _ = tokio::time::timeout(Duration::from_secs(5), join_all(deletes)).await;
+    }
+}
+
+fn draft(who: &Claimant<'_>, plan: &RequestPlan, i: usize, key: Key) -> HostPortClaim {
+    let request = &plan.requests[i];
+    // Plans name policies `namespace/name`; the claim records the name (the policy lives in
+    // the pod's namespace) so it fits a label value.
+    let policy = plan
+        .policies
+        .get(i)
+        .cloned()
+        .flatten()
+        .map(|p| match p.rsplit_once('/') {
+            Some((_, name)) => name.to_string(),
+            None => p,
+        });
+    let mut labels = std::collections::BTreeMap::from([
+        (RESERVATION_LABEL.to_string(), who.token.to_string()),
+        (POD_NAMESPACE_LABEL.to_string(), who.namespace.to_string()),
+    ]);
+    if let Some(p) = &policy {
+        labels.insert(POLICY_LABEL.to_string(), p.clone());
+    }
+    HostPortClaim {
+        metadata: ObjectMeta {
+            name: Some(key.claim_name()),
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        },
+        spec: HostPortClaimSpec {
+            protocol: match key.protocol {
+                Protocol::Tcp => PortProtocol::TCP,
+                Protocol::Udp => PortProtocol::UDP,
+            },
+            port: key.port,
+            container_port: Some(request.container_port),
+            source: match request.source {
+                Source::Auto(_) => HostPortSource::Automatic,
+                Source::Static(_) => HostPortSource::Static,
+            },
+            pod_namespace: who.namespace.to_string(),
+            pod_name: who.pod_name.filter(|n| !n.is_empty()).map(String::from),
+            pod_generate_name: who
+                .generate_name
+                .filter(|n| !n.is_empty())
+                .map(String::from),
+            policy,
+            request_uid: who.token.to_string(),
+            created_at: Time(k8s_openapi::jiff::Timestamp::now()),
+        },
+        status: None,
+    }
+}
