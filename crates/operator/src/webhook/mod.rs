@@ -1,1 +1,152 @@
-//! See crate docs for what this module owns.
+//! Admission webhooks, served over HTTPS by poolnet itself.
+//!
+//! | route | kind | what |
+//! |---|---|---|
+//! | `POST /mutate/pods` | mutating, pods CREATE | host ports + env vars ([`pods`]) |
+//! | `POST /validate/poolnet` | validating, NodePoolNetwork / HostPortPolicy CREATE, UPDATE | [`validate`] |
+//!
+//! The serving certificate is poolnet's own (a CA and a leaf kept in a Secret, the CA bundle
+//! written into the webhook configurations, renewed before expiry) or read from files that
+//! cert-manager maintains ([`certs`]). The configurations shipped in `config/webhook/`
+//! explain which requests reach these routes and why.
+
+pub mod certs;
+pub mod patch;
+pub mod pods;
+pub mod tls;
+pub mod validate;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use kube::Client;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use certs::{CertSource, SelfManaged};
+pub use pods::PodWebhook;
+pub use tls::CertResolver;
+pub use validate::PolicyValidator;
+
+use crate::runtime::Metrics;
+
+/// Route of the pod webhook.
+pub const PODS_PATH: &str = "/mutate/pods";
+/// Route of the validating webhook for NodePoolNetworks and HostPortPolicies.
+pub const VALIDATE_PATH: &str = "/validate/poolnet";
+
+/// What the routes need.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub pods: PodWebhook,
+    pub validator: PolicyValidator,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
+/// The webhook routes.
+pub fn router(state: Arc<WebhookState>) -> Router {
+    Router::new()
+        .route(PODS_PATH, post(mutate_pods))
+        .route(VALIDATE_PATH, post(validate_poolnet))
+        .with_state(state)
+}
+
+fn reviewed(
+    state: &WebhookState,
+    webhook: &str,
+    started: Instant,
+    response: AdmissionResponse,
+) -> Json<AdmissionReview<DynamicObject>> {
+    if let Some(m) = &state.metrics {
+        m.admission(webhook, response.allowed, started.elapsed());
+    }
+    Json(response.into_review())
+}
+
+async fn mutate_pods(
+    State(state): State<Arc<WebhookState>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let started = Instant::now();
+    let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
+    let response = match request {
+        Ok(req) => state.pods.admit(&req).await,
+        Err(e) => AdmissionResponse::invalid(format!("unreadable AdmissionReview: {e}")),
+    };
+    reviewed(&state, "pods", started, response)
+}
+
+async fn validate_poolnet(
+    State(state): State<Arc<WebhookState>>,
+    Json(review): Json<AdmissionReview<DynamicObject>>,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let started = Instant::now();
+    let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
+    let response = match request {
+        Ok(req) => state.validator.admit(&req).await,
+        Err(e) => AdmissionResponse::invalid(format!("unreadable AdmissionReview: {e}")),
+    };
+    reviewed(&state, "poolnet", started, response)
+}
+
+/// Where and how to serve.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub addr: SocketAddr,
+    pub certs: CertSource,
+}
+
+/// A running webhook server.
+pub struct RunningWebhook {
+    pub addr: SocketAddr,
+    pub resolver: Arc<CertResolver>,
+    pub server: JoinHandle<Result<()>>,
+    pub certs: JoinHandle<Result<()>>,
+}
+
+/// Binds, obtains the serving certificate (waiting at most `cert_wait` for the first one),
+/// then serves `state` until `shutdown`. The certificate keeps being renewed meanwhile.
+pub async fn start(
+    client: Client,
+    config: ServeConfig,
+    state: Arc<WebhookState>,
+    cert_wait: Duration,
+    shutdown: CancellationToken,
+) -> Result<RunningWebhook> {
+    let listener = tls::bind(config.addr).await?;
+    let addr = listener.local_addr()?;
+    let resolver = CertResolver::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let certs = tokio::spawn(certs::run_certs(
+        client,
+        config.certs,
+        Arc::clone(&resolver),
+        Some(ready_tx),
+        shutdown.clone(),
+    ));
+    if tokio::time::timeout(cert_wait, ready_rx).await.is_err() {
+        tracing::warn!(
+            "no webhook serving certificate yet; serving anyway, handshakes fail until one is loaded"
+        );
+    }
+    let server = tokio::spawn(tls::serve(
+        listener,
+        router(state),
+        Arc::clone(&resolver),
+        shutdown,
+    ));
+    tracing::info!(%addr, "admission webhooks serving");
+    Ok(RunningWebhook {
+        addr,
+        resolver,
+        server,
+        certs,
+    })
+}

@@ -1,0 +1,100 @@
+//! Validating admission of NodePoolNetworks and HostPortPolicies: the checks CEL cannot
+//! express, from `poolnet_api::validation`, with the cross-object facts a HostPortPolicy is
+//! judged against (its pool, its namespace's labels, every other policy) read live.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, ListParams};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube::{Client, ResourceExt};
+use poolnet_api::error::FieldErrors;
+use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
+use poolnet_api::validation::{
+    PolicyContext, validate_host_port_policy, validate_node_pool_network,
+};
+use serde::de::DeserializeOwned;
+
+/// Validates poolnet's own kinds.
+#[derive(Clone)]
+pub struct PolicyValidator {
+    client: Client,
+}
+
+fn decode<T: DeserializeOwned>(object: Option<&DynamicObject>) -> Result<Option<T>, String> {
+    object
+        .map(|o| {
+            serde_json::to_value(o)
+                .and_then(serde_json::from_value)
+                .map_err(|e| format!("poolnet: cannot read the object: {e}"))
+        })
+        .transpose()
+}
+
+impl PolicyValidator {
+    pub fn new(client: Client) -> Self {
+        Self { client }
+    }
+
+    pub async fn admit(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let resp = AdmissionResponse::from(req);
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return resp;
+        }
+        let verdict = match req.kind.kind.as_str() {
+            "NodePoolNetwork" => self.node_pool_network(req),
+            "HostPortPolicy" => self.host_port_policy(req).await,
+            _ => Ok(()),
+        };
+        match verdict {
+            Ok(()) => resp,
+            Err(message) => resp.deny(message),
+        }
+    }
+
+    fn node_pool_network(&self, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
+        let new: NodePoolNetwork = decode(req.object.as_ref())?.ok_or("no object")?;
+        let old: Option<NodePoolNetwork> = decode(req.old_object.as_ref())?;
+        validate_node_pool_network(&new, old.as_ref()).map_err(|e| message(&e))
+    }
+
+    async fn host_port_policy(&self, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
+        let new: HostPortPolicy = decode(req.object.as_ref())?.ok_or("no object")?;
+        let old: Option<HostPortPolicy> = decode(req.old_object.as_ref())?;
+        let namespace = req.namespace.clone().unwrap_or_default();
+        let unavailable = |what: &str, e: kube::Error| {
+            format!("poolnet: cannot check the HostPortPolicy: reading {what} failed: {e}; retry")
+        };
+        let pool = Api::<NodePoolNetwork>::all(self.client.clone())
+            .get_opt(&new.spec.node_pool_network)
+            .await
+            .map_err(|e| unavailable("the NodePoolNetwork", e))?;
+        let labels: BTreeMap<String, String> = Api::<Namespace>::all(self.client.clone())
+            .get_opt(&namespace)
+            .await
+            .map_err(|e| unavailable("the namespace", e))?
+            .map(|n| n.labels().clone())
+            .unwrap_or_default();
+        let others: Vec<HostPortPolicy> = Api::<HostPortPolicy>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| unavailable("the other HostPortPolicies", e))?
+            .items
+            .into_iter()
+            .filter(|p| {
+                !(p.namespace().as_deref() == Some(&namespace) && p.name_any() == new.name_any())
+            })
+            .collect();
+        let ctx = PolicyContext {
+            pool: pool.as_ref(),
+            namespace_labels: &labels,
+            other_policies: &others,
+        };
+        validate_host_port_policy(&new, old.as_ref(), Some(&ctx)).map_err(|e| message(&e))
+    }
+}
+
+fn message(errors: &FieldErrors) -> String {
+    format!("poolnet: {errors}")
+}
