@@ -66,7 +66,7 @@ pub async fn run(
     arm: Arc<dyn ArmNetwork>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::with_arm(arm.clone()));
     let health = Health::new();
     let (admin_addr, admin) = runtime::serve_admin(
         args.runtime.admin_addr,
@@ -90,6 +90,7 @@ pub async fn run(
         arm,
         stores: stores.clone(),
         recorder: Recorder::new(client.clone(), Reporter::from("poolnet-operator")),
+        metrics: metrics.clone(),
         config: ControllerConfig {
             resync: args.resync,
             ..ControllerConfig::default()

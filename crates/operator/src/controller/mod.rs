@@ -178,6 +178,7 @@ pub struct Context {
     pub nsg_writer: crate::writers::NsgWriter,
     pub route_writer: crate::writers::RouteWriter,
     pub recorder: kube::runtime::events::Recorder,
+    pub metrics: Arc<crate::runtime::Metrics>,
     pub config: ControllerConfig,
 }
 

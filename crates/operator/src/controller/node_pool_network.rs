@@ -57,6 +57,8 @@ use crate::writers::{Freshness, RouteBudget};
 
 /// Finalizer that holds deletion until Azure is cleaned up.
 pub const FINALIZER: &str = "poolnet.dev/cleanup";
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "nodepoolnetwork";
 /// Server-side-apply field manager of the status.
 pub const MANAGER: &str = "poolnet/nodepoolnetwork";
 /// Tag on Azure resources poolnet created: `NodePoolNetwork/<name>`.
@@ -212,16 +214,21 @@ async fn reconcile(npn: Arc<NodePoolNetwork>, r: Arc<Reconciler>) -> Result<Acti
         .wait_ready()
         .await
         .map_err(|_| Error::CachesGone)?;
+    let timer = r.ctx.metrics.reconcile_started(CONTROLLER);
     let api: Api<NodePoolNetwork> = Api::all(r.ctx.client.clone());
-    let out = finalizer(&api, FINALIZER, npn, |event| async {
+    let result = finalizer(&api, FINALIZER, npn, |event| async {
         match event {
             Finalizer::Apply(o) => apply(o, &r).await,
             Finalizer::Cleanup(o) => cleanup(o, &r).await,
         }
     })
     .await
-    .map_err(|e| Error::Finalizer(Box::new(e)))?;
-    Ok(out)
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    match &result {
+        Ok(_) => timer.ok(),
+        Err(e) => timer.error(e.metric_label()),
+    }
+    result
 }
 
 /// What one reconcile collects on its way: conditions, events, the soonest requeue.
@@ -932,6 +939,10 @@ async fn reconcile_agent_pool(
         .into_iter()
         .filter(|w| existing.iter().any(|e| e.eq_ignore_ascii_case(w)))
         .collect();
+    let missing_asgs: Vec<String> = pool_asgs(npn)
+        .into_iter()
+        .filter(|w| !want_asgs.iter().any(|e| e.eq_ignore_ascii_case(w)))
+        .collect();
     let drift = have_ports != want_ports || !same_ids(&have_asgs, &want_asgs);
 
     status.agent_pool = Some(AgentPoolStatus {
@@ -971,7 +982,21 @@ async fn reconcile_agent_pool(
     };
 
     if drift {
-        if updating_pool(&current.resource) {
+        if !missing_asgs.is_empty() {
+            // Writing the pool now would apply half the spec and cost a second (slow) pool
+            // update once the rest exists: wait for every ASG first.
+            out.soon(Duration::from_secs(5));
+            if part.ok {
+                part = PartState::failed(
+                    cond::AGENT_POOL_READY,
+                    reason::PROGRESSING,
+                    format!(
+                        "waiting for ASG(s) {} to exist before updating the pool",
+                        missing_asgs.join(", ")
+                    ),
+                );
+            }
+        } else if updating_pool(&current.resource) {
             out.soon(Duration::from_secs(10));
             if part.ok {
                 part = PartState::failed(
