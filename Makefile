@@ -3,13 +3,21 @@ SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
 
-.PHONY: test lint unit crds controlplane fuzz help
+.PHONY: help demo demo-stop test lint unit conformance crds controlplane fuzz plan-examples
 
 help:
-	@echo "make test          everything CI runs: lint, CRD drift, unit, property and integration tests"
+	@echo "make demo          poolnet's main job on the embedded default: local control plane + armsim + operator + samples"
+	@echo "make test          everything CI runs: lint, CRD drift, unit, property and integration tests, armsim conformance"
 	@echo "make crds          regenerate config/crd/*.yaml from crates/api"
 	@echo "make controlplane  build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd"
+	@echo "make conformance   check armsim against the official Azure SDK for Python"
 	@echo "make fuzz          run every cargo-fuzz target for FUZZ_SECONDS (default 30) each"
+
+demo:
+	hack/demo.sh
+
+demo-stop:
+	hack/demo.sh stop
 
 # Builds the pinned control plane from Go modules once; later runs reuse the cache.
 controlplane:
@@ -22,8 +30,19 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-test: controlplane lint
-	POOLNET_K8S_BIN_DIR="$$(hack/controlplane/build.sh)" $(CARGO) test --workspace --locked
+unit: controlplane
+	POOLNET_K8S_BIN_DIR="$$(hack/controlplane/build.sh)" && export POOLNET_K8S_BIN_DIR && \
+	  $(CARGO) test --workspace --locked
+
+conformance:
+	tests/armsim-conformance/run.sh
+
+test: lint unit conformance
+
+plan-examples:
+	$(CARGO) build -q -p kubectl-poolnet
+	@for f in examples/plans/seed-*.yaml; do target/debug/kubectl-poolnet plan -f $$f >/dev/null || exit 1; done
+	@for f in examples/plans/fail-*.yaml; do ! target/debug/kubectl-poolnet plan -f $$f >/dev/null || exit 1; done
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := portspec armid cidr iptag route manifest
