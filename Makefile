@@ -41,8 +41,8 @@ test: lint unit conformance
 
 plan-examples:
 	$(CARGO) build -q -p kubectl-poolnet
-	@for f in examples/plans/seed-*.yaml; do target/debug/kubectl-poolnet plan -f $$f >/dev/null || exit 1; done
-	@for f in examples/plans/fail-*.yaml; do ! target/debug/kubectl-poolnet plan -f $$f >/dev/null || exit 1; done
+	@for f in examples/plans/seed-*.yaml; do $${CARGO_TARGET_DIR:-target}/debug/kubectl-poolnet plan -f $$f >/dev/null || exit 1; done
+	@for f in examples/plans/fail-*.yaml; do ! $${CARGO_TARGET_DIR:-target}/debug/kubectl-poolnet plan -f $$f >/dev/null || exit 1; done
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := portspec armid cidr iptag route manifest
