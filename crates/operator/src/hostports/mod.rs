@@ -22,6 +22,7 @@ pub mod reserve;
 pub mod watch;
 
 pub use index::HostPortIndex;
+pub use poolnet_plan::hostports::ReleasePolicy;
 pub use repair::{PassReport, RepairConfig, Repairer};
 pub use reserve::{Claimant, ReserveError, Reserver};
 pub use watch::{run_index, start_index};

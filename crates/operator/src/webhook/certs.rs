@@ -19,11 +19,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -476,61 +476,67 @@ async fn write_secret(
 async fn inject_ca_bundle(client: &Client, cfg: &SelfManaged, bundle: &[u8]) -> Result<()> {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     for name in &cfg.mutating_configs {
-        let Some(mut config) = mutating.get_opt(name).await? else {
+        let Some(config) = mutating.get_opt(name).await? else {
             tracing::debug!(%name, "MutatingWebhookConfiguration not found (yet)");
             continue;
         };
-        let mut changed = false;
-        for hook in config.webhooks.iter_mut().flatten() {
-            if hook
-                .client_config
-                .ca_bundle
-                .as_ref()
-                .map(|b| b.0.as_slice())
-                != Some(bundle)
-            {
-                hook.client_config.ca_bundle = Some(ByteString(bundle.to_vec()));
-                changed = true;
-            }
-        }
-        if changed {
-            replace_or_retry(&mutating, name, &config).await?;
-        }
+        let hooks = config
+            .webhooks
+            .iter()
+            .flatten()
+            .map(|h| (&h.name, &h.client_config));
+        patch_bundle(&mutating, name, hooks, bundle).await?;
     }
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     for name in &cfg.validating_configs {
-        let Some(mut config) = validating.get_opt(name).await? else {
+        let Some(config) = validating.get_opt(name).await? else {
             tracing::debug!(%name, "ValidatingWebhookConfiguration not found (yet)");
             continue;
         };
-        let mut changed = false;
-        for hook in config.webhooks.iter_mut().flatten() {
-            if hook
-                .client_config
-                .ca_bundle
-                .as_ref()
-                .map(|b| b.0.as_slice())
-                != Some(bundle)
-            {
-                hook.client_config.ca_bundle = Some(ByteString(bundle.to_vec()));
-                changed = true;
-            }
-        }
-        if changed {
-            replace_or_retry(&validating, name, &config).await?;
-        }
+        let hooks = config
+            .webhooks
+            .iter()
+            .flatten()
+            .map(|h| (&h.name, &h.client_config));
+        patch_bundle(&validating, name, hooks, bundle).await?;
     }
     Ok(())
 }
 
-async fn replace_or_retry<K>(api: &Api<K>, name: &str, object: &K) -> Result<()>
+/// One JSON patch per configuration setting `caBundle` where it differs; each entry is
+/// guarded by a `test` of the webhook's name, so a configuration reordered meanwhile is
+/// left for the next check instead of being patched at the wrong index.
+async fn patch_bundle<'a, K>(
+    api: &Api<K>,
+    name: &str,
+    hooks: impl Iterator<Item = (&'a String, &'a WebhookClientConfig)>,
+    bundle: &[u8],
+) -> Result<()>
 where
-    K: kube::Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    match api.replace(name, &PostParams::default(), object).await {
-        // Changed meanwhile (another replica injected): the next check looks again.
+    let encoded = ByteString(bundle.to_vec());
+    let mut ops = Vec::new();
+    for (i, (hook, client_config)) in hooks.enumerate() {
+        if client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle) {
+            continue;
+        }
+        ops.push(
+            serde_json::json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": hook}),
+        );
+        ops.push(serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
+    }
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))?;
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await
+    {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        // A failed `test` (reordered meanwhile): the next check looks again.
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => Ok(()),
         Err(e) => Err(e).with_context(|| format!("writing the CA bundle into {name}")),
     }
 }
