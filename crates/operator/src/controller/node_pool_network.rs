@@ -344,7 +344,17 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     status.application_security_groups = asgs.clone();
     let pool =
         reconcile_agent_pool(&npn, r, &pool_id, writes, &asgs, &mut status, &mut out).await?;
-    reconcile_nsgs(&npn, r, writes, &cluster, freshness, &mut status, &mut out).await;
+    reconcile_nsgs(
+        &npn,
+        r,
+        &asgs,
+        writes,
+        &cluster,
+        freshness,
+        &mut status,
+        &mut out,
+    )
+    .await;
     reconcile_routes(&npn, r, writes, &cluster, freshness, &mut status, &mut out).await;
     reconcile_node_ips(&npn, r, pool.as_ref(), &mut status, &mut out).await;
     status.host_ports = Some(portspec::format_list(
@@ -1089,9 +1099,11 @@ fn pools_with(npn: &NodePoolNetwork, r: &Reconciler) -> Vec<NodePoolNetwork> {
     pools
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn reconcile_nsgs(
     npn: &NodePoolNetwork,
     r: &Reconciler,
+    asgs: &[AsgStatus],
     writes: bool,
     cluster: &ClusterFacts,
     freshness: Freshness,
@@ -1109,6 +1121,23 @@ async fn reconcile_nsgs(
         return;
     }
     let ctx = &r.ctx;
+    // ARM refuses rules that name an ASG that does not exist yet: wait for the ASG part.
+    let missing: Vec<String> = poolnet_plan::desired::destination_asgs(npn)
+        .into_iter()
+        .filter(|d| !asgs.iter().any(|a| a.id.eq_ignore_ascii_case(d)))
+        .collect();
+    if !missing.is_empty() {
+        out.soon(Duration::from_secs(5));
+        out.part(PartState::failed(
+            cond::SECURITY_RULES_READY,
+            reason::PROGRESSING,
+            format!(
+                "waiting for ASG(s) {} before writing rules that target them",
+                missing.join(", ")
+            ),
+        ));
+        return;
+    }
     let prefix = cluster_rule_prefix(&cluster.key);
     let pools = pools_with(npn, r);
     let policies = ctx.stores.all_policies();

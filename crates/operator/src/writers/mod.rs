@@ -13,6 +13,7 @@
 
 pub mod convert;
 mod nsg;
+mod rmw;
 mod routes;
 
 pub use nsg::{NsgSync, NsgWriter};

@@ -1,0 +1,197 @@
+//! The read-modify-write engine both writers share: per-resource serialisation, the
+//! remembered state, `If-Match` with a bounded retry on 412, and long-running operations
+//! that are waited for briefly, then handed back to the caller to requeue on.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use poolnet_arm::{ArmError, Etagged, Lro, OperationHandle, ResourceId};
+use tracing::{debug, info};
+
+use super::{Freshness, LRO_WAIT, PRECONDITION_ATTEMPTS, PerResource};
+use poolnet_arm::ArmNetwork;
+
+/// What differs between writers: how to read, write, plan and apply one kind of resource.
+pub trait Target {
+    type Resource: Clone + Send + Sync;
+    type Plan: Clone + Default + Send;
+
+    /// For logs, e.g. "NSG".
+    const KIND: &'static str;
+
+    fn get<'a>(
+        &'a self,
+        arm: &'a dyn ArmNetwork,
+        id: &'a ResourceId,
+    ) -> BoxFuture<'a, Result<Etagged<Self::Resource>, ArmError>>;
+
+    fn put<'a>(
+        &'a self,
+        arm: &'a dyn ArmNetwork,
+        id: &'a ResourceId,
+        resource: &'a Self::Resource,
+        precondition: poolnet_arm::Precondition,
+    ) -> BoxFuture<'a, Result<Lro<Etagged<Self::Resource>>, ArmError>>;
+
+    /// The plan for the resource as it is now.
+    fn plan(&self, current: &Self::Resource) -> Self::Plan;
+
+    fn needs_write(plan: &Self::Plan) -> bool;
+
+    /// The resource to write: `current` with the plan applied.
+    fn apply(&self, current: &Self::Resource, plan: &Self::Plan) -> Self::Resource;
+
+    /// `(added, changed, removed)` for logs and Events.
+    fn counts(plan: &Self::Plan) -> (usize, usize, usize);
+}
+
+#[derive(Debug)]
+struct Remembered<R> {
+    /// The resource as last read or written by this writer.
+    resource: Option<R>,
+    /// A write still running in ARM.
+    pending: Option<OperationHandle>,
+}
+
+impl<R> Default for Remembered<R> {
+    fn default() -> Self {
+        Self {
+            resource: None,
+            pending: None,
+        }
+    }
+}
+
+/// Result of one sync.
+#[derive(Debug, Clone)]
+pub struct Synced<P> {
+    /// The plan against the resource's state (after the write when one was made).
+    pub plan: P,
+    /// Whether this call wrote the resource.
+    pub wrote: bool,
+    /// Set when a write is still running in ARM: ask again after this long.
+    pub pending: Option<Duration>,
+}
+
+impl<P: Default> Synced<P> {
+    fn done(plan: P, wrote: bool) -> Self {
+        Self {
+            plan,
+            wrote,
+            pending: None,
+        }
+    }
+}
+
+/// Serialised, remembering read-modify-write of one kind of resource.
+#[derive(Debug)]
+pub struct Rmw<R> {
+    state: PerResource<Remembered<R>>,
+}
+
+impl<R: Clone + Send + Sync> Rmw<R> {
+    pub fn new() -> Self {
+        Self {
+            state: PerResource::new(),
+        }
+    }
+
+    /// Bring `id` to what `target` plans, writing only when the plan says so.
+    pub async fn sync<T: Target<Resource = R>>(
+        &self,
+        arm: &dyn ArmNetwork,
+        id: &ResourceId,
+        target: &T,
+        freshness: Freshness,
+    ) -> Result<Synced<T::Plan>, ArmError> {
+        let slot = self.state.slot(&id.to_string());
+        let mut mem = slot.lock().await;
+
+        if let Some(handle) = mem.pending.clone() {
+            match arm.poll(&handle).await {
+                Ok(Lro::Pending(h)) => {
+                    let wait = h.next_poll_in();
+                    mem.pending = Some(h);
+                    return Ok(Synced {
+                        plan: T::Plan::default(),
+                        wrote: false,
+                        pending: Some(wait),
+                    });
+                }
+                Ok(Lro::Done(())) => *mem = Remembered::default(),
+                Err(e) => {
+                    *mem = Remembered::default();
+                    return Err(e);
+                }
+            }
+        }
+
+        if freshness == Freshness::Cached
+            && let Some(remembered) = &mem.resource
+        {
+            let plan = target.plan(remembered);
+            if !T::needs_write(&plan) {
+                return Ok(Synced::done(plan, false));
+            }
+        }
+
+        let mut last_err = None;
+        for attempt in 1..=PRECONDITION_ATTEMPTS {
+            // Whatever happens below, what was remembered is stale until proven otherwise.
+            mem.resource = None;
+            let current = target.get(arm, id).await?;
+            let plan = target.plan(&current.resource);
+            if !T::needs_write(&plan) {
+                mem.resource = Some(current.resource);
+                return Ok(Synced::done(plan, false));
+            }
+            let next = target.apply(&current.resource, &plan);
+            let (added, changed, removed) = T::counts(&plan);
+            debug!(kind = T::KIND, id = %id, attempt, added, changed, removed, "writing");
+            match target.put(arm, id, &next, current.precondition()).await {
+                Ok(Lro::Done(written)) => {
+                    info!(kind = T::KIND, id = %id, added, changed, removed, "written");
+                    mem.resource = Some(written.resource);
+                    return Ok(Synced::done(plan, true));
+                }
+                Ok(Lro::Pending(handle)) => {
+                    return match arm.wait(handle.clone(), LRO_WAIT).await {
+                        Ok(()) => Ok(Synced::done(plan, true)),
+                        Err(ArmError::OperationTimeout { .. }) => {
+                            let wait = handle.next_poll_in();
+                            mem.pending = Some(handle);
+                            Ok(Synced {
+                                plan,
+                                wrote: true,
+                                pending: Some(wait),
+                            })
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
+                Err(e @ ArmError::PreconditionFailed { .. }) => {
+                    debug!(kind = T::KIND, id = %id, attempt, "changed between read and write; re-reading");
+                    last_err = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ArmError::InvalidResponse {
+            id: id.to_string(),
+            message: "no attempt was made".into(),
+        }))
+    }
+
+    /// Forget what is remembered about `id` (after an out-of-band change).
+    pub async fn forget(&self, id: &ResourceId) {
+        let slot = self.state.slot(&id.to_string());
+        slot.lock().await.resource = None;
+    }
+}
+
+impl<R: Clone + Send + Sync> Default for Rmw<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,204 @@
+//! The NSG and route-table writers against armsim: If-Match with a real 412 from another
+//! writer, the remembered state that saves ARM calls, and foreign rules left as they were.
+
+use std::sync::Arc;
+
+use armsim::{Fixture, OtherWriter, OtherWriterAction, RunningSim, SimConfig};
+use poolnet_api::portspec::{PortRange, Protocol};
+use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, ResourceId, Secret, Url};
+use poolnet_operator::writers::{Freshness, NsgWriter, RouteBudget, RouteWriter};
+use poolnet_plan::nsg::{Owner, cluster_rule_prefix, consolidate};
+use poolnet_plan::routes::{DesiredRoute, Route, azure_route_name};
+
+const SUB: &str = "00000000-1111-2222-3333-444444444444";
+const CLUSTER: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourcegroups/rg-poolnet-demo/providers/microsoft.containerservice/managedclusters/aks-demo";
+const AKS_NSG: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/MC_rg-poolnet-demo_aks-demo_westeurope/providers/Microsoft.Network/networkSecurityGroups/aks-agentpool-47472799-nsg";
+
+fn start() -> (RunningSim, Arc<ArmClient>) {
+    let sim = armsim::start(
+        SimConfig {
+            seed: Some(Fixture::aks_demo().expect("demo fixture")),
+            tls: true,
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse().expect("loopback"),
+    )
+    .expect("armsim starts");
+    let mut config = ArmConfig::new(Url::parse(&sim.base_url()).expect("URL"));
+    config.transport.extra_ca_pem = sim.ca_pem();
+    let arm =
+        ArmClient::new(config, CredentialConfig::Static(Secret::new("test"))).expect("client");
+    (sim, Arc::new(arm))
+}
+
+fn rules_json(sim: &RunningSim, id: &str) -> Vec<serde_json::Value> {
+    let nsg = sim.resource(id).expect("NSG in armsim");
+    nsg["properties"]["securityRules"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn desired(ports: &[(Protocol, u16, u16)]) -> Vec<poolnet_plan::nsg::DesiredRule> {
+    let ports: Vec<(Protocol, PortRange)> = ports
+        .iter()
+        .map(|&(p, a, b)| (p, PortRange::new(a, b).unwrap()))
+        .collect();
+    consolidate(
+        CLUSTER,
+        &Owner::NodePoolNetwork {
+            name: "game".into(),
+        },
+        &ports,
+        &["Internet".into()],
+        &[format!(
+            "/subscriptions/{SUB}/resourceGroups/rg-poolnet-demo/providers/Microsoft.Network/applicationSecurityGroups/asg-game-custom"
+        )],
+        (100, 499),
+    )
+}
+
+#[tokio::test]
+async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
+    let (sim, arm) = start();
+    let writer = NsgWriter::new(arm.clone());
+    let id: ResourceId = AKS_NSG.parse().unwrap();
+    let prefix = cluster_rule_prefix(CLUSTER);
+    let foreign_before: Vec<_> = rules_json(&sim, AKS_NSG);
+    assert_eq!(foreign_before.len(), 2);
+
+    // Someone (AKS, the cloud controller) adds a rule right after our first read.
+    let theirs = serde_json::json!({"name": "k8s-azure-lb_allow_IPv4_extra", "properties": {
+        "priority": 502, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+        "sourceAddressPrefix": "Internet", "sourcePortRange": "*",
+        "destinationAddressPrefix": "192.0.2.12", "destinationPortRange": "8080"}});
+    sim.faults().add_other_writer(OtherWriter::new(
+        AKS_NSG,
+        1,
+        OtherWriterAction::UpsertSecurityRule { rule: theirs },
+    ));
+    let before = arm.stats().snapshot();
+    let want = desired(&[(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)]);
+    let sync = writer
+        .sync(&id, &want, &prefix, Freshness::Reread)
+        .await
+        .expect("sync");
+    assert!(sync.wrote && sync.pending.is_none());
+    let after = arm.stats().snapshot();
+    assert_eq!(
+        after.precondition_failed - before.precondition_failed,
+        1,
+        "one 412, then a re-read"
+    );
+
+    let rules = rules_json(&sim, AKS_NSG);
+    let names: Vec<&str> = rules.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(
+        names.contains(&"k8s-azure-lb_allow_IPv4_extra"),
+        "the other writer's rule survives: {names:?}"
+    );
+    for f in &foreign_before {
+        let now = rules
+            .iter()
+            .find(|r| r["name"] == f["name"])
+            .expect("foreign rule kept");
+        assert_eq!(now["properties"]["priority"], f["properties"]["priority"]);
+        assert_eq!(
+            now["properties"]["destinationPortRanges"],
+            f["properties"]["destinationPortRanges"]
+        );
+    }
+    let ours: Vec<_> = rules
+        .iter()
+        .filter(|r| r["name"].as_str().is_some_and(|n| n.starts_with(&prefix)))
+        .collect();
+    assert_eq!(ours.len(), 2);
+    assert!(
+        ours.iter()
+            .all(|r| r["properties"]["priority"].as_i64().unwrap() < 500)
+    );
+
+    // Converged: a drift check reads once and writes nothing; after that, with the state
+    // remembered, a sync makes no ARM call at all.
+    let calls = sim.counters().total;
+    let again = writer
+        .sync(&id, &want, &prefix, Freshness::Reread)
+        .await
+        .expect("sync");
+    assert!(!again.wrote);
+    assert_eq!(sim.counters().total, calls + 1, "one GET");
+    let again = writer
+        .sync(&id, &want, &prefix, Freshness::Cached)
+        .await
+        .expect("sync");
+    assert!(!again.wrote);
+    assert_eq!(
+        sim.counters().total,
+        calls + 1,
+        "no request when nothing changed"
+    );
+
+    // Nothing desired any more: only poolnet's rules go.
+    let sync = writer
+        .sync(&id, &[], &prefix, Freshness::Cached)
+        .await
+        .expect("sync");
+    assert!(sync.wrote);
+    let names: Vec<String> = rules_json(&sim, AKS_NSG)
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("k8s-azure-lb_")));
+}
+
+#[tokio::test]
+async fn route_writer_merges_and_refuses_over_the_limit() {
+    let (sim, arm) = start();
+    let writer = RouteWriter::new(arm.clone());
+    let table = format!(
+        "/subscriptions/{SUB}/resourceGroups/rg-poolnet-demo/providers/Microsoft.Network/routeTables/rt-kubenet"
+    );
+    let id: ResourceId = table.parse().unwrap();
+    let want = [DesiredRoute {
+        owner: "NodePoolNetwork kubenet".into(),
+        route: Route {
+            name: azure_route_name("default"),
+            address_prefix: "0.0.0.0/0".into(),
+            next_hop_type: poolnet_api::route::NextHopKind::VirtualAppliance,
+            next_hop_ip: Some("10.241.1.4".into()),
+        },
+    }];
+    // 5 node routes in the table already; with room for 5 nodes and a limit of 5 there is
+    // no room for ours: refused, nothing written.
+    let writes = sim.counters().get("PUT", "Microsoft.Network/routeTables");
+    let tight = RouteBudget {
+        node_routes: 5,
+        limit: 5,
+    };
+    let sync = writer
+        .sync(&id, &want, CLUSTER, tight, Freshness::Reread)
+        .await
+        .expect("sync");
+    assert!(!sync.wrote && !sync.plan.problems.is_empty());
+    assert_eq!(
+        sim.counters().get("PUT", "Microsoft.Network/routeTables"),
+        writes
+    );
+
+    let room = RouteBudget {
+        node_routes: 5,
+        limit: 400,
+    };
+    let sync = writer
+        .sync(&id, &want, CLUSTER, room, Freshness::Reread)
+        .await
+        .expect("sync");
+    assert!(sync.wrote, "{:?}", sync.plan);
+    assert_eq!(sync.plan.total, 6);
+    let again = writer
+        .sync(&id, &want, CLUSTER, room, Freshness::Reread)
+        .await
+        .expect("sync");
+    assert!(!again.wrote);
+}
