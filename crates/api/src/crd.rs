@@ -60,6 +60,14 @@ pub fn file_name(crd: &CustomResourceDefinition) -> String {
     format!("{}.yaml", crd.metadata.name.as_deref().unwrap_or("unnamed"))
 }
 
+/// The YAML document written to `config/crd/`, with a header saying it is generated.
+pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Error> {
+    Ok(format!(
+        "# Generated from crates/api by `make crds`; do not edit.\n{}",
+        serde_yaml::to_string(crd)?
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -79,12 +87,4 @@ mod tests {
             }
         }
     }
-}
-
-/// The YAML document written to `config/crd/`, with a header saying it is generated.
-pub fn to_yaml(crd: &CustomResourceDefinition) -> Result<String, serde_yaml::Error> {
-    Ok(format!(
-        "# Generated from crates/api by `make crds`; do not edit.\n{}",
-        serde_yaml::to_string(crd)?
-    ))
 }
