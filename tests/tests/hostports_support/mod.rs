@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
@@ -32,7 +32,7 @@ use poolnet_operator::webhook::{
 use serde::Deserialize;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 pub const AKS_ANNOTATION: &str = "kubernetes.azure.com/assign-hostports-for-containerports";
 pub const SECRET: &str = "poolnet-webhook-tls";
@@ -167,8 +167,9 @@ pub struct Instance {
     pub index: Arc<HostPortIndex>,
     pub metrics: Arc<Metrics>,
     pub repairer: Option<Repairer>,
+    pub reserver: Reserver,
     shutdown: CancellationToken,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<AbortHandle>,
 }
 
 impl Drop for Instance {
@@ -193,21 +194,20 @@ impl Instance {
             index.pods_relist_started();
             index.pods_relist_done();
         } else {
-            tasks.push(tokio::spawn(run_index(client.clone(), Arc::clone(&index))));
+            tasks.push(tokio::spawn(run_index(client.clone(), Arc::clone(&index))).abort_handle());
             while !index.is_ready() {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
         let (policies, writer) = reflector::store();
-        tasks.push(tokio::spawn(
-            watcher(
-                Api::<HostPortPolicy>::all(client.clone()),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .reflect(writer)
-            .for_each(|_| futures::future::ready(())),
-        ));
+        let policy_watch = watcher(
+            Api::<HostPortPolicy>::all(client.clone()),
+            watcher::Config::default(),
+        )
+        .default_backoff()
+        .reflect(writer)
+        .for_each(|_| futures::future::ready(()));
+        tasks.push(tokio::spawn(policy_watch).abort_handle());
         policies.wait_until_ready().await?;
         let metrics = Arc::new(Metrics::new());
         let reserver = Reserver::new(client.clone(), Arc::clone(&index));
@@ -215,7 +215,7 @@ impl Instance {
         let state = Arc::new(WebhookState {
             pods: PodWebhook::new(
                 client.clone(),
-                reserver,
+                reserver.clone(),
                 policies.clone(),
                 opts.budget,
                 Some(recorder),
@@ -239,12 +239,10 @@ impl Instance {
             shutdown.clone(),
         )
         .await?;
-        tasks.push(tokio::spawn(async move {
-            let _ = running.server.await;
-        }));
-        tasks.push(tokio::spawn(async move {
-            let _ = running.certs.await;
-        }));
+        // kill() aborts the server task itself, and with it every connection and in-flight
+        // admission it runs, as a crash would.
+        tasks.push(running.server.abort_handle());
+        tasks.push(running.certs.abort_handle());
         let repairer = opts.repair.map(|cfg| {
             Repairer::new(
                 client.clone(),
@@ -254,13 +252,14 @@ impl Instance {
             )
         });
         if let Some(r) = &repairer {
-            tasks.push(tokio::spawn(r.clone().run(shutdown.clone())));
+            tasks.push(tokio::spawn(r.clone().run(shutdown.clone())).abort_handle());
         }
         Ok(Self {
             addr: running.addr,
             index,
             metrics,
             repairer,
+            reserver,
             shutdown,
             tasks,
         })
@@ -536,6 +535,77 @@ pub async fn claims_match_pods(client: &Client, ns: &str) -> Result<()> {
         bail!(
             "claims and pods disagree: claims not matching a pod {extra:?}; pods without a bound claim {missing:?}"
         );
+    }
+    Ok(())
+}
+
+/// A NodePoolNetwork admitting HostPortPolicies from every namespace (host ports
+/// 40000-60000/tcp and 53/udp), named after the test's namespace.
+pub async fn pool_for(client: &Client, ns: &str) -> Result<String> {
+    let name = format!("pool-{ns}");
+    let pool: poolnet_api::v1alpha1::NodePoolNetwork = serde_json::from_value(serde_json::json!({
+        "apiVersion": "poolnet.dev/v1alpha1", "kind": "NodePoolNetwork",
+        "metadata": {"name": name},
+        "spec": {
+            "nodePool": {"agentPoolId": "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-poolnet-demo/providers/Microsoft.ContainerService/managedClusters/aks-demo/agentPools/game"},
+            "allowedHostPorts": ["40000-60000/tcp", "53/udp"],
+            "hostPortPolicies": {"from": "All"},
+            "reconcilePolicy": "Observe"
+        }
+    }))?;
+    Api::<poolnet_api::v1alpha1::NodePoolNetwork>::all(client.clone())
+        .create(&PostParams::default(), &pool)
+        .await?;
+    Ok(name)
+}
+
+/// A HostPortPolicy `name` in `ns` giving the echoserver pods (label app=echoserver-hostport)
+/// host ports for 8080/tcp and 8443/tcp from `range`.
+pub async fn echo_policy(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    pool: &str,
+    range: (u16, u16),
+) -> Result<HostPortPolicy> {
+    let policy: HostPortPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "poolnet.dev/v1alpha1", "kind": "HostPortPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "nodePoolNetwork": pool,
+            "podSelector": {"matchLabels": {"app": "echoserver-hostport"}},
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}, {"containerPort": 8443, "protocol": "TCP"}],
+            "hostPortRange": {"start": range.0, "end": range.1}
+        }
+    }))?;
+    Ok(Api::<HostPortPolicy>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &policy)
+        .await?)
+}
+
+/// Waits until dry runs in `ns` get host ports inside `range` (every replica behind the
+/// webhook has seen the policy once this holds for a few answers in a row).
+pub async fn wait_policy_active(client: &Client, ns: &str, range: (u16, u16)) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut in_a_row = 0;
+    while in_a_row < 10 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "HostPortPolicy in {ns} not in force after 60s"
+        );
+        let p = pods.create(&dry, &echo_pod("probe-")).await?;
+        let ok = host_ports(&p)
+            .iter()
+            .all(|(_, _, h)| (i32::from(range.0)..=i32::from(range.1)).contains(h));
+        in_a_row = if ok { in_a_row + 1 } else { 0 };
+        if !ok {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     Ok(())
 }

@@ -24,7 +24,7 @@ pub mod watch;
 pub use index::HostPortIndex;
 pub use poolnet_plan::hostports::ReleasePolicy;
 pub use repair::{PassReport, RepairConfig, Repairer};
-pub use reserve::{Claimant, ReserveError, Reserver};
+pub use reserve::{Claimant, ReserveError, Reserver, ReserverStats};
 pub use watch::{run_index, start_index};
 
 /// Pod annotation poolnet writes with the ports it assigned, e.g. `8080/TCP=41932,8443/TCP=49482`.

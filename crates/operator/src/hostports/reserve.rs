@@ -10,6 +10,7 @@
 //! carries its token and it has not answered yet.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -64,11 +65,41 @@ enum Outcome {
     Failed(kube::Error),
 }
 
+/// Counters of one [`Reserver`] (for metrics, tests and the benchmark).
+#[derive(Debug, Default)]
+pub struct ReserverStats {
+    /// Reservations that completed.
+    pub reserved: AtomicU64,
+    /// Claims created.
+    pub created: AtomicU64,
+    /// Proposals refused because another reservation held the key.
+    pub conflicts: AtomicU64,
+    /// Live re-reads of the claims after a stale proposal failed.
+    pub refreshes: AtomicU64,
+    /// Reservations abandoned (their claims rolled back).
+    pub failed: AtomicU64,
+}
+
+impl ReserverStats {
+    /// (reserved, created, conflicts, refreshes, failed).
+    pub fn snapshot(&self) -> (u64, u64, u64, u64, u64) {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        (
+            get(&self.reserved),
+            get(&self.created),
+            get(&self.conflicts),
+            get(&self.refreshes),
+            get(&self.failed),
+        )
+    }
+}
+
 /// Makes reservations against the API server.
 #[derive(Clone)]
 pub struct Reserver {
     claims: Api<HostPortClaim>,
     index: Arc<HostPortIndex>,
+    stats: Arc<ReserverStats>,
 }
 
 impl Reserver {
@@ -76,7 +107,12 @@ impl Reserver {
         Self {
             claims: Api::all(client),
             index,
+            stats: Arc::default(),
         }
+    }
+
+    pub fn stats(&self) -> &ReserverStats {
+        &self.stats
     }
 
     pub fn index(&self) -> &Arc<HostPortIndex> {
@@ -98,9 +134,13 @@ impl Reserver {
         let result = self
             .drive(who, plan, &mut res, &mut attempted, deadline)
             .await;
-        if result.is_err() {
-            self.roll_back(who.token, &attempted).await;
-        }
+        match &result {
+            Ok(_) => self.stats.reserved.fetch_add(1, Ordering::Relaxed),
+            Err(_) => {
+                self.roll_back(who.token, &attempted).await;
+                self.stats.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
         result
     }
 
@@ -119,6 +159,7 @@ impl Reserver {
             let mut fresh = false;
             if step.is_err() && refreshes < MAX_REFRESHES {
                 refreshes += 1;
+                self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
                 res.refresh();
                 view = self.fresh_view().await?;
                 step = res.next(&view);
@@ -156,7 +197,10 @@ impl Reserver {
             for (key, outcome) in outcomes {
                 match outcome {
                     Outcome::Mine => res.created(key),
-                    Outcome::Theirs => res.conflicted(key),
+                    Outcome::Theirs => {
+                        self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                        res.conflicted(key);
+                    }
                     Outcome::Failed(source) => return Err(ReserveError::Api { key, source }),
                 }
                 // A key someone else holds must look held from now on, whatever the cache says.
@@ -205,7 +249,10 @@ impl Reserver {
         // released, so the key may be free now.
         for _ in 0..2 {
             match self.claims.create(&PostParams::default(), &claim).await {
-                Ok(_) => return Outcome::Mine,
+                Ok(_) => {
+                    self.stats.created.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Mine;
+                }
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 Err(e) => return Outcome::Failed(e),
             }
