@@ -28,11 +28,11 @@ crds:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 unit: controlplane
 	POOLNET_K8S_BIN_DIR="$$(hack/controlplane/build.sh)" && export POOLNET_K8S_BIN_DIR && \
-	  $(CARGO) test --workspace --locked
+	  $(CARGO) test --workspace
 
 conformance:
 	tests/armsim-conformance/run.sh
@@ -47,7 +47,7 @@ plan-examples:
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := portspec armid cidr iptag route manifest
 fuzz:
-	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  (cd fuzz && $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS)) || exit 1; \
