@@ -7,6 +7,7 @@
 //! and delete them.
 
 pub mod conditions;
+pub mod host_port_policy;
 pub mod node_pool_network;
 
 use std::fmt::Debug;
