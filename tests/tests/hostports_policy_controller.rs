@@ -1,0 +1,234 @@
+//! The HostPortPolicy controller end to end: the real API server, armsim with the AKS demo
+//! world, the embedded operator reconciling the game pool, and poolnet's pod webhook and
+//! HostPortPolicy controller in-process. A policy becomes Accepted and opens its range in
+//! the pool's NSG (rule names and priorities in status); pods' ports show up as
+//! allocations; an exhausted range is reported and denied by name.
+
+mod hostports_support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use hostports_support::*;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::events::{Recorder, Reporter};
+use poolnet_api::v1alpha1::HostPortPolicy;
+use poolnet_arm::ArmNetwork;
+use poolnet_operator::controller::{Context, ControllerConfig, Informers, host_port_policy};
+use poolnet_operator::runtime::{CancellationToken, Metrics};
+use poolnet_operator::writers::{NsgWriter, RouteWriter};
+use poolnet_tests::operator::{Harness, arm_client, sample};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn condition<'a>(
+    p: &'a HostPortPolicy,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    p.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+}
+
+async fn start_controller(h: &Harness, shutdown: CancellationToken) -> Result<()> {
+    let client = h.env.client();
+    let informers = Informers::new(client.clone());
+    let stores = informers.stores();
+    let policy_events = informers.policies.subscribe();
+    informers.spawn();
+    stores.wait_ready().await.context("caches")?;
+    let arm: Arc<dyn ArmNetwork> = Arc::new(arm_client(&h.sim)?);
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        nsg_writer: NsgWriter::new(arm.clone()),
+        route_writer: RouteWriter::new(arm.clone()),
+        arm,
+        stores,
+        recorder: Recorder::new(client, Reporter::from("poolnet-operator")),
+        metrics: Arc::new(Metrics::new()),
+        config: ControllerConfig::default(),
+    });
+    let reconciler = host_port_policy::Reconciler::new(ctx);
+    tokio::spawn(host_port_policy::run(
+        reconciler,
+        policy_events,
+        shutdown.cancelled_owned(),
+    ));
+    Ok(())
+}
+
+async fn policy_when(
+    api: &Api<HostPortPolicy>,
+    name: &str,
+    what: &str,
+    ok: impl Fn(&HostPortPolicy) -> bool,
+) -> Result<HostPortPolicy> {
+    eventually(what, WAIT, || async {
+        let p = api.get(name).await?;
+        if ok(&p) {
+            Ok(p)
+        } else {
+            bail!("status: {:?}", p.status)
+        }
+    })
+    .await
+}
+
+fn is(p: &HostPortPolicy, type_: &str, status: &str) -> bool {
+    condition(p, type_).is_some_and(|c| c.status == status)
+        && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+}
+
+#[tokio::test]
+async fn a_policy_opens_its_range_reports_allocations_and_exhaustion() -> Result<()> {
+    let h = Harness::start().await?;
+    let client = h.env.client();
+    poolnet_tests::crds::install(&client, &poolnet_api::crd::crds()).await?;
+    h.apply(&sample("game-pool.yaml")?).await?;
+    h.wait_ready("game").await?;
+
+    let shutdown = CancellationToken::new();
+    start_controller(&h, shutdown.clone()).await?;
+    let ns = h.env.namespace().to_string();
+    // The game pool admits namespaces labelled poolnet.dev/host-ports=game.
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"poolnet.dev/host-ports": "game"}}}),
+            ),
+        )
+        .await?;
+    let configs = Configs::for_namespace(&ns);
+    let poolnet = Instance::start(&client, &ns, &configs, Options::default()).await?;
+    activate(&client, &ns, &poolnet.base_url()).await?;
+
+    let policies: Api<HostPortPolicy> = Api::namespaced(client.clone(), &ns);
+    echo_policy(&client, &ns, "echo", "game", (40000, 59999)).await?;
+    let ready = policy_when(&policies, "echo", "echo Ready", |p| is(p, "Ready", "True")).await?;
+    let status = ready.status.clone().unwrap_or_default();
+    ensure!(
+        !status.security_rules.is_empty(),
+        "rules reported: {status:?}"
+    );
+    for rule in &status.security_rules {
+        ensure!(rule.name.starts_with("poolnet-"), "{rule:?}");
+        ensure!(
+            (200..=299).contains(&rule.priority),
+            "the pool's band 200-299: {rule:?}"
+        );
+    }
+    // The rule is really in the NSG.
+    let nsg = h
+        .sim
+        .resource(&status.security_rules[0].nsg_id)
+        .context("the NSG exists")?;
+    let names: Vec<&str> = nsg["properties"]["securityRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    ensure!(
+        names.contains(&status.security_rules[0].name.as_str()),
+        "{names:?}"
+    );
+    // The namespace is routed to the pod webhook for policy-selected pods.
+    let labelled = Api::<Namespace>::all(client.clone()).get(&ns).await?;
+    assert_eq!(
+        labelled
+            .labels()
+            .get(host_port_policy::NAMESPACE_LABEL)
+            .map(String::as_str),
+        Some("enabled")
+    );
+
+    // A pod selected by the policy but carrying no annotation gets its ports (through the
+    // namespace-labelled webhook), and shows up in the policy's allocations.
+    let mut plain = echo_pod("plain-");
+    plain.metadata.annotations = Some(BTreeMap::new());
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let pod = eventually("a policy-selected pod gets ports", WAIT, || async {
+        let p = pods.create(&PostParams::default(), &plain).await?;
+        if host_ports(&p).len() == 2 {
+            Ok(p)
+        } else {
+            // Created before the webhook saw the namespace label: try again with a new pod.
+            bail!("no ports yet")
+        }
+    })
+    .await?;
+    let name = pod.name_any();
+    let with_pod = policy_when(&policies, "echo", "allocations list the pod", |p| {
+        p.status.as_ref().is_some_and(|s| {
+            s.allocations
+                .iter()
+                .any(|a| a.pod == name && a.ports.len() == 2)
+        })
+    })
+    .await?;
+    let s = with_pod.status.unwrap_or_default();
+    ensure!(
+        s.ports_in_use
+            .as_deref()
+            .is_some_and(|u| u.ends_with("/20000")),
+        "{s:?}"
+    );
+
+    // A two-port range fills with one pod; the next is refused, naming policy and range.
+    echo_policy(&client, &ns, "tiny", "game", (45000, 45001)).await?;
+    // Both policies select the echo pods: make them disjoint.
+    policies
+        .patch(
+            "echo",
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"spec": {"podSelector": {"matchLabels": {"app": "echo-big"}}}}),
+            ),
+        )
+        .await?;
+    wait_policy_active(&client, &ns, (45000, 45001)).await?;
+    pods.create(&PostParams::default(), &echo_pod("tiny-"))
+        .await?;
+    let e = pods
+        .create(&PostParams::default(), &echo_pod("tiny-"))
+        .await
+        .expect_err("the range is full");
+    let msg = e.to_string();
+    ensure!(
+        msg.contains("45000-45001") && msg.contains(&format!("HostPortPolicy {ns}/tiny")),
+        "{msg}"
+    );
+    policy_when(&policies, "tiny", "RangeExhausted", |p| {
+        condition(p, "PortsAllocated")
+            .is_some_and(|c| c.status == "False" && c.reason == "RangeExhausted")
+    })
+    .await?;
+    let events = eventually("a RangeExhausted event", WAIT, || async {
+        let list = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
+            .list(&Default::default())
+            .await?;
+        let found: Vec<_> = list
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("RangeExhausted"))
+            .collect();
+        ensure!(!found.is_empty(), "none yet");
+        Ok(found)
+    })
+    .await?;
+    ensure!(
+        events
+            .iter()
+            .all(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("tiny"))
+    );
+    shutdown.cancel();
+    Ok(())
+}
