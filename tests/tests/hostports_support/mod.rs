@@ -36,6 +36,10 @@ use tokio::task::{AbortHandle, JoinHandle};
 
 pub const AKS_ANNOTATION: &str = "kubernetes.azure.com/assign-hostports-for-containerports";
 pub const SECRET: &str = "poolnet-webhook-tls";
+/// Label on the poolnet objects a test creates: the validating webhook registered for a
+/// test's namespace only sees objects carrying it (NodePoolNetworks are cluster-scoped, so
+/// a namespaceSelector cannot keep the tests of one binary apart).
+pub const OWNER_LABEL: &str = "poolnet-tests/namespace";
 
 /// Names of the webhook configurations installed for one test namespace.
 #[derive(Debug, Clone)]
@@ -112,6 +116,13 @@ pub async fn install_webhooks(client: &Client, ns: &str, base: &str) -> Result<C
                         .and_then(|s| s.path.clone());
                     h.client_config = url_config(base, path.as_deref());
                     h.namespace_selector = Some(only_namespace(h.namespace_selector.take(), ns));
+                    h.object_selector = Some(LabelSelector {
+                        match_labels: Some(BTreeMap::from([(
+                            OWNER_LABEL.to_string(),
+                            ns.to_string(),
+                        )])),
+                        ..LabelSelector::default()
+                    });
                 }
                 Api::<ValidatingWebhookConfiguration>::all(client.clone())
                     .create(&PostParams::default(), &c)
@@ -545,7 +556,7 @@ pub async fn pool_for(client: &Client, ns: &str) -> Result<String> {
     let name = format!("pool-{ns}");
     let pool: poolnet_api::v1alpha1::NodePoolNetwork = serde_json::from_value(serde_json::json!({
         "apiVersion": "poolnet.dev/v1alpha1", "kind": "NodePoolNetwork",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {OWNER_LABEL: ns}},
         "spec": {
             "nodePool": {"agentPoolId": "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-poolnet-demo/providers/Microsoft.ContainerService/managedClusters/aks-demo/agentPools/game"},
             "allowedHostPorts": ["40000-60000/tcp", "53/udp"],
@@ -570,7 +581,7 @@ pub async fn echo_policy(
 ) -> Result<HostPortPolicy> {
     let policy: HostPortPolicy = serde_json::from_value(serde_json::json!({
         "apiVersion": "poolnet.dev/v1alpha1", "kind": "HostPortPolicy",
-        "metadata": {"name": name, "namespace": ns},
+        "metadata": {"name": name, "namespace": ns, "labels": {OWNER_LABEL: ns}},
         "spec": {
             "nodePoolNetwork": pool,
             "podSelector": {"matchLabels": {"app": "echoserver-hostport"}},
