@@ -385,7 +385,7 @@ async fn other_writer_moves_the_etag_between_get_and_put() {
 async fn limits_are_enforced_and_configurable() {
     let limits = armsim::Limits {
         rules_per_nsg: 3,
-        routes_per_table: 6,
+        routes_per_table: 5,
         ..armsim::Limits::default()
     };
     let sim = demo(SimConfig {
@@ -410,7 +410,7 @@ async fn limits_are_enforced_and_configurable() {
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert_eq!(b["error"]["code"], "SecurityRulesLimitReached");
-    // The fixture's kubenet table holds 6 routes: a 7th is over the configured limit.
+    // The fixture's kubenet table holds 5 node routes: a 6th is over the configured limit.
     let route = format!(
         "{}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/routeTables/rt-kubenet/routes/extra?{API}",
         sim.base_url()
