@@ -32,7 +32,7 @@ lint:
 
 unit: controlplane
 	POOLNET_K8S_BIN_DIR="$$(hack/controlplane/build.sh)" && export POOLNET_K8S_BIN_DIR && \
-	  $(CARGO) test --workspace
+	  $(CARGO) test --workspace --no-fail-fast
 
 conformance:
 	tests/armsim-conformance/run.sh
