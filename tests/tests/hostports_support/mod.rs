@@ -144,6 +144,9 @@ pub struct Options {
     pub frozen_index: bool,
     pub check_interval: Duration,
     pub leaf_validity: Duration,
+    pub ca_validity: Duration,
+    /// Serve from these files instead of the self-managed Secret.
+    pub cert_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub budget: Duration,
 }
 
@@ -154,6 +157,8 @@ impl Default for Options {
             frozen_index: false,
             check_interval: Duration::from_millis(500),
             leaf_validity: Duration::from_secs(90 * 86400),
+            ca_validity: Duration::from_secs(10 * 365 * 86400),
+            cert_files: None,
             budget: Duration::from_secs(8),
         }
     }
@@ -179,6 +184,7 @@ pub struct Instance {
     pub metrics: Arc<Metrics>,
     pub repairer: Option<Repairer>,
     pub reserver: Reserver,
+    pub resolver: Arc<webhook::CertResolver>,
     shutdown: CancellationToken,
     tasks: Vec<AbortHandle>,
 }
@@ -239,11 +245,20 @@ impl Instance {
         certs.validating_configs = vec![configs.validating.clone()];
         certs.check_interval = opts.check_interval;
         certs.leaf_validity = opts.leaf_validity;
+        certs.ca_validity = opts.ca_validity;
+        let source = match opts.cert_files {
+            Some((cert, key)) => CertSource::Files {
+                cert,
+                key,
+                poll: opts.check_interval,
+            },
+            None => CertSource::SelfManaged(certs),
+        };
         let running = webhook::start(
             client.clone(),
             ServeConfig {
                 addr: "127.0.0.1:0".parse()?,
-                certs: CertSource::SelfManaged(certs),
+                certs: source,
             },
             state,
             Duration::from_secs(30),
@@ -271,6 +286,7 @@ impl Instance {
             metrics,
             repairer,
             reserver,
+            resolver: running.resolver,
             shutdown,
             tasks,
         })
