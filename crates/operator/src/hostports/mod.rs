@@ -21,6 +21,9 @@ pub mod repair;
 pub mod reserve;
 pub mod watch;
 
+/// The pure allocator core these parts drive (for benchmarks and tools).
+pub use poolnet_plan::hostports as core;
+
 pub use index::HostPortIndex;
 pub use poolnet_plan::hostports::ReleasePolicy;
 pub use repair::{PassReport, RepairConfig, Repairer};
