@@ -241,8 +241,16 @@ struct Outcome {
 }
 
 impl Outcome {
+    /// One part per condition type: a type reported twice (the cluster read failing, then
+    /// the agent pool's own check) is merged, failures first, or the API server rejects the
+    /// whole status for its duplicate condition keys.
     fn part(&mut self, p: PartState) {
-        self.parts.push(p);
+        match self.parts.iter_mut().find(|q| q.type_ == p.type_) {
+            None => self.parts.push(p),
+            Some(q) if q.ok => *q = p,
+            Some(q) if !p.ok => q.message = format!("{}; {}", q.message, p.message),
+            Some(_) => {}
+        }
     }
 
     fn soon(&mut self, d: Duration) {
