@@ -80,6 +80,10 @@ pub enum Error {
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error("cleanup waits: {0}")]
     CleanupPending(String),
+    /// A deletion step is running in Azure. An error, not `Ok(requeue)`: the finalizer helper
+    /// removes the finalizer on any `Ok` from cleanup, which would strand the later steps.
+    #[error("cleanup in progress: {what}")]
+    CleanupInProgress { what: String, retry_in: Duration },
 }
 
 impl Error {
@@ -90,6 +94,21 @@ impl Error {
             Error::CachesGone => "caches_gone",
             Error::Finalizer(_) => "finalizer",
             Error::CleanupPending(_) => "cleanup_pending",
+            Error::CleanupInProgress { .. } => "cleanup_in_progress",
+        }
+    }
+
+    /// When cleanup only waits for Azure: retry then, without counting a failure.
+    fn in_progress(&self) -> Option<Duration> {
+        match self {
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::CleanupFailed(Error::CleanupInProgress {
+                    retry_in,
+                    ..
+                }) => Some(*retry_in),
+                _ => None,
+            },
+            _ => None,
         }
     }
 
@@ -197,6 +216,9 @@ fn selects(npn: &NodePoolNetwork, labels: &BTreeMap<String, String>) -> bool {
 }
 
 fn error_policy(npn: Arc<NodePoolNetwork>, err: &Error, r: Arc<Reconciler>) -> Action {
+    if let Some(wait) = err.in_progress() {
+        return Action::requeue(wait);
+    }
     let failures = r.with_memory(&npn.name_any(), |m| {
         m.failures = m.failures.saturating_add(1);
         m.failures
@@ -1537,6 +1559,10 @@ async fn reconcile_node_ips(
     }
 }
 
+fn in_progress(what: String, retry_in: Duration) -> Error {
+    Error::CleanupInProgress { what, retry_in }
+}
+
 /// Deletion: undo exactly what poolnet did, in dependency order (rules and routes first,
 /// then the pool's membership, then the ASG and the prefix nothing refers to any more).
 async fn cleanup(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Error> {
@@ -1573,7 +1599,7 @@ async fn cleanup(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Er
             .sync(&id, &desired, &prefix, Freshness::Reread)
             .await?;
         if let Some(wait) = sync.pending {
-            return Ok(Action::requeue(wait));
+            return Err(in_progress(format!("NSG {}", target.id), wait));
         }
     }
     if let Some(rt) = &npn.spec.route_table {
@@ -1590,7 +1616,7 @@ async fn cleanup(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Er
             .sync(&id, &desired, &cluster, budget, Freshness::Reread)
             .await?;
         if let Some(wait) = sync.pending {
-            return Ok(Action::requeue(wait));
+            return Err(in_progress(format!("route table {}", rt.id), wait));
         }
         if let Some(p) = sync
             .plan
@@ -1612,7 +1638,10 @@ async fn cleanup(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Er
             None => {}
             Some(current) => {
                 if updating_pool(&current.resource) {
-                    return Ok(Action::requeue(Duration::from_secs(10)));
+                    return Err(in_progress(
+                        format!("agent pool {id} is updating"),
+                        Duration::from_secs(10),
+                    ));
                 }
                 let drift = pool_ports(&current.resource) != original.allowed_host_ports
                     || !same_ids(
@@ -1629,7 +1658,10 @@ async fn cleanup(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Er
                     )
                     .await?
                     {
-                        return Ok(Action::requeue(h.next_poll_in()));
+                        return Err(in_progress(
+                            format!("restoring agent pool {id}"),
+                            h.next_poll_in(),
+                        ));
                     }
                     info!(%name, pool = %id, "restored the agent pool's original host ports and ASGs");
                 }
@@ -1644,7 +1676,7 @@ async fn cleanup(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Er
             && ours(&a.resource.resource, &npn)
             && let Lro::Pending(h) = ctx.arm.delete_asg(&id).await?
         {
-            return Ok(Action::requeue(h.next_poll_in()));
+            return Err(in_progress(format!("deleting ASG {raw}"), h.next_poll_in()));
         }
     }
     if let Some(raw) = managed_prefix_id(&npn) {
@@ -1653,7 +1685,10 @@ async fn cleanup(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Er
             && ours(&p.resource.resource, &npn)
             && let Lro::Pending(h) = ctx.arm.delete_public_ip_prefix(&id).await?
         {
-            return Ok(Action::requeue(h.next_poll_in()));
+            return Err(in_progress(
+                format!("deleting public IP prefix {raw}"),
+                h.next_poll_in(),
+            ));
         }
     }
     info!(%name, "cleaned up Azure resources");
