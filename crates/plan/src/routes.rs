@@ -130,7 +130,11 @@ pub struct RoutePlan {
     pub removed: Vec<String>,
     /// Whether the cluster tag must be set.
     pub tag: bool,
-    /// Problems; when non-empty nothing is written.
+    /// Whether the cluster tag must be removed: poolnet keeps no route in the table any more.
+    pub untag: bool,
+    /// Problems. Room ([`RouteProblem::LimitExceeded`]) and egress
+    /// ([`RouteProblem::NoDefaultRoute`]) refuse additions and changes but never removals
+    /// (else deleting an object would strand its routes); any other problem refuses all.
     pub problems: Vec<RouteProblem>,
     /// Routes the table holds after the write (for status).
     pub total: usize,
@@ -138,9 +142,9 @@ pub struct RoutePlan {
 
 impl RoutePlan {
     pub fn needs_write(&self) -> bool {
-        self.problems.is_empty()
-            && (self.tag
-                || !(self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()))
+        self.tag
+            || self.untag
+            || !(self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty())
     }
 }
 
@@ -165,6 +169,7 @@ pub fn plan_routes(
         return plan;
     }
     plan.tag = table.cluster_tag.is_none() && !desired.is_empty();
+    plan.untag = table.cluster_tag.is_some() && desired.is_empty();
 
     let is_owned = |name: &str| {
         name.len() >= OWNED_ROUTE_PREFIX.len()
@@ -233,8 +238,17 @@ pub fn plan_routes(
     if !has_default {
         plan.problems.push(RouteProblem::NoDefaultRoute);
     }
-    if !plan.problems.is_empty() {
-        return plan;
+    let refused = |problems: Vec<RouteProblem>| RoutePlan {
+        problems,
+        ..RoutePlan::default()
+    };
+    if plan.problems.iter().any(|p| {
+        !matches!(
+            p,
+            RouteProblem::LimitExceeded { .. } | RouteProblem::NoDefaultRoute
+        )
+    }) {
+        return refused(plan.problems);
     }
 
     plan.routes = foreign.iter().map(|r| (*r).clone()).collect();
@@ -251,6 +265,9 @@ pub fn plan_routes(
         if !by_name.contains_key(name) {
             plan.removed.push(r.name.clone());
         }
+    }
+    if !plan.problems.is_empty() && (!plan.added.is_empty() || !plan.changed.is_empty()) {
+        return refused(plan.problems);
     }
     plan.total = plan.routes.len();
     plan
@@ -412,6 +429,62 @@ mod tests {
         assert_eq!(plan.removed, ["poolnet-old"]);
         assert_eq!(plan.routes.len(), 2);
         assert!(plan.routes.iter().all(|r| r.name != "poolnet-old"));
+        assert!(
+            plan.untag,
+            "no poolnet route left: the claim on the table goes too"
+        );
+    }
+
+    #[test]
+    fn removals_are_planned_even_without_room_or_default_route() {
+        // The last object leaves: its default route goes, though nothing routes 0.0.0.0/0 then.
+        let mut routes = node_routes(3);
+        routes.push(route(
+            "poolnet-default",
+            "0.0.0.0/0",
+            NextHopKind::VirtualAppliance,
+            Some("10.0.2.4"),
+        ));
+        let table = RouteTableView {
+            routes: routes.clone(),
+            cluster_tag: Some(CLUSTER.into()),
+        };
+        let plan = plan_routes(&table, &[], CLUSTER, 3, 400);
+        assert_eq!(plan.problems, [RouteProblem::NoDefaultRoute]);
+        assert_eq!(plan.removed, ["poolnet-default"]);
+        assert!(plan.untag && plan.needs_write());
+        assert_eq!(plan.routes, node_routes(3));
+
+        // Over the limit (the pool grew): removing a route is allowed, adding one is not.
+        routes.push(route(
+            "poolnet-extra",
+            "10.9.0.0/16",
+            NextHopKind::VnetLocal,
+            None,
+        ));
+        let table = RouteTableView {
+            routes,
+            cluster_tag: Some(CLUSTER.into()),
+        };
+        let keep_default = [want("a", "default", "0.0.0.0/0")];
+        let plan = plan_routes(&table, &keep_default, CLUSTER, 10, 5);
+        assert!(matches!(
+            plan.problems[0],
+            RouteProblem::LimitExceeded { .. }
+        ));
+        assert_eq!(plan.removed, ["poolnet-extra"]);
+        assert!(plan.needs_write());
+        let more = [
+            want("a", "default", "0.0.0.0/0"),
+            want("a", "extra", "10.9.0.0/16"),
+            want("a", "new", "10.8.0.0/16"),
+        ];
+        let plan = plan_routes(&table, &more, CLUSTER, 10, 5);
+        assert!(!plan.problems.is_empty());
+        assert!(
+            !plan.needs_write(),
+            "an addition over the limit is refused: {plan:?}"
+        );
     }
 
     proptest! {
@@ -432,7 +505,7 @@ mod tests {
                 prop_assert!(plan.routes.contains(r));
             }
             prop_assert_eq!(plan.total, foreign_n + 1 + wanted.len());
-            let after = RouteTableView { routes: plan.routes.clone(), cluster_tag: Some(CLUSTER.into()) };
+            let after = RouteTableView { routes: plan.routes.clone(), cluster_tag: (!desired.is_empty()).then(|| CLUSTER.into()) };
             prop_assert!(!plan_routes(&after, &desired, CLUSTER, foreign_n, 400).needs_write());
         }
     }

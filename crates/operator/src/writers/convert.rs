@@ -192,6 +192,16 @@ pub fn set_tag(resource: &mut Resource, key: &str, value: &str) {
     resource.tags = Some(serde_json::Value::Object(tags));
 }
 
+/// Remove a tag, keeping the others (and no empty tag map where there was none).
+pub fn remove_tag(resource: &mut Resource, key: &str) {
+    if let Some(serde_json::Value::Object(m)) = resource.tags.as_mut() {
+        m.remove(key);
+        if m.is_empty() {
+            resource.tags = None;
+        }
+    }
+}
+
 /// The table in planner form.
 pub fn route_table_view(table: &RouteTable) -> RouteTableView {
     let routes = table
@@ -221,14 +231,19 @@ pub fn route_table_view(table: &RouteTable) -> RouteTableView {
 }
 
 /// `table` with poolnet's routes (`poolnet-…`) replaced by `owned`, foreign routes as read,
-/// and the cluster tag set.
+/// and the cluster tag set while poolnet keeps routes there (removed with the last one, so a
+/// deletion leaves the table as it was).
 pub fn apply_route_plan(table: &RouteTable, owned: &[Route], cluster: &str) -> RouteTable {
     let mut out = table.clone();
-    set_tag(
-        &mut out.resource,
-        CLUSTER_TAG,
-        &cluster.to_ascii_lowercase(),
-    );
+    if owned.is_empty() {
+        remove_tag(&mut out.resource, CLUSTER_TAG);
+    } else {
+        set_tag(
+            &mut out.resource,
+            CLUSTER_TAG,
+            &cluster.to_ascii_lowercase(),
+        );
+    }
     let props = out.properties.get_or_insert_with(Default::default);
     props.routes.retain(|r| {
         !r.name.as_deref().is_some_and(|n| {
