@@ -10,6 +10,7 @@
 //! cert-manager maintains ([`certs`]). The configurations shipped in `config/webhook/`
 //! explain which requests reach these routes and why.
 
+pub mod args;
 pub mod certs;
 pub mod patch;
 pub mod pods;
@@ -30,11 +31,13 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use args::WebhookArgs;
 pub use certs::{CertSource, SelfManaged};
 pub use pods::PodWebhook;
 pub use tls::CertResolver;
 pub use validate::PolicyValidator;
 
+use crate::hostports::{HostPortIndex, Reserver, start_index};
 use crate::runtime::Metrics;
 
 /// Route of the pod webhook.
@@ -149,4 +152,53 @@ pub async fn start(
         server,
         certs,
     })
+}
+
+/// What every replica runs for admission: the host-port index (its watches) and the webhook
+/// server with both webhooks, as `args` say. The index is returned to be shared with the
+/// repair loop, which runs on the leader:
+/// `Repairer::new(client, index, Some(policies), args.repair()).run(shutdown)`.
+/// `namespace` is the operator's own (for the self-managed certificate's Secret).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_replica(
+    client: Client,
+    args: &WebhookArgs,
+    namespace: &str,
+    policies: kube::runtime::reflector::Store<poolnet_api::v1alpha1::HostPortPolicy>,
+    metrics: Arc<Metrics>,
+    recorder: kube::runtime::events::Recorder,
+    shutdown: CancellationToken,
+) -> Result<(Arc<HostPortIndex>, RunningWebhook)> {
+    let index = Arc::new(HostPortIndex::new());
+    // The index must hold a complete first list before the webhook answers: an empty view
+    // would make every proposal a conflict.
+    let watches = start_index(client.clone(), Arc::clone(&index)).await;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        watches.abort();
+    });
+    let state = Arc::new(WebhookState {
+        pods: PodWebhook::new(
+            client.clone(),
+            Reserver::new(client.clone(), Arc::clone(&index)),
+            policies,
+            args.webhook_budget,
+            Some(recorder),
+        ),
+        validator: PolicyValidator::new(client.clone()),
+        metrics: Some(metrics),
+    });
+    let running = start(
+        client,
+        ServeConfig {
+            addr: args.webhook_addr,
+            certs: args.cert_source(namespace),
+        },
+        state,
+        Duration::from_secs(30),
+        shutdown,
+    )
+    .await?;
+    Ok((index, running))
 }

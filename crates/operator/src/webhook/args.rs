@@ -1,0 +1,148 @@
+//! Flags of the webhook server and the host-port repair loop, to flatten into the
+//! operator's flags (`#[command(flatten)]`); each also readable from the environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::hostports::{ReleasePolicy, RepairConfig};
+use crate::runtime::parse_duration;
+
+use super::certs::{CertSource, SelfManaged};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WebhookArgs {
+    /// Address of the admission webhook server (HTTPS).
+    #[arg(long, env = "POOLNET_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
+    pub webhook_addr: SocketAddr,
+
+    /// Serving certificate file (PEM chain), e.g. mounted from a cert-manager Secret; with
+    /// --webhook-key-file it replaces the self-managed certificate. Re-read when it changes.
+    #[arg(long, env = "POOLNET_WEBHOOK_CERT_FILE", requires = "webhook_key_file")]
+    pub webhook_cert_file: Option<PathBuf>,
+
+    /// Private key file (PEM) of --webhook-cert-file.
+    #[arg(long, env = "POOLNET_WEBHOOK_KEY_FILE", requires = "webhook_cert_file")]
+    pub webhook_key_file: Option<PathBuf>,
+
+    /// Secret (in the operator's namespace) holding the self-managed CA and certificate.
+    #[arg(
+        long,
+        env = "POOLNET_WEBHOOK_SECRET",
+        default_value = "poolnet-webhook-tls"
+    )]
+    pub webhook_secret: String,
+
+    /// Service fronting the webhook; its DNS names go into the self-managed certificate.
+    #[arg(
+        long,
+        env = "POOLNET_WEBHOOK_SERVICE",
+        default_value = "poolnet-webhook"
+    )]
+    pub webhook_service: String,
+
+    /// MutatingWebhookConfigurations whose caBundle poolnet keeps current (self-managed).
+    #[arg(
+        long,
+        env = "POOLNET_MUTATING_WEBHOOKS",
+        value_delimiter = ',',
+        default_value = "poolnet-host-ports"
+    )]
+    pub mutating_webhooks: Vec<String>,
+
+    /// ValidatingWebhookConfigurations whose caBundle poolnet keeps current (self-managed).
+    #[arg(
+        long,
+        env = "POOLNET_VALIDATING_WEBHOOKS",
+        value_delimiter = ',',
+        default_value = "poolnet-validation"
+    )]
+    pub validating_webhooks: Vec<String>,
+
+    /// Time one pod admission may take; below the configurations' timeoutSeconds (10), so a
+    /// reservation the API server stopped waiting for is rolled back by its owner.
+    #[arg(long, env = "POOLNET_WEBHOOK_BUDGET", default_value = "8s", value_parser = parse_duration)]
+    pub webhook_budget: Duration,
+
+    /// How old a never-bound host-port claim must be before the repair loop may release it;
+    /// longer than the API server's request timeout (60s by default).
+    #[arg(long, env = "POOLNET_HOST_PORT_GRACE", default_value = "5m", value_parser = parse_duration)]
+    pub host_port_grace: Duration,
+
+    /// Period of the host-port repair loop.
+    #[arg(long, env = "POOLNET_HOST_PORT_REPAIR_INTERVAL", default_value = "30s", value_parser = parse_duration)]
+    pub host_port_repair_interval: Duration,
+}
+
+impl WebhookArgs {
+    /// Where the serving certificate comes from; `namespace` is the operator's own.
+    pub fn cert_source(&self, namespace: &str) -> CertSource {
+        match (&self.webhook_cert_file, &self.webhook_key_file) {
+            (Some(cert), Some(key)) => CertSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+                poll: Duration::from_secs(10),
+            },
+            _ => {
+                let svc = &self.webhook_service;
+                let mut cfg = SelfManaged::new(
+                    namespace,
+                    &self.webhook_secret,
+                    vec![
+                        format!("{svc}.{namespace}.svc"),
+                        format!("{svc}.{namespace}.svc.cluster.local"),
+                    ],
+                );
+                cfg.mutating_configs = self.mutating_webhooks.clone();
+                cfg.validating_configs = self.validating_webhooks.clone();
+                CertSource::SelfManaged(cfg)
+            }
+        }
+    }
+
+    pub fn repair(&self) -> RepairConfig {
+        RepairConfig {
+            interval: self.host_port_repair_interval,
+            release: ReleasePolicy {
+                grace: self.host_port_grace,
+                confirm_after: self.host_port_repair_interval,
+            },
+            ..RepairConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        webhook: WebhookArgs,
+    }
+
+    #[test]
+    fn defaults_are_self_managed_for_the_shipped_configurations() {
+        let f = Flags::try_parse_from(["poolnet"]).unwrap();
+        let CertSource::SelfManaged(cfg) = f.webhook.cert_source("poolnet-system") else {
+            panic!("expected self-managed");
+        };
+        assert_eq!(cfg.names[0], "poolnet-webhook.poolnet-system.svc");
+        assert_eq!(cfg.mutating_configs, ["poolnet-host-ports"]);
+        assert_eq!(cfg.validating_configs, ["poolnet-validation"]);
+        assert_eq!(f.webhook.repair().release.grace, Duration::from_secs(300));
+        let files = Flags::try_parse_from([
+            "poolnet",
+            "--webhook-cert-file=/tls/tls.crt",
+            "--webhook-key-file=/tls/tls.key",
+        ])
+        .unwrap();
+        assert!(matches!(
+            files.webhook.cert_source("x"),
+            CertSource::Files { .. }
+        ));
+        assert!(Flags::try_parse_from(["poolnet", "--webhook-cert-file=/tls/tls.crt"]).is_err());
+    }
+}
