@@ -10,6 +10,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`operator::Harness`] adds armsim (seeded with the AKS demo world) and the real operator,
+//! embedded in-process, for end-to-end tests and benchmarks of the controllers.
+//!
 //! The binaries come from `hack/controlplane/build.sh`, found through `POOLNET_K8S_BIN_DIR`
 //! or the default cache directory (see [`binaries`]).
 
@@ -17,6 +20,7 @@ pub mod binaries;
 pub mod control_plane;
 pub mod crds;
 pub mod env;
+pub mod operator;
 pub mod pki;
 pub mod process;
 pub mod webhook;
