@@ -170,7 +170,6 @@ async fn main() -> Result<()> {
         proxy.base_url()
     };
     activate(&client, &ns, &base).await?;
-    let warmup: u64 = replicas.iter().map(Instance::pod_admissions).sum();
 
     let annotation = if args.ports_per_pod == 1 {
         "8080/tcp"
@@ -232,7 +231,7 @@ async fn main() -> Result<()> {
         let (count, p50, p99) = webhook_latency(&r.metrics.render());
         let (reserved, created, conflicts, refreshes, failed) = r.reserver.stats().snapshot();
         println!(
-            "replica {i}: {} reviews (incl. {warmup} warm-up), webhook answer p50 {p50}, p99 {p99}; \
+            "replica {i}: {} reviews (warm-up probes included), webhook answer p50 {p50}, p99 {p99}; \
              {reserved} reservations, {created} claims created, {conflicts} conflicts, \
              {refreshes} live refreshes, {failed} failed",
             count
