@@ -26,8 +26,8 @@ use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, CustomResourceExt, ResourceExt};
-use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
+use kube::{Client, ResourceExt};
+use poolnet_api::v1alpha1::NodePoolNetwork;
 use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, ResourceId, Secret, Url};
 use poolnet_operator::app::{self, OperatorArgs};
 use poolnet_operator::runtime::CancellationToken;
@@ -279,13 +279,9 @@ impl Harness {
 
     pub async fn start_with(options: HarnessOptions) -> Result<Self> {
         // The operator's own types, not `config/crd/` (a generated copy of them, checked for
-        // drift elsewhere): these tests exercise the controller, whatever the YAML's state.
+        // drift elsewhere): these tests exercise the operator, whatever the YAML's state.
         let env = TestEnv::start_with_crds(&[]).await?;
-        crate::crds::install(
-            &env.client(),
-            &[NodePoolNetwork::crd(), HostPortPolicy::crd()],
-        )
-        .await?;
+        crate::crds::install(&env.client(), &poolnet_api::crd::crds()).await?;
         let nodes: Api<Node> = Api::all(env.client());
         for n in &options.nodes {
             nodes
@@ -309,7 +305,10 @@ impl Harness {
             format!("--arm-ca-file={}", ca.display()),
             "--arm-static-token=poolnet-tests".into(),
             "--admin-addr=127.0.0.1:0".into(),
+            "--webhook-addr=127.0.0.1:0".into(),
             "--leader-election=false".into(),
+            // The webhook keeps its self-managed certificate in a Secret there.
+            format!("--lease-namespace={}", env.namespace()),
             format!("--resync={}", options.resync),
         ];
         let arm = arm_client(&sim)?;
