@@ -55,6 +55,9 @@ use super::conditions::{PartState, conditions};
 use crate::writers::convert::{existing_rules, route_table_view, set_tag, tag_value};
 use crate::writers::{Freshness, RouteBudget};
 
+/// Soonest retry after ARM (or the client's own budget) throttled a call.
+const THROTTLED_RETRY_FLOOR: Duration = Duration::from_secs(1);
+
 /// Finalizer that holds deletion until Azure is cleaned up.
 pub const FINALIZER: &str = "poolnet.dev/cleanup";
 /// Controller name in metrics and logs.
@@ -285,15 +288,30 @@ impl Outcome {
 
     /// Turn an ARM error into a failed part: retryable ones requeue, fatal ones explain.
     fn arm_failure(&mut self, type_: &'static str, what: &str, e: &ArmError) -> PartState {
-        if e.is_retryable() {
+        if let ArmError::Throttled { .. } = e {
+            // The message stays the same from one attempt to the next (no wait time in it):
+            // a status that changes on every attempt is patched every time, and each patch
+            // triggers another reconcile. At least a second apart, or a throttled fleet
+            // retries in a tight loop for the few tokens the budget frees.
+            self.retryable_failure = true;
+            self.soon(
+                e.retry_after()
+                    .unwrap_or(Duration::from_secs(5))
+                    .max(THROTTLED_RETRY_FLOOR),
+            );
+            PartState::failed(
+                type_,
+                reason::THROTTLED,
+                format!("{what}: ARM is throttling requests (will retry)"),
+            )
+        } else if e.is_retryable() {
             self.retryable_failure = true;
             self.soon(e.retry_after().unwrap_or(Duration::from_secs(5)));
-            let why = if matches!(e, ArmError::Throttled { .. }) {
-                reason::THROTTLED
-            } else {
-                reason::ARM_ERROR
-            };
-            PartState::failed(type_, why, format!("{what}: {e} (will retry)"))
+            PartState::failed(
+                type_,
+                reason::ARM_ERROR,
+                format!("{what}: {e} (will retry)"),
+            )
         } else if matches!(e, ArmError::NotFound { .. }) {
             PartState::failed(type_, reason::NOT_FOUND, format!("{what}: {e}"))
         } else {
