@@ -1089,3 +1089,56 @@ async fn converged_objects_make_no_arm_writes_across_resyncs() -> Result<()> {
     assert_eq!(c.accepted_writes, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_object_whose_asg_is_missing_does_not_block_others_in_a_shared_nsg() -> Result<()> {
+    let h = Harness::start().await?;
+    // The kubenet pool's object shares the game pool's NSG, but its managed ASG cannot be
+    // created (ARM keeps failing): its rules would name an ASG that does not exist, which ARM
+    // refuses for the whole NSG.
+    h.sim.faults().add_rule(
+        FaultRule::new(FaultAction::Error {
+            status: 500,
+            code: "InternalServerError".into(),
+            message: None,
+        })
+        .method("PUT")
+        .path_contains("applicationSecurityGroups/poolnet-kubenet"),
+    );
+    let mut other = sample("game-pool.yaml")?;
+    other.metadata.name = Some("kubenet".into());
+    other.spec.node_pool.agent_pool_id = poolnet_tests::operator::agent_pool_id("kubenet");
+    other.spec.node_public_ip = None;
+    other.spec.allowed_host_ports = vec!["8000-8100/tcp".into()];
+    other.spec.application_security_groups = None;
+    other.spec.network_security_groups[0].priorities.from = 300;
+    other.spec.network_security_groups[0].priorities.to = 399;
+    h.apply(&other).await?;
+    h.wait_condition("kubenet", "ASGReady", "False", "ArmError")
+        .await?;
+    h.apply(&sample("game-pool.yaml")?).await?;
+    h.wait_ready("game").await?;
+    let all = rules(&h, &byo_nsg_id())?;
+    assert!(
+        named(&all, OWNED)
+            .iter()
+            .all(|r| !r["name"].as_str().unwrap_or_default().contains("kubenet")),
+        "{all:#?}"
+    );
+
+    // Once the ASG can be created, the other object's rules join.
+    h.sim.faults().clear();
+    h.wait_ready("kubenet").await?;
+    h.wait_resource(&byo_nsg_id(), "holding both objects' rules", |nsg| {
+        let names: Vec<&str> = nsg
+            .and_then(|n| n["properties"]["securityRules"].as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["name"].as_str())
+            .collect();
+        names.iter().any(|n| n.contains("-kubenet-")) && names.iter().any(|n| n.contains("-game-"))
+    })
+    .await?;
+    assert!(is_ready(&h.npns().get("game").await?));
+    Ok(())
+}

@@ -87,6 +87,10 @@ pub fn policy_ports(hpp: &HostPortPolicy) -> Vec<(Protocol, PortRange)> {
 
 /// Rules this cluster's poolnet wants in NSG `nsg_id`, from every NodePoolNetwork that names
 /// it (and is not being deleted) and every admitted HostPortPolicy on such a pool.
+///
+/// A pool's rules (and its policies') join once its status lists every ASG they target: ARM
+/// refuses a rule naming an ASG that does not exist (400 `InvalidResourceReference`), and one
+/// such rule would fail the NSG write of every object sharing the NSG.
 pub fn desired_rules_for_nsg(
     cluster: &str,
     nsg_id: &str,
@@ -114,6 +118,14 @@ pub fn desired_rules_for_nsg(
         };
         let band = (target.priorities.from, target.priorities.to);
         let dest = destination_asgs(npn);
+        let known = npn
+            .status
+            .as_ref()
+            .map(|s| s.application_security_groups.as_slice())
+            .unwrap_or_default();
+        if !dest.iter().all(|d| known.iter().any(|k| same_id(&k.id, d))) {
+            continue;
+        }
         let ports: Vec<(Protocol, PortRange)> = allowed_host_ports(&npn.spec)
             .iter()
             .map(|s| (s.protocol, s.range))
@@ -218,6 +230,19 @@ mod tests {
         NodePoolNetwork::new(name, spec)
     }
 
+    /// `p` as reconciled once its ASGs exist: status lists them.
+    fn with_asgs(mut p: NodePoolNetwork) -> NodePoolNetwork {
+        let asgs = pool_asgs(&p)
+            .into_iter()
+            .map(|id| poolnet_api::v1alpha1::AsgStatus { id, managed: true })
+            .collect();
+        p.status = Some(poolnet_api::v1alpha1::NodePoolNetworkStatus {
+            application_security_groups: asgs,
+            ..Default::default()
+        });
+        p
+    }
+
     fn pool_yaml(pool: &str) -> String {
         format!(
             "nodePool: {{agentPoolId: /subscriptions/SUB/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/{pool}}}
@@ -242,8 +267,8 @@ networkSecurityGroups:
     #[test]
     fn gathers_pool_and_policy_rules_for_one_nsg() {
         let pools = [
-            npn("game", &pool_yaml("game")),
-            npn("other", &pool_yaml("other")),
+            with_asgs(npn("game", &pool_yaml("game"))),
+            with_asgs(npn("other", &pool_yaml("other"))),
         ];
         let cluster = cluster_of(&pools[0].spec.node_pool.agent_pool_id).unwrap();
         assert!(cluster.ends_with("managedclusters/aks"));
@@ -298,13 +323,46 @@ networkSecurityGroups:
     }
 
     #[test]
+    fn pools_join_once_their_asgs_exist() {
+        let ready = with_asgs(npn("game", &pool_yaml("game")));
+        let fresh = npn("other", &pool_yaml("other"));
+        let cluster = cluster_of(&ready.spec.node_pool.agent_pool_id).unwrap();
+        let nsg = ready.spec.network_security_groups[0].id.clone();
+        let policies = [hpp("games", "echo", "other", &[])];
+        let rules = desired_rules_for_nsg(
+            &cluster,
+            &nsg,
+            &[ready.clone(), fresh.clone()],
+            &policies,
+            &|_, _| true,
+        );
+        assert!(!rules.is_empty());
+        assert!(
+            rules.iter().all(|r| r.owner
+                == Owner::NodePoolNetwork {
+                    name: "game".into()
+                }),
+            "no rule (of the pool or its policies) names an ASG not known to exist: {rules:#?}"
+        );
+        let both = desired_rules_for_nsg(
+            &cluster,
+            &nsg,
+            &[ready, with_asgs(fresh)],
+            &policies,
+            &|_, _| true,
+        );
+        assert_eq!(both.len(), rules.len() * 3, "{both:#?}");
+    }
+
+    #[test]
     fn deleted_pools_drop_out() {
-        let mut p = npn("game", &pool_yaml("game"));
+        let mut p = with_asgs(npn("game", &pool_yaml("game")));
+        let cluster = cluster_of(&p.spec.node_pool.agent_pool_id).unwrap();
+        let nsg = p.spec.network_security_groups[0].id.clone();
+        assert!(!desired_rules_for_nsg(&cluster, &nsg, &[p.clone()], &[], &|_, _| true).is_empty());
         p.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
             Default::default(),
         ));
-        let cluster = cluster_of(&p.spec.node_pool.agent_pool_id).unwrap();
-        let nsg = p.spec.network_security_groups[0].id.clone();
         assert!(desired_rules_for_nsg(&cluster, &nsg, &[p], &[], &|_, _| true).is_empty());
     }
 

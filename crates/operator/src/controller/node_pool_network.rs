@@ -388,7 +388,15 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
 
     status.public_ip_prefix =
         reconcile_prefix(&npn, ctx.arm.as_ref(), writes, &cluster, &mut out).await;
-    let asgs = reconcile_asgs(&npn, ctx.arm.as_ref(), writes, &cluster, &mut out).await;
+    let asgs = reconcile_asgs(
+        &npn,
+        ctx.arm.as_ref(),
+        writes,
+        &cluster,
+        &previous.application_security_groups,
+        &mut out,
+    )
+    .await;
     status.application_security_groups = asgs.clone();
     let pool =
         reconcile_agent_pool(&npn, r, &pool_id, writes, &asgs, &mut status, &mut out).await?;
@@ -770,10 +778,18 @@ async fn reconcile_asgs(
     arm: &dyn ArmNetwork,
     writes: bool,
     cluster: &ClusterFacts,
+    previous: &[AsgStatus],
     out: &mut Outcome,
 ) -> Vec<AsgStatus> {
     let mut asgs = Vec::new();
     let mut problems = Vec::new();
+    // An ASG that could not be read (throttled, ARM error) stays as last seen: status says
+    // which ASGs exist, and other objects sharing an NSG rely on it (desired_rules_for_nsg).
+    let as_last_seen = |raw: &str, asgs: &mut Vec<AsgStatus>| {
+        if let Some(a) = previous.iter().find(|a| a.id.eq_ignore_ascii_case(raw)) {
+            asgs.push(a.clone());
+        }
+    };
     if managed_asg_enabled(&npn.spec)
         && let Some(raw) = managed_asg_id(npn)
     {
@@ -803,7 +819,10 @@ async fn reconcile_asgs(
                         Err(e) => problems.push(out.arm_failure(cond::ASG_READY, &format!("creating ASG {raw}"), &e)),
                     }
                 }
-                Err(e) => problems.push(out.arm_failure(cond::ASG_READY, &format!("reading ASG {raw}"), &e)),
+                Err(e) => {
+                    problems.push(out.arm_failure(cond::ASG_READY, &format!("reading ASG {raw}"), &e));
+                    as_last_seen(&raw, &mut asgs);
+                }
             },
         }
     }
@@ -827,11 +846,14 @@ async fn reconcile_asgs(
                         "custom ASG {raw} does not exist: create it or remove it from customIds"
                     ),
                 )),
-                Err(e) => problems.push(out.arm_failure(
-                    cond::ASG_READY,
-                    &format!("reading ASG {raw}"),
-                    &e,
-                )),
+                Err(e) => {
+                    problems.push(out.arm_failure(
+                        cond::ASG_READY,
+                        &format!("reading ASG {raw}"),
+                        &e,
+                    ));
+                    as_last_seen(raw, &mut asgs);
+                }
             },
         }
     }
@@ -1187,7 +1209,13 @@ async fn reconcile_nsgs(
         return;
     }
     let prefix = cluster_rule_prefix(&cluster.key);
-    let pools = pools_with(npn, r);
+    // This object with the ASGs this reconcile found, not the status it was triggered with:
+    // desired_rules_for_nsg takes an object's rules once its status shows their ASGs.
+    let mut me = npn.clone();
+    me.status
+        .get_or_insert_with(Default::default)
+        .application_security_groups = asgs.to_vec();
+    let pools = pools_with(&me, r);
     let policies = ctx.stores.all_policies();
     let me = Owner::NodePoolNetwork {
         name: npn.name_any(),
