@@ -300,17 +300,23 @@ impl Harness {
         let dir = tempfile::tempdir()?;
         let ca = dir.path().join("armsim-ca.pem");
         std::fs::write(&ca, sim.ca_pem().unwrap_or_default())?;
-        let flags = vec![
+        let mut flags = vec![
             format!("--arm-endpoint={}", sim.base_url()),
             format!("--arm-ca-file={}", ca.display()),
             "--arm-static-token=poolnet-tests".into(),
             "--admin-addr=127.0.0.1:0".into(),
-            "--webhook-addr=127.0.0.1:0".into(),
             "--leader-election=false".into(),
             // The webhook keeps its self-managed certificate in a Secret there.
             format!("--lease-namespace={}", env.namespace()),
             format!("--resync={}", options.resync),
         ];
+        // Every test has an operator of its own: any server it runs gets a free port.
+        if <OperatorArgs as clap::CommandFactory>::command()
+            .get_arguments()
+            .any(|a| a.get_id() == "webhook_addr")
+        {
+            flags.push("--webhook-addr=127.0.0.1:0".into());
+        }
         let arm = arm_client(&sim)?;
         let mut harness = Self {
             env,
