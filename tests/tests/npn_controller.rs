@@ -1142,3 +1142,28 @@ async fn an_object_whose_asg_is_missing_does_not_block_others_in_a_shared_nsg() 
     assert!(is_ready(&h.npns().get("game").await?));
     Ok(())
 }
+
+#[tokio::test]
+async fn objects_that_exist_when_the_operator_starts_are_all_reconciled() -> Result<()> {
+    let mut options = poolnet_tests::operator::HarnessOptions::demo()?;
+    options.operator = false;
+    let mut h = Harness::start_with(options).await?;
+    // Minimal objects (nothing to write in Azure): several of them wait for the caches at once
+    // in their first reconcile, which is where they used to hang.
+    let names: Vec<String> = (0..8).map(|i| format!("early-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let pool = if i % 2 == 0 { "game" } else { "kubenet" };
+        let npn: NodePoolNetwork = serde_json::from_value(json!({
+            "apiVersion": "poolnet.dev/v1alpha1",
+            "kind": "NodePoolNetwork",
+            "metadata": {"name": name},
+            "spec": {"nodePool": {"agentPoolId": poolnet_tests::operator::agent_pool_id(pool)}}
+        }))?;
+        h.apply(&npn).await?;
+    }
+    h.start_operator()?;
+    for name in &names {
+        h.wait_ready(name).await?;
+    }
+    Ok(())
+}

@@ -87,10 +87,10 @@ pub struct Stores {
 impl Stores {
     /// Wait until every cache has its first full list.
     pub async fn wait_ready(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.pools.wait_until_ready().await?;
-        self.policies.wait_until_ready().await?;
-        self.nodes.wait_until_ready().await?;
-        self.namespaces.wait_until_ready().await
+        ready(&self.pools).await?;
+        ready(&self.policies).await?;
+        ready(&self.nodes).await?;
+        ready(&self.namespaces).await
     }
 
     pub fn all_pools(&self) -> Vec<NodePoolNetwork> {
@@ -129,6 +129,26 @@ impl Stores {
                     .and_then(|s| Selector::try_from(s).ok())
                     .is_some_and(|s| s.matches(&labels))
             }
+        }
+    }
+}
+
+/// How often a task waiting for a cache re-checks it.
+const READY_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// `store.wait_until_ready()`, robust to many waiters. kube's readiness future keeps a single
+/// waker (a oneshot receiver behind a mutex): of the tasks waiting at once, only the last to
+/// poll is woken, and the others wait forever. Every reconcile waits here, so an operator that
+/// started with objects already present left most of them unreconciled for good. A waiter that
+/// polls again on a timer always sees the value once it is set.
+async fn ready<K>(store: &Store<K>) -> Result<(), reflector::store::WriterDropped>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    loop {
+        if let Ok(result) = tokio::time::timeout(READY_RECHECK, store.wait_until_ready()).await {
+            return result;
         }
     }
 }
