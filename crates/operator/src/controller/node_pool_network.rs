@@ -55,6 +55,12 @@ use super::conditions::{PartState, conditions};
 use crate::writers::convert::{existing_rules, route_table_view, set_tag, tag_value};
 use crate::writers::{Freshness, RouteBudget};
 
+/// Reconciles at a time. Unbounded, a fleet reconciling at once opens one ARM connection per
+/// request in flight and keeps them (bench_npn, 200 objects: about 370 TLS connections, RSS of
+/// operator and armsim together 761 MiB; with 8: 58 descriptors, 115 MiB, same convergence
+/// time), and spends the subscription's ARM budget in bursts.
+const CONCURRENCY: u16 = 8;
+
 /// Soonest retry after ARM (or the client's own budget) throttled a call.
 const THROTTLED_RETRY_FLOOR: Duration = Duration::from_secs(1);
 
@@ -186,6 +192,7 @@ pub async fn run(
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect::<Vec<_>>()
         })
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, reconciler)
         .for_each(|res| async move {
