@@ -332,6 +332,28 @@ impl Harness {
         Ok(harness)
     }
 
+    /// Lets the operator serve its admission webhooks at a fixed loopback port, with
+    /// `127.0.0.1` in its self-managed certificate and the CA bundle written into the named
+    /// configurations; returns the base URL (`https://127.0.0.1:<port>`) for their `url`s.
+    /// Call it before [`Harness::start_operator`].
+    pub fn serve_webhooks(&mut self, mutating: &str, validating: &str) -> Result<String> {
+        if self.operator.is_some() {
+            bail!("serve_webhooks must come before the operator starts");
+        }
+        // A port free now; the operator binds it a moment later.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        self.flags.retain(|f| !f.starts_with("--webhook-addr="));
+        self.flags.extend([
+            format!("--webhook-addr=127.0.0.1:{port}"),
+            "--webhook-extra-names=127.0.0.1".into(),
+            format!("--mutating-webhooks={mutating}"),
+            format!("--validating-webhooks={validating}"),
+        ]);
+        Ok(format!("https://127.0.0.1:{port}"))
+    }
+
     /// Starts an operator (another one may not run yet).
     pub fn start_operator(&mut self) -> Result<()> {
         if self.operator.is_some() {

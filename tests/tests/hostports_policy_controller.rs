@@ -1,13 +1,14 @@
-//! The HostPortPolicy controller end to end: the real API server, armsim with the AKS demo
-//! world, the embedded operator reconciling the game pool, and poolnet's pod webhook and
-//! HostPortPolicy controller in-process. A policy becomes Accepted and opens its range in
-//! the pool's NSG (rule names and priorities in status); pods' ports show up as
-//! allocations; an exhausted range is reported and denied by name.
+//! Host ports end to end through the operator binary's own wiring: the real API server,
+//! armsim with the AKS demo world, and one `poolnet-operator` process that reconciles the
+//! game pool, runs the HostPortPolicy controller and the repair loop, and serves the
+//! shipped webhook configurations (by `url` on 127.0.0.1, with the CA bundle it writes into
+//! them). A policy becomes Accepted and opens its range in the pool's NSG (rule names and
+//! priorities in status); pods' ports show up as allocations; an exhausted range is
+//! reported and denied by name.
 
 mod hostports_support;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result, bail, ensure};
@@ -15,13 +16,9 @@ use hostports_support::*;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::events::{Recorder, Reporter};
 use poolnet_api::v1alpha1::HostPortPolicy;
-use poolnet_arm::ArmNetwork;
-use poolnet_operator::controller::{Context, ControllerConfig, Informers, host_port_policy};
-use poolnet_operator::runtime::{CancellationToken, Metrics};
-use poolnet_operator::writers::{NsgWriter, RouteWriter};
-use poolnet_tests::operator::{Harness, arm_client, sample};
+use poolnet_operator::controller::host_port_policy;
+use poolnet_tests::operator::{Harness, HarnessOptions, sample};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -34,33 +31,6 @@ fn condition<'a>(
         .conditions
         .iter()
         .find(|c| c.type_ == type_)
-}
-
-async fn start_controller(h: &Harness, shutdown: CancellationToken) -> Result<()> {
-    let client = h.env.client();
-    let informers = Informers::new(client.clone());
-    let stores = informers.stores();
-    let policy_events = informers.policies.subscribe();
-    informers.spawn();
-    stores.wait_ready().await.context("caches")?;
-    let arm: Arc<dyn ArmNetwork> = Arc::new(arm_client(&h.sim)?);
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        nsg_writer: NsgWriter::new(arm.clone()),
-        route_writer: RouteWriter::new(arm.clone()),
-        arm,
-        stores,
-        recorder: Recorder::new(client, Reporter::from("poolnet-operator")),
-        metrics: Arc::new(Metrics::new()),
-        config: ControllerConfig::default(),
-    });
-    let reconciler = host_port_policy::Reconciler::new(ctx);
-    tokio::spawn(host_port_policy::run(
-        reconciler,
-        policy_events,
-        shutdown.cancelled_owned(),
-    ));
-    Ok(())
 }
 
 async fn policy_when(
@@ -87,15 +57,21 @@ fn is(p: &HostPortPolicy, type_: &str, status: &str) -> bool {
 
 #[tokio::test]
 async fn a_policy_opens_its_range_reports_allocations_and_exhaustion() -> Result<()> {
-    let h = Harness::start().await?;
+    let mut h = Harness::start_with(HarnessOptions {
+        operator: false,
+        ..HarnessOptions::demo()?
+    })
+    .await?;
     let client = h.env.client();
-    poolnet_tests::crds::install(&client, &poolnet_api::crd::crds()).await?;
+    let ns = h.env.namespace().to_string();
+    // The operator serves the webhooks itself; the shipped configurations call it by url
+    // and it writes its CA bundle into them.
+    let names = Configs::for_namespace(&ns);
+    let base = h.serve_webhooks(&names.mutating, &names.validating)?;
+    install_webhooks(&client, &ns, &base).await?;
+    h.start_operator()?;
     h.apply(&sample("game-pool.yaml")?).await?;
     h.wait_ready("game").await?;
-
-    let shutdown = CancellationToken::new();
-    start_controller(&h, shutdown.clone()).await?;
-    let ns = h.env.namespace().to_string();
     // The game pool admits namespaces labelled poolnet.dev/host-ports=game.
     Api::<Namespace>::all(client.clone())
         .patch(
@@ -106,9 +82,7 @@ async fn a_policy_opens_its_range_reports_allocations_and_exhaustion() -> Result
             ),
         )
         .await?;
-    let configs = Configs::for_namespace(&ns);
-    let poolnet = Instance::start(&client, &ns, &configs, Options::default()).await?;
-    activate(&client, &ns, &poolnet.base_url()).await?;
+    wait_active(&client, &ns).await?;
 
     let policies: Api<HostPortPolicy> = Api::namespaced(client.clone(), &ns);
     echo_policy(&client, &ns, "echo", "game", (40000, 59999)).await?;
@@ -229,6 +203,5 @@ async fn a_policy_opens_its_range_reports_allocations_and_exhaustion() -> Result
             .iter()
             .all(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("tiny"))
     );
-    shutdown.cancel();
     Ok(())
 }

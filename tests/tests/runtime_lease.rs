@@ -603,6 +603,22 @@ fn the_deployment_speaks_the_runtime_flags_and_probes() -> Result<()> {
         .context("an `admin` port")?
         .container_port;
     assert_eq!(i32::from(parsed.runtime.admin_addr.port()), admin_port);
+    // The webhook Service's `webhook` target port is where the operator serves admission.
+    let webhook_port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.name.as_deref() == Some("webhook"))
+        .context("a `webhook` port")?
+        .container_port;
+    let webhook_addr: std::net::SocketAddr = container
+        .args
+        .iter()
+        .flatten()
+        .find_map(|a| a.strip_prefix("--webhook-addr="))
+        .context("a --webhook-addr argument")?
+        .parse()?;
+    assert_eq!(i32::from(webhook_addr.port()), webhook_port);
     let probe_path = |probe: Option<&k8s_openapi::api::core::v1::Probe>| {
         probe
             .and_then(|p| p.http_get.as_ref())
@@ -693,6 +709,7 @@ async fn manifests_install_and_grant_the_operator_what_it_needs() -> Result<()> 
         ("patch", "", "pods", app_ns),
         ("watch", "", "pods", None),
         ("list", "", "namespaces", None),
+        ("patch", "", "namespaces", None),
         ("watch", "", "nodes", None),
         ("create", "events.k8s.io", "events", app_ns),
         ("patch", "", "events", app_ns),

@@ -5,8 +5,11 @@
 //! left (`x-ms-ratelimit-remaining-subscription-reads` / `-writes`, or the `-global-` variants), and
 //! a 429 says how long to stay away (`Retry-After`). The budget keeps an estimate of each bucket from
 //! those headers, refills it at the configured rate between observations, and refuses to send when
-//! the estimate would fall under a reserve or a `Retry-After` is still pending. A refused call
-//! becomes a retryable `Throttled` error, so controllers back off instead of hammering ARM.
+//! the estimate would fall under a reserve or a `Retry-After` is still pending. A call that only
+//! has to wait for the bucket to refill waits (up to [`BudgetConfig::max_wait`]): giving up
+//! halfway through a reconcile would throw away the reads already spent on it. A call inside
+//! a `Retry-After`, or one that would wait longer, becomes a retryable `Throttled` error, so
+//! controllers back off instead of hammering ARM.
 //!
 //! The logic is pure: every method takes `now`, so tests drive time explicitly.
 
@@ -34,6 +37,8 @@ pub struct BudgetConfig {
     pub write_reserve: u32,
     /// How long to stay away after a 429 without `Retry-After`.
     pub default_retry_after: Duration,
+    /// Longest a call waits for its bucket to refill before it fails as throttled.
+    pub max_wait: Duration,
 }
 
 impl Default for BudgetConfig {
@@ -46,6 +51,7 @@ impl Default for BudgetConfig {
             write_refill_per_sec: 10.0,
             write_reserve: 5,
             default_retry_after: crate::error::DEFAULT_THROTTLE_WAIT,
+            max_wait: Duration::from_secs(10),
         }
     }
 }
@@ -159,6 +165,13 @@ impl SubscriptionBudget {
         Ok(())
     }
 
+    /// How long ARM asked us to stay away (a pending `Retry-After`), if it did.
+    pub fn blocked_for(&self, now: Instant) -> Option<Duration> {
+        self.blocked_until
+            .filter(|until| *until > now)
+            .map(|until| until - now)
+    }
+
     /// Records what a response said.
     pub fn observe(
         &mut self,
@@ -216,6 +229,11 @@ impl ThrottleBudget {
         now: Instant,
     ) -> Result<(), Duration> {
         self.with(subscription, |s| s.admit(&self.config, class, now))
+    }
+
+    /// See [`SubscriptionBudget::blocked_for`].
+    pub fn blocked_for(&self, subscription: &str, now: Instant) -> Option<Duration> {
+        self.with(subscription, |s| s.blocked_for(now))
     }
 
     /// See [`SubscriptionBudget::observe`].

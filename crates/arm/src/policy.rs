@@ -6,7 +6,8 @@
 //! 1. refuses any URL outside the configured ARM origin (a `nextLink` or LRO monitor URL must
 //!    never take our bearer token elsewhere);
 //! 2. adds `If-Match` / `If-None-Match`;
-//! 3. asks the subscription's throttle budget and fails fast with `Throttled` when it says no;
+//! 3. asks the subscription's throttle budget, waiting (bounded) while its bucket refills and
+//!    failing fast with `Throttled` inside a `Retry-After` or past the wait bound;
 //! 4. counts the call, feeds the budget from the rate-limit headers, and turns every non-2xx
 //!    answer into an [`ArmError`] while the headers (`Retry-After`) are still at hand.
 
@@ -91,6 +92,30 @@ pub(crate) struct ArmPolicy {
     pub budget: Arc<ThrottleBudget>,
 }
 
+impl ArmPolicy {
+    /// A slot in the subscription's budget: waits while the bucket refills (at most
+    /// `max_wait` in all), fails at once inside a `Retry-After` ARM asked for.
+    async fn admit(&self, sub: &str, class: CallClass) -> Result<(), Duration> {
+        let max_wait = self.budget.config().max_wait;
+        let started = Instant::now();
+        loop {
+            let now = Instant::now();
+            if let Some(blocked) = self.budget.blocked_for(sub, now) {
+                return Err(blocked);
+            }
+            let wait = match self.budget.admit(sub, class, now) {
+                Ok(()) => return Ok(()),
+                Err(wait) => wait,
+            };
+            if now.duration_since(started) + wait > max_wait {
+                return Err(wait);
+            }
+            self.stats.record_budget_wait();
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
 #[async_trait]
 impl Policy for ArmPolicy {
     async fn send(
@@ -129,7 +154,7 @@ impl Policy for ArmPolicy {
         };
         let subscription = subscription_of_path(&path).map(str::to_owned);
         if let Some(sub) = &subscription
-            && let Err(wait) = self.budget.admit(sub, class, Instant::now())
+            && let Err(wait) = self.admit(sub, class).await
         {
             self.stats.record_budget_refusal();
             return Err(wrap(ArmError::Throttled {

@@ -70,6 +70,7 @@ pub struct ArmStats {
     precondition_failed: AtomicU64,
     throttled: AtomicU64,
     throttled_by_budget: AtomicU64,
+    budget_waits: AtomicU64,
     server_errors: AtomicU64,
     transport_errors: AtomicU64,
     lro_pending: AtomicU64,
@@ -82,6 +83,7 @@ impl Default for ArmStats {
             precondition_failed: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
             throttled_by_budget: AtomicU64::new(0),
+            budget_waits: AtomicU64::new(0),
             server_errors: AtomicU64::new(0),
             transport_errors: AtomicU64::new(0),
             lro_pending: AtomicU64::new(0),
@@ -100,6 +102,8 @@ pub struct StatsSnapshot {
     pub throttled: u64,
     /// Calls refused locally by the throttle budget (never sent).
     pub throttled_by_budget: u64,
+    /// Times a call waited for the budget to refill before it was sent.
+    pub budget_waits: u64,
     /// Answers 5xx.
     pub server_errors: u64,
     /// Requests that got no HTTP answer.
@@ -152,6 +156,10 @@ impl ArmStats {
         self.throttled_by_budget.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn record_budget_wait(&self) {
+        self.budget_waits.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn record_transport_error(&self) {
         self.transport_errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -175,6 +183,7 @@ impl ArmStats {
             precondition_failed: self.precondition_failed.load(Ordering::Relaxed),
             throttled: self.throttled.load(Ordering::Relaxed),
             throttled_by_budget: self.throttled_by_budget.load(Ordering::Relaxed),
+            budget_waits: self.budget_waits.load(Ordering::Relaxed),
             server_errors: self.server_errors.load(Ordering::Relaxed),
             transport_errors: self.transport_errors.load(Ordering::Relaxed),
             lro_pending: self.lro_pending.load(Ordering::Relaxed),

@@ -639,6 +639,8 @@ async fn budget_stops_before_arm_throttles() {
             read_capacity: 20,
             read_refill_per_sec: 1.0,
             read_reserve: 5,
+            // Refuse instead of waiting for the refill.
+            max_wait: Duration::ZERO,
             ..BudgetConfig::default()
         },
     );
@@ -676,6 +678,43 @@ async fn budget_stops_before_arm_throttles() {
     assert!(
         (14..=25).contains(&sent),
         "about 20 - 5 reads went out: {sent}"
+    );
+}
+
+#[tokio::test]
+async fn calls_wait_for_the_budget_to_refill_instead_of_failing() {
+    let Env { sim, arm } = env_with(
+        SimConfig::default(),
+        BudgetConfig {
+            read_capacity: 20,
+            read_refill_per_sec: 20.0,
+            read_reserve: 5,
+            max_wait: Duration::from_secs(2),
+            ..BudgetConfig::default()
+        },
+    );
+    sim.set_throttling(ThrottleConfig {
+        enabled: true,
+        read_capacity: 20,
+        read_refill_per_sec: 20.0,
+        write_capacity: 200,
+        write_refill_per_sec: 10.0,
+    });
+    let started = std::time::Instant::now();
+    for i in 0..40 {
+        arm.get_nsg(&nsg_id())
+            .await
+            .unwrap_or_else(|e| panic!("read {i} failed instead of waiting: {e}"));
+    }
+    let stats = arm.stats().snapshot();
+    assert_eq!(sim.counters().throttled, 0, "ARM never had to throttle");
+    assert_eq!(stats.throttled_by_budget, 0, "no call gave up");
+    assert!(stats.budget_waits > 0, "some calls waited: {stats:?}");
+    // 15 usable at once, the other 25 at 20/s: about a second and a quarter.
+    assert!(
+        started.elapsed() >= Duration::from_millis(800),
+        "the refill rate paced the reads: {:?}",
+        started.elapsed()
     );
 }
 

@@ -9,10 +9,14 @@ use anyhow::Context as _;
 use kube::runtime::events::{Recorder, Reporter};
 use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, Secret, Url};
 
-use crate::controller::{Context, ControllerConfig, Informers, node_pool_network};
+use crate::controller::{
+    Context, ControllerConfig, Informers, host_port_policy, node_pool_network,
+};
+use crate::hostports::Repairer;
 use crate::runtime::{
     self, CancellationToken, Health, LeaderElector, LeaderHandle, LeaseConfig, Metrics, RuntimeArgs,
 };
+use crate::webhook::{self, WebhookArgs};
 use crate::writers::{NsgWriter, RouteWriter};
 
 /// Flags of `poolnet-operator` (every one also from the environment).
@@ -41,6 +45,9 @@ pub struct OperatorArgs {
     /// How often a converged object re-reads Azure to detect changes made by hand.
     #[arg(long, env = "POOLNET_RESYNC", default_value = "5m", value_parser = runtime::parse_duration)]
     pub resync: Duration,
+
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
 }
 
 /// Build the ARM client from flags and the environment (workload identity first).
@@ -81,26 +88,25 @@ pub async fn run(
     let stores = informers.stores();
     let pool_events = informers.pools.subscribe();
     let node_events = informers.nodes.subscribe();
+    let policy_events = informers.policies.subscribe();
     let watches = informers.spawn();
+    let recorder = Recorder::new(client.clone(), Reporter::from("poolnet-operator"));
 
+    // One context (and so one NSG writer) for both controllers: a pool's rules and its
+    // policies' rules in the same NSG go out in the same write.
     let ctx = Arc::new(Context {
         client: client.clone(),
         nsg_writer: NsgWriter::new(arm.clone()),
         route_writer: RouteWriter::new(arm.clone()),
         arm,
         stores: stores.clone(),
-        recorder: Recorder::new(client.clone(), Reporter::from("poolnet-operator")),
+        recorder: recorder.clone(),
         metrics: metrics.clone(),
         config: ControllerConfig {
             resync: args.resync,
             ..ControllerConfig::default()
         },
     });
-
-    let leader = match LeaseConfig::from_args(&args.runtime)? {
-        Some(cfg) => LeaderElector::new(client.clone(), cfg, metrics.clone())?.spawn(),
-        None => LeaderHandle::always_leader(&metrics),
-    };
 
     {
         let stores = stores.clone();
@@ -113,26 +119,90 @@ pub async fn run(
         });
     }
 
-    // Controllers write to ARM and status only while this replica holds the Lease.
-    let reconciler = node_pool_network::Reconciler::new(ctx.clone());
-    let mut pool_events = Some(pool_events);
-    let mut node_events = Some(node_events);
+    // Admission runs on every replica (the Service spreads requests over them); the
+    // host-port index it keeps is shared with the repair loop, which runs on the leader.
+    let admission = if args.webhook.webhooks {
+        health.set_ready("webhook", false);
+        let (index, running) = webhook::run_replica(
+            client.clone(),
+            &args.webhook,
+            &args.runtime.lease_namespace,
+            stores.policies.clone(),
+            metrics.clone(),
+            recorder,
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the admission webhooks")?;
+        tracing::info!(addr = %running.addr, "admission webhooks listening");
+        let resolver = running.resolver.clone();
+        let health = health.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            // Ready once a serving certificate is loaded: before that every handshake fails.
+            while !resolver.is_loaded() {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+            }
+            health.set_ready("webhook", true);
+        });
+        Some((index, running))
+    } else {
+        tracing::info!("admission webhooks disabled (--webhooks=false)");
+        None
+    };
+    let repair = admission.as_ref().map(|(index, _)| {
+        Repairer::new(
+            client.clone(),
+            index.clone(),
+            Some(stores.policies.clone()),
+            args.webhook.repair(),
+        )
+    });
+
+    let leader = match LeaseConfig::from_args(&args.runtime)? {
+        Some(cfg) => LeaderElector::new(client.clone(), cfg, metrics.clone())?.spawn(),
+        None => LeaderHandle::always_leader(&metrics),
+    };
+
+    // Controllers and the repair loop write to ARM, status and claims only while this
+    // replica holds the Lease.
+    let pools = node_pool_network::Reconciler::new(ctx.clone());
+    let policies = host_port_policy::Reconciler::new(ctx.clone());
+    let mut subscriptions = Some((pool_events, node_events, policy_events, repair));
     let work = runtime::run_while_leader(
         leader.subscribe(),
         shutdown.clone().cancelled_owned(),
         || {
-            let reconciler = reconciler.clone();
+            let pools = pools.clone();
+            let policies = policies.clone();
             let token = shutdown.clone();
-            let events = pool_events.take().zip(node_events.take());
+            let subscriptions = subscriptions.take();
             async move {
-                let Some((pools, nodes)) = events else {
+                let Some((pool_events, node_events, policy_events, repair)) = subscriptions else {
                     // The shared streams can be consumed once: after losing and regaining the
                     // Lease, restart the process (the Deployment does) rather than run blind.
                     anyhow::bail!(
                         "leadership regained after being lost; restarting to resubscribe"
                     );
                 };
-                node_pool_network::run(reconciler, pools, nodes, token.cancelled_owned()).await;
+                let repair = async {
+                    if let Some(r) = repair {
+                        r.run(token.clone()).await;
+                    }
+                };
+                tokio::join!(
+                    node_pool_network::run(
+                        pools,
+                        pool_events,
+                        node_events,
+                        token.clone().cancelled_owned()
+                    ),
+                    host_port_policy::run(policies, policy_events, token.clone().cancelled_owned()),
+                    repair,
+                );
                 Ok(())
             }
         },
@@ -144,6 +214,10 @@ pub async fn run(
     }
     for w in watches {
         w.abort();
+    }
+    if let Some((_, running)) = admission {
+        let _ = running.server.await;
+        running.certs.abort();
     }
     let _ = admin.await;
     result

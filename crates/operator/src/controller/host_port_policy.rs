@@ -110,7 +110,7 @@ pub async fn run(
     .touched_objects();
     let policies = reconciler.ctx.stores.policies.clone();
     let sweeper = tokio::spawn(sweep_namespace_labels(Arc::clone(&reconciler)));
-    Controller::for_shared_stream(policy_events, policies)
+    Controller::for_shared_stream(super::meaningful_changes(policy_events), policies)
         .watches_stream(claims, |claim: HostPortClaim| {
             claim
                 .spec

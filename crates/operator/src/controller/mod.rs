@@ -220,3 +220,81 @@ impl Default for ControllerConfig {
         }
     }
 }
+
+/// What about an object can change what its reconcile does: everything but `status` and
+/// bookkeeping such as `resourceVersion` and `managedFields`.
+fn trigger_fingerprint<K: Resource>(obj: &K) -> u64 {
+    use std::hash::Hasher;
+    let meta = obj.meta();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    meta.uid.hash(&mut h);
+    meta.generation.hash(&mut h);
+    meta.deletion_timestamp.is_some().hash(&mut h);
+    meta.finalizers.hash(&mut h);
+    meta.labels.hash(&mut h);
+    h.finish()
+}
+
+/// Drops the watch events of an object that change nothing its reconcile reads (a status
+/// written by the reconcile itself above all): each would start another full reconcile,
+/// with its ARM reads, for nothing. Spec edits (`generation`), deletion, finalizer and label
+/// changes, and a new object under an old name (`uid`) pass.
+pub fn meaningful_changes<K>(
+    events: impl futures::Stream<Item = Arc<K>> + Send + 'static,
+) -> impl futures::Stream<Item = Arc<K>> + Send + 'static
+where
+    K: Resource + Send + Sync + 'static,
+{
+    let mut seen: std::collections::HashMap<(Option<String>, Option<String>), u64> =
+        std::collections::HashMap::new();
+    events.filter(move |obj| {
+        let meta = obj.meta();
+        let key = (meta.namespace.clone(), meta.name.clone());
+        let print = trigger_fingerprint(obj.as_ref());
+        let changed = seen.insert(key, print) != Some(print);
+        std::future::ready(changed)
+    })
+}
+
+#[cfg(test)]
+mod trigger_tests {
+    use super::*;
+    use futures::StreamExt;
+    use kube::api::ObjectMeta;
+
+    fn npn(generation: i64, status_note: &str, finalizers: &[&str]) -> Arc<NodePoolNetwork> {
+        let mut n: NodePoolNetwork = serde_json::from_value(serde_json::json!({
+            "apiVersion": "poolnet.dev/v1alpha1",
+            "kind": "NodePoolNetwork",
+            "metadata": {"name": "game"},
+            "spec": {"nodePool": {"agentPoolId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c/agentPools/game"}},
+        }))
+        .unwrap();
+        n.metadata = ObjectMeta {
+            name: Some("game".into()),
+            uid: Some("u1".into()),
+            generation: Some(generation),
+            resource_version: Some(format!("{generation}-{status_note}")),
+            finalizers: Some(finalizers.iter().map(|f| f.to_string()).collect()),
+            ..ObjectMeta::default()
+        };
+        Arc::new(n)
+    }
+
+    #[tokio::test]
+    async fn status_only_updates_do_not_trigger_but_spec_and_finalizers_do() {
+        let events = vec![
+            npn(1, "a", &[]),
+            npn(1, "b", &["poolnet.dev/cleanup"]),
+            npn(1, "status-1", &["poolnet.dev/cleanup"]),
+            npn(1, "status-2", &["poolnet.dev/cleanup"]),
+            npn(2, "spec", &["poolnet.dev/cleanup"]),
+            npn(2, "status-3", &["poolnet.dev/cleanup"]),
+        ];
+        let passed: Vec<String> = meaningful_changes(futures::stream::iter(events))
+            .map(|n| n.metadata.resource_version.clone().unwrap())
+            .collect()
+            .await;
+        assert_eq!(passed, ["1-a", "1-b", "2-spec"]);
+    }
+}

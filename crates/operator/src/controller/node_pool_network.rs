@@ -61,6 +61,9 @@ use crate::writers::{Freshness, RouteBudget};
 /// time), and spends the subscription's ARM budget in bursts.
 const CONCURRENCY: u16 = 8;
 
+/// How long a reconcile waits for more changes first.
+const DEBOUNCE: Duration = Duration::from_secs(1);
+
 /// Soonest retry after ARM (or the client's own budget) throttled a call.
 const THROTTLED_RETRY_FLOOR: Duration = Duration::from_secs(1);
 
@@ -140,10 +143,15 @@ struct Memory {
     last_reread: Option<Instant>,
 }
 
-/// The reconciler's context: the shared one plus per-object memory (backoff, drift timer).
+/// The reconciler's context: the shared one plus per-object memory (backoff, drift timer)
+/// and what it learnt of each managed cluster.
 pub struct Reconciler {
     pub ctx: Arc<Context>,
     memory: Mutex<HashMap<String, Memory>>,
+    /// Facts of a managed cluster (location, network plugin) that every object of that
+    /// cluster needs and that practically never change: read once per resync period per
+    /// cluster, not once per reconcile.
+    clusters: Mutex<HashMap<String, (Instant, ClusterFacts)>>,
 }
 
 impl Reconciler {
@@ -151,12 +159,31 @@ impl Reconciler {
         Arc::new(Self {
             ctx,
             memory: Mutex::new(HashMap::new()),
+            clusters: Mutex::new(HashMap::new()),
         })
     }
 
     fn with_memory<T>(&self, name: &str, f: impl FnOnce(&mut Memory) -> T) -> T {
         let mut m = self.memory.lock().unwrap_or_else(|e| e.into_inner());
         f(m.entry(name.to_string()).or_default())
+    }
+
+    /// The cluster's facts when they were read less than a resync period ago.
+    fn cached_cluster(&self, key: &str) -> Option<ClusterFacts> {
+        let resync = self.ctx.config.resync;
+        let clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        clusters
+            .get(&key.to_ascii_lowercase())
+            .filter(|(at, _)| at.elapsed() < resync)
+            .map(|(_, facts)| facts.clone())
+    }
+
+    fn remember_cluster(&self, facts: &ClusterFacts) {
+        let mut clusters = self.clusters.lock().unwrap_or_else(|e| e.into_inner());
+        clusters.insert(
+            facts.key.to_ascii_lowercase(),
+            (Instant::now(), facts.clone()),
+        );
     }
 
     /// Re-read Azure (drift detection) when the last full read is older than the resync period.
@@ -166,7 +193,9 @@ impl Reconciler {
             Some(t) if t.elapsed() < resync => Freshness::Cached,
             _ => {
                 m.last_reread = Some(Instant::now());
-                Freshness::Reread
+                // Another object's re-read of a shared NSG or route table in the last half
+                // period is as good as our own.
+                Freshness::ReadWithin(resync / 2)
             }
         })
     }
@@ -182,7 +211,7 @@ pub async fn run(
 ) {
     let pools = reconciler.ctx.stores.pools.clone();
     let selector_pools = pools.clone();
-    Controller::for_shared_stream(pool_events, pools)
+    Controller::for_shared_stream(super::meaningful_changes(pool_events), pools)
         .watches_shared_stream(node_events, move |node: Arc<Node>| {
             let labels = node.labels().clone();
             selector_pools
@@ -192,7 +221,11 @@ pub async fn run(
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect::<Vec<_>>()
         })
-        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
+        .with_config(
+            kube::runtime::controller::Config::default()
+                .concurrency(CONCURRENCY)
+                .debounce(DEBOUNCE),
+        )
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, reconciler)
         .for_each(|res| async move {
@@ -336,6 +369,7 @@ fn arm_id(raw: &str) -> Result<ResourceId, ArmError> {
 }
 
 /// The cluster an object's agent pool belongs to.
+#[derive(Debug, Clone)]
 struct ClusterFacts {
     key: String,
     location: Option<String>,
@@ -367,19 +401,24 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     let freshness = r.freshness(&name);
     let pool_id = arm_id(&npn.spec.node_pool.agent_pool_id)?;
     let cluster_key = cluster_of(&npn.spec.node_pool.agent_pool_id).unwrap_or_default();
-    let cluster = match arm_id(&cluster_key) {
-        Ok(cid) => match ctx.arm.get_managed_cluster(&cid).await {
-            Ok(c) => ClusterFacts {
-                key: cluster_key.clone(),
-                location: c.resource.location.clone(),
-                kubenet: c
-                    .resource
-                    .properties
-                    .network_profile
-                    .as_ref()
-                    .and_then(|n| n.network_plugin.as_deref())
-                    .is_some_and(|p| p.eq_ignore_ascii_case("kubenet")),
-            },
+    let cluster = match r.cached_cluster(&cluster_key) {
+        Some(facts) => facts,
+        None => match ctx.arm.get_managed_cluster(&arm_id(&cluster_key)?).await {
+            Ok(c) => {
+                let facts = ClusterFacts {
+                    key: cluster_key.clone(),
+                    location: c.resource.location.clone(),
+                    kubenet: c
+                        .resource
+                        .properties
+                        .network_profile
+                        .as_ref()
+                        .and_then(|n| n.network_plugin.as_deref())
+                        .is_some_and(|p| p.eq_ignore_ascii_case("kubenet")),
+                };
+                r.remember_cluster(&facts);
+                facts
+            }
             Err(e) => {
                 let p = out.arm_failure(cond::AGENT_POOL_READY, "reading the managed cluster", &e);
                 out.part(p);
@@ -390,7 +429,6 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
                 }
             }
         },
-        Err(e) => return Err(e.into()),
     };
 
     status.public_ip_prefix =

@@ -363,6 +363,12 @@ impl Collector for ArmCollector {
         }
         Self::counter(
             &mut encoder,
+            "poolnet_arm_budget_waits",
+            "ARM calls that waited for the local throttle budget to refill before being sent",
+            snap.budget_waits,
+        )?;
+        Self::counter(
+            &mut encoder,
             "poolnet_arm_server_errors",
             "ARM answers 5xx",
             snap.server_errors,
@@ -532,6 +538,7 @@ mod tests {
             precondition_failed: 3,
             throttled: 4,
             throttled_by_budget: 5,
+            budget_waits: 10,
             server_errors: 6,
             transport_errors: 8,
             lro_pending: 9,
@@ -554,6 +561,7 @@ mod tests {
             ("poolnet_arm_precondition_failed_total", 3.0),
             (r#"poolnet_arm_throttled_total{source="arm"}"#, 4.0),
             (r#"poolnet_arm_throttled_total{source="budget"}"#, 5.0),
+            ("poolnet_arm_budget_waits_total", 10.0),
             ("poolnet_arm_server_errors_total", 6.0),
             ("poolnet_arm_transport_errors_total", 8.0),
             ("poolnet_arm_lro_pending_total", 9.0),

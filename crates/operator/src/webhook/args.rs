@@ -12,6 +12,12 @@ use super::certs::{CertSource, SelfManaged};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct WebhookArgs {
+    /// Serve the admission webhooks (pod host ports, NodePoolNetwork / HostPortPolicy
+    /// validation). Without them HostPortPolicies still open their ports in the NSGs, but no
+    /// pod gets a host port assigned and only the CRD schema validates input.
+    #[arg(long, env = "POOLNET_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhooks: bool,
+
     /// Address of the admission webhook server (HTTPS).
     #[arg(long, env = "POOLNET_WEBHOOK_ADDR", default_value = "0.0.0.0:9443")]
     pub webhook_addr: SocketAddr,
@@ -40,6 +46,11 @@ pub struct WebhookArgs {
         default_value = "poolnet-webhook"
     )]
     pub webhook_service: String,
+
+    /// Extra DNS names or IP addresses for the self-managed certificate, for webhook
+    /// configurations that call a `url` instead of the Service (e.g. `127.0.0.1` locally).
+    #[arg(long, env = "POOLNET_WEBHOOK_EXTRA_NAMES", value_delimiter = ',')]
+    pub webhook_extra_names: Vec<String>,
 
     /// MutatingWebhookConfigurations whose caBundle poolnet keeps current (self-managed).
     #[arg(
@@ -85,14 +96,12 @@ impl WebhookArgs {
             },
             _ => {
                 let svc = &self.webhook_service;
-                let mut cfg = SelfManaged::new(
-                    namespace,
-                    &self.webhook_secret,
-                    vec![
-                        format!("{svc}.{namespace}.svc"),
-                        format!("{svc}.{namespace}.svc.cluster.local"),
-                    ],
-                );
+                let mut names = vec![
+                    format!("{svc}.{namespace}.svc"),
+                    format!("{svc}.{namespace}.svc.cluster.local"),
+                ];
+                names.extend(self.webhook_extra_names.iter().cloned());
+                let mut cfg = SelfManaged::new(namespace, &self.webhook_secret, names);
                 cfg.mutating_configs = self.mutating_webhooks.clone();
                 cfg.validating_configs = self.validating_webhooks.clone();
                 CertSource::SelfManaged(cfg)
@@ -133,6 +142,18 @@ mod tests {
         assert_eq!(cfg.mutating_configs, ["poolnet-host-ports"]);
         assert_eq!(cfg.validating_configs, ["poolnet-validation"]);
         assert_eq!(f.webhook.repair().release.grace, Duration::from_secs(300));
+        assert!(f.webhook.webhooks);
+        let local = Flags::try_parse_from([
+            "poolnet",
+            "--webhooks=false",
+            "--webhook-extra-names=127.0.0.1,localhost",
+        ])
+        .unwrap();
+        assert!(!local.webhook.webhooks);
+        let CertSource::SelfManaged(cfg) = local.webhook.cert_source("ns") else {
+            panic!("expected self-managed");
+        };
+        assert_eq!(cfg.names[2..], ["127.0.0.1", "localhost"]);
         let files = Flags::try_parse_from([
             "poolnet",
             "--webhook-cert-file=/tls/tls.crt",

@@ -30,6 +30,9 @@ pub enum Freshness {
     Cached,
     /// Read the resource again first (periodic drift detection).
     Reread,
+    /// Read it again unless this writer read or wrote it less than this long ago: the
+    /// objects that share an NSG or a route table share its periodic re-read.
+    ReadWithin(std::time::Duration),
 }
 
 /// Attempts of a read-modify-write when ARM answers 412 in between.

@@ -50,6 +50,8 @@ pub trait Target {
 struct Remembered<R> {
     /// The resource as last read or written by this writer.
     resource: Option<R>,
+    /// When `resource` was read or written.
+    at: Option<std::time::Instant>,
     /// A write still running in ARM.
     pending: Option<OperationHandle>,
 }
@@ -58,6 +60,7 @@ impl<R> Default for Remembered<R> {
     fn default() -> Self {
         Self {
             resource: None,
+            at: None,
             pending: None,
         }
     }
@@ -127,9 +130,12 @@ impl<R: Clone + Send + Sync> Rmw<R> {
             }
         }
 
-        if freshness == Freshness::Cached
-            && let Some(remembered) = &mem.resource
-        {
+        let trusted = match freshness {
+            Freshness::Cached => true,
+            Freshness::Reread => false,
+            Freshness::ReadWithin(age) => mem.at.is_some_and(|at| at.elapsed() < age),
+        };
+        if trusted && let Some(remembered) = &mem.resource {
             let plan = target.plan(remembered);
             if !T::needs_write(&plan) {
                 return Ok(Synced::done(plan, false));
@@ -144,6 +150,7 @@ impl<R: Clone + Send + Sync> Rmw<R> {
             let plan = target.plan(&current.resource);
             if !T::needs_write(&plan) {
                 mem.resource = Some(current.resource);
+                mem.at = Some(std::time::Instant::now());
                 return Ok(Synced::done(plan, false));
             }
             let next = target.apply(&current.resource, &plan);
@@ -153,6 +160,7 @@ impl<R: Clone + Send + Sync> Rmw<R> {
                 Ok(Lro::Done(written)) => {
                     info!(kind = T::KIND, id = %id, added, changed, removed, "written");
                     mem.resource = Some(written.resource);
+                    mem.at = Some(std::time::Instant::now());
                     return Ok(Synced::done(plan, true));
                 }
                 Ok(Lro::Pending(handle)) => {
