@@ -6,7 +6,10 @@
 #      a BYO subnet NSG, a kubenet route table, the AKS NSG with cloud-controller rules),
 #   3. Node objects for the pools' VMSS instances (no kubelets: the nodes never run pods),
 #   4. poolnet-operator against both, with leader election,
-#   5. the samples in config/samples/, then waits for every NodePoolNetwork to be Ready and
+#   5. poolnet's admission webhooks (config/webhook/, registered by url on 127.0.0.1; the
+#      operator issues the serving certificate and writes its CA bundle into them),
+#   6. the samples in config/samples/: waits for every NodePoolNetwork to be Ready, then the
+#      echoserver HostPortPolicy and Deployment, whose pods get cluster-unique host ports;
 #      shows what poolnet wrote, in Kubernetes and in ARM.
 #
 # env: DEMO_KEEP=1 leaves everything running (stop with hack/demo.sh stop).
@@ -85,16 +88,41 @@ EOF
 run kubectl get nodes -L kubernetes.azure.com/agentpool
 kubectl create namespace poolnet-system --dry-run=client -o yaml | kubectl apply --server-side -f - >/dev/null
 
+say "Registering poolnet's admission webhooks (config/webhook/, called by url on 127.0.0.1)"
+webhook_port=$(free_port)
+python3 - "$repo/config/webhook/webhooks.yaml" "$webhook_port" >"$dir/webhooks.yaml" <<'PY'
+import re, sys
+text = open(sys.argv[1]).read()
+service = re.compile(
+    r"( +)service:\n +name: poolnet-webhook\n +namespace: poolnet-system\n +path: (\S+)\n +port: 443\n")
+print(service.sub(lambda m: f"{m.group(1)}url: https://127.0.0.1:{sys.argv[2]}{m.group(2)}\n", text), end="")
+PY
+run kubectl apply --server-side -f "$dir/webhooks.yaml"
+
 say "Starting poolnet-operator"
+admin_port=$(free_port)
 POD_NAMESPACE=poolnet-system POD_NAME=demo-operator \
     "$target/debug/poolnet-operator" \
     --arm-endpoint "https://127.0.0.1:$port" --arm-ca-file "$dir/armsim-ca.pem" --arm-static-token demo \
-    --admin-addr "127.0.0.1:$(free_port)" --resync 30s \
+    --admin-addr "127.0.0.1:$admin_port" --resync 30s \
+    --webhook-addr "127.0.0.1:$webhook_port" --webhook-extra-names 127.0.0.1 \
     >"$dir/operator.log" 2>&1 &
 echo $! >"$dir/operator.pid"
 echo "operator log: $dir/operator.log"
+# Ready once its caches are synced and its webhook certificate is served; then the CA
+# bundle it wrote into the configurations lets the API server call it.
+for _ in $(seq 1 300); do
+    if curl -sf "http://127.0.0.1:$admin_port/readyz" >/dev/null &&
+        [[ -n $(kubectl get validatingwebhookconfiguration poolnet-validation \
+            -o jsonpath='{.webhooks[0].clientConfig.caBundle}') ]]; then
+        break
+    fi
+    sleep 0.2
+done
+run curl -s "http://127.0.0.1:$admin_port/readyz"
+echo
 
-say "Applying the samples"
+say "Applying the NodePoolNetwork samples"
 run kubectl apply --server-side -f "$repo/config/samples/game-pool.yaml" -f "$repo/config/samples/kubenet-pool.yaml"
 if ! run kubectl wait --for=condition=Ready nodepoolnetworks --all --timeout=120s; then
     kubectl get nodepoolnetworks -o yaml || true
@@ -102,6 +130,31 @@ if ! run kubectl wait --for=condition=Ready nodepoolnetworks --all --timeout=120
     tail -50 "$dir/operator.log"
     exit 1
 fi
+
+say "The echoserver HostPortPolicy, then its Deployment"
+echo="$repo/config/samples/echoserver-hostportpolicy.yaml"
+# The namespace and the policy first: the operator labels the namespace so the API server
+# sends its pods to poolnet before the Deployment creates any.
+run kubectl apply --server-side -f "$echo" -l 'app!=echoserver-hostport'
+if ! run kubectl wait --for=condition=Ready hostportpolicy/echoserver -n games --timeout=120s; then
+    kubectl get hostportpolicy -n games -o yaml || true
+    tail -50 "$dir/operator.log"
+    exit 1
+fi
+run kubectl apply --server-side -f "$echo" -l app=echoserver-hostport
+for _ in $(seq 1 150); do
+    [[ $(kubectl get pods -n games --no-headers 2>/dev/null | wc -l) -ge 3 ]] && break
+    sleep 0.2
+done
+# The pods never run (no kubelets), but they were admitted with their host ports.
+run kubectl get pods -n games -o custom-columns='POD:.metadata.name,HOSTPORTS:.spec.containers[0].ports[*].hostPort'
+pod=$(kubectl get pods -n games -o jsonpath='{.items[0].metadata.name}')
+run kubectl get pod "$pod" -n games -o jsonpath='{range .spec.containers[0].env[*]}{.name}={.value}{"\n"}{end}'
+for _ in $(seq 1 100); do
+    [[ $(kubectl get hpp echoserver -n games -o jsonpath='{.status.podCount}') == 3 ]] && break
+    sleep 0.2
+done
+run kubectl get hostportpolicies -n games
 
 say "What kubectl shows"
 run kubectl get nodepoolnetworks
