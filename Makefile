@@ -28,11 +28,11 @@ crds:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
 unit: controlplane
 	POOLNET_K8S_BIN_DIR="$$(hack/controlplane/build.sh)" && export POOLNET_K8S_BIN_DIR && \
-	  $(CARGO) test --workspace --no-fail-fast
+	  $(CARGO) test --locked --workspace --no-fail-fast
 
 conformance:
 	tests/armsim-conformance/run.sh

@@ -89,6 +89,7 @@ pub async fn run(
     let pool_events = informers.pools.subscribe();
     let node_events = informers.nodes.subscribe();
     let policy_events = informers.policies.subscribe();
+    let policy_pool_events = informers.pools.subscribe();
     let watches = informers.spawn();
     let recorder = Recorder::new(client.clone(), Reporter::from("poolnet-operator"));
 
@@ -171,7 +172,13 @@ pub async fn run(
     // replica holds the Lease.
     let pools = node_pool_network::Reconciler::new(ctx.clone());
     let policies = host_port_policy::Reconciler::new(ctx.clone());
-    let mut subscriptions = Some((pool_events, node_events, policy_events, repair));
+    let mut subscriptions = Some((
+        pool_events,
+        node_events,
+        policy_events,
+        policy_pool_events,
+        repair,
+    ));
     let work = runtime::run_while_leader(
         leader.subscribe(),
         shutdown.clone().cancelled_owned(),
@@ -181,7 +188,9 @@ pub async fn run(
             let token = shutdown.clone();
             let subscriptions = subscriptions.take();
             async move {
-                let Some((pool_events, node_events, policy_events, repair)) = subscriptions else {
+                let Some((pool_events, node_events, policy_events, policy_pool_events, repair)) =
+                    subscriptions
+                else {
                     // The shared streams can be consumed once: after losing and regaining the
                     // Lease, restart the process (the Deployment does) rather than run blind.
                     anyhow::bail!(
@@ -200,7 +209,12 @@ pub async fn run(
                         node_events,
                         token.clone().cancelled_owned()
                     ),
-                    host_port_policy::run(policies, policy_events, token.clone().cancelled_owned()),
+                    host_port_policy::run(
+                        policies,
+                        policy_events,
+                        policy_pool_events,
+                        token.clone().cancelled_owned()
+                    ),
                     repair,
                 );
                 Ok(())

@@ -84,12 +84,14 @@ impl Reconciler {
     }
 }
 
-/// Runs the controller until `shutdown` resolves; `policy_events` is a subscription of the
-/// shared HostPortPolicy informer. Claims are watched here (their changes requeue the
+/// Runs the controller until `shutdown` resolves; `policy_events` and `pool_events` are
+/// subscriptions of the shared HostPortPolicy and NodePoolNetwork informers (a pool's
+/// changes requeue its policies). Claims are watched here (their changes requeue the
 /// policy they belong to). Run it while holding the Lease.
 pub async fn run(
     reconciler: Arc<Reconciler>,
     policy_events: ReflectHandle<HostPortPolicy>,
+    pool_events: ReflectHandle<NodePoolNetwork>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let Some(writer) = reconciler
@@ -110,7 +112,19 @@ pub async fn run(
     .touched_objects();
     let policies = reconciler.ctx.stores.policies.clone();
     let sweeper = tokio::spawn(sweep_namespace_labels(Arc::clone(&reconciler)));
+    let by_pool = policies.clone();
     Controller::for_shared_stream(super::meaningful_changes(policy_events), policies)
+        // A pool's spec (allowed ports, admitted namespaces) and status (its ASGs, hence
+        // where the policy's rules may go) decide each of its policies' state.
+        .watches_shared_stream(pool_events, move |pool: Arc<NodePoolNetwork>| {
+            let name = pool.name_any();
+            by_pool
+                .state()
+                .iter()
+                .filter(|p| p.spec.node_pool_network == name)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .watches_stream(claims, |claim: HostPortClaim| {
             claim
                 .spec
