@@ -547,6 +547,28 @@ impl Harness {
             .collect())
     }
 
+    /// Events about NodePoolNetwork `name` once one has a reason in `reasons`: the operator
+    /// writes status first and publishes its Events right after, so a test that saw the
+    /// condition may still be early for the Event.
+    pub async fn wait_event(&self, name: &str, reasons: &[&str]) -> Result<Vec<Event>> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let events = self.events(name).await?;
+            if events
+                .iter()
+                .any(|e| e.reason.as_deref().is_some_and(|r| reasons.contains(&r)))
+            {
+                return Ok(events);
+            }
+            if tokio::time::Instant::now() > deadline {
+                let seen: Vec<_> = events.iter().filter_map(|e| e.reason.clone()).collect();
+                bail!("no {reasons:?} event about {name} within 60s; saw {seen:?}");
+            }
+            self.check_operator()?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
     /// Runs kubectl against this harness's API server.
     pub async fn kubectl(&self, args: &[&str]) -> Result<std::process::Output> {
         let bins = crate::binaries::Binaries::locate()?;

@@ -391,7 +391,9 @@ async fn managed_prefix_is_created_and_the_pool_mismatch_is_a_clear_condition() 
     // One creation: one PUT (answered 201, the operation finishing later: `PrefixCreating`).
     let c = h.sim.counters();
     assert_eq!(c.get("PUT", PREFIX_TYPE), 1, "{c:#?}");
-    let events = h.events("game-managed").await?;
+    let events = h
+        .wait_event("game-managed", &["PrefixCreated", "PrefixCreating"])
+        .await?;
     let created: Vec<_> = events
         .iter()
         .filter(|e| {
@@ -546,7 +548,7 @@ async fn route_limit_is_refused_with_a_condition_and_an_event_and_nothing_writte
         (ready.status.as_str(), ready.reason.as_str()),
         ("False", "RouteLimitExceeded")
     );
-    let events = h.events("kubenet").await?;
+    let events = h.wait_event("kubenet", &["RouteLimitExceeded"]).await?;
     assert!(
         events.iter().any(|e| e.type_.as_deref() == Some("Warning")
             && e.reason.as_deref() == Some("RouteLimitExceeded")),
