@@ -14,12 +14,12 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::events::EventType;
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_api::v1alpha1::{
@@ -35,6 +35,7 @@ use tracing::{instrument, warn};
 
 use super::Context;
 use super::conditions::{PartState, conditions};
+use super::status::{apply_status, publish};
 use crate::writers::Freshness;
 use crate::writers::convert::existing_rules;
 
@@ -243,32 +244,10 @@ async fn apply(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error>
         security_rules: rules,
     };
     if status != previous {
-        let patch = json!({
-            "apiVersion": HostPortPolicy::api_version(&()),
-            "kind": HostPortPolicy::kind(&()),
-            "status": status,
-        });
-        Api::<HostPortPolicy>::namespaced(r.ctx.client.clone(), &ns)
-            .patch_status(
-                &policy.name_any(),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
+        let api = Api::<HostPortPolicy>::namespaced(r.ctx.client.clone(), &ns);
+        apply_status(&api, &policy.name_any(), MANAGER, &status).await?;
     }
-    let reference = policy.object_ref(&());
-    for (type_, reason, note) in events {
-        let ev = KubeEvent {
-            type_,
-            reason: reason.into(),
-            note: Some(note),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = r.ctx.recorder.publish(&ev, &reference).await {
-            warn!(error = %e, "cannot publish event");
-        }
-    }
+    publish(&r.ctx.recorder, policy, "Reconcile", events).await;
     Ok(Action::requeue(RESYNC))
 }
 

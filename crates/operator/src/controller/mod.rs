@@ -9,6 +9,7 @@
 pub mod conditions;
 pub mod host_port_policy;
 pub mod node_pool_network;
+pub mod status;
 
 use std::fmt::Debug;
 use std::hash::Hash;

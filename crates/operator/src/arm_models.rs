@@ -1,0 +1,242 @@
+//! Between ARM's SDK models and the planners' pure views, for the resources a
+//! NodePoolNetwork owns or reads whole: agent pools, public IP prefixes, ASGs and the tags
+//! poolnet writes on what it creates. Request bodies for these are assembled here and nowhere
+//! else (NSG rules and routes: [`crate::writers::convert`]).
+
+use kube::ResourceExt;
+use poolnet_api::portspec::{self, PortRange, PortSet, Protocol};
+use poolnet_api::v1alpha1::{IpTag, IpVersion, ManagedPrefix, NodePoolNetwork};
+use poolnet_arm::AgentPool;
+use poolnet_arm::models::{
+    ApplicationSecurityGroup, IpTag as ArmIpTag, IpVersion as ArmIpVersion, ProvisioningState,
+    PublicIpPrefix, PublicIpPrefixPropertiesFormat, PublicIpPrefixSku, Resource,
+    public_ip_prefix_sku,
+};
+use poolnet_plan::agent_pool::{ObservedPool, canonical_ports, sorted_ids};
+use poolnet_plan::prefix::ObservedPrefix;
+use poolnet_plan::routes::CLUSTER_TAG;
+
+use crate::writers::convert::{set_tag, tag_value};
+
+/// Tag on Azure resources poolnet created: `NodePoolNetwork/<name>`.
+pub const OWNER_TAG: &str = "poolnet.dev/owner";
+
+fn owner_tag(npn: &NodePoolNetwork) -> String {
+    format!("NodePoolNetwork/{}", npn.name_any())
+}
+
+/// Whether poolnet created `resource` for `npn`.
+pub fn ours(resource: &Resource, npn: &NodePoolNetwork) -> bool {
+    tag_value(resource, OWNER_TAG).as_deref() == Some(owner_tag(npn).as_str())
+}
+
+/// Tag a resource poolnet creates with its owner and cluster.
+fn owned_tags(resource: &mut Resource, npn: &NodePoolNetwork, cluster: &str) {
+    set_tag(resource, OWNER_TAG, &owner_tag(npn));
+    set_tag(resource, CLUSTER_TAG, cluster);
+}
+
+fn ip_tags(tags: impl IntoIterator<Item = (Option<String>, Option<String>)>) -> Vec<IpTag> {
+    tags.into_iter()
+        .map(|(t, v)| IpTag {
+            ip_tag_type: t.unwrap_or_default(),
+            tag: v.unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// The pool's allowedHostPorts in canonical form.
+fn pool_ports(pool: &AgentPool) -> String {
+    let specs: Vec<portspec::HostPortSpec> = pool
+        .properties
+        .network_profile
+        .as_ref()
+        .and_then(|n| n.allowed_host_ports.as_ref())
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let protocol = r.protocol.as_deref()?.parse::<Protocol>().ok()?;
+            let range = PortRange::new(r.port_start?, r.port_end?)?;
+            Some(portspec::HostPortSpec { protocol, range })
+        })
+        .collect();
+    canonical_ports(&specs)
+}
+
+/// An agent pool as the planner sees it.
+pub fn observed_pool(pool: &AgentPool) -> ObservedPool {
+    let props = &pool.properties;
+    let profile = props.network_profile.as_ref();
+    ObservedPool {
+        enable_node_public_ip: props.enable_node_public_ip.unwrap_or(false),
+        node_public_ip_prefix_id: props.node_public_ip_prefix_id.clone(),
+        node_public_ip_tags: ip_tags(
+            profile
+                .and_then(|n| n.node_public_ip_tags.as_ref())
+                .into_iter()
+                .flatten()
+                .map(|t| (t.ip_tag_type.clone(), t.tag.clone())),
+        ),
+        allowed_host_ports: pool_ports(pool),
+        application_security_groups: sorted_ids(
+            &profile
+                .and_then(|n| n.application_security_groups.clone())
+                .unwrap_or_default(),
+        ),
+    }
+}
+
+/// Whether an operation on the pool is still running (AKS refuses a PUT meanwhile).
+pub fn pool_updating(pool: &AgentPool) -> bool {
+    pool.properties
+        .provisioning_state
+        .as_deref()
+        .is_some_and(|s| !s.eq_ignore_ascii_case("Succeeded") && !s.eq_ignore_ascii_case("Failed"))
+}
+
+fn aks_port_ranges(canonical: &str) -> Vec<poolnet_arm::PortRange> {
+    portspec::parse_list(canonical)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| poolnet_arm::PortRange {
+            port_start: Some(s.range.start()),
+            port_end: Some(s.range.end()),
+            protocol: Some(s.protocol.as_kubernetes().to_string()),
+            extra: Default::default(),
+        })
+        .collect()
+}
+
+/// The pool with its two writable network fields set to `ports` (canonical host-port list)
+/// and `asgs`, every other field as read (a read-modify-write body).
+pub fn agent_pool_body(current: &AgentPool, ports: &str, asgs: &[String]) -> AgentPool {
+    let mut next = current.clone();
+    let profile = next
+        .properties
+        .network_profile
+        .get_or_insert_with(Default::default);
+    profile.allowed_host_ports = Some(aks_port_ranges(ports));
+    profile.application_security_groups = Some(asgs.to_vec());
+    next
+}
+
+/// A public IP prefix as the planner sees it.
+pub fn observed_prefix(p: &PublicIpPrefix) -> ObservedPrefix {
+    let props = p.properties.as_ref();
+    let mut tags = ip_tags(
+        props
+            .map(|pp| pp.ip_tags.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|t| (t.ip_tag_type.clone(), t.tag.clone())),
+    );
+    tags.sort();
+    ObservedPrefix {
+        ip_tags: tags,
+        cidr: props.and_then(|pp| pp.ip_prefix.clone()),
+        updating: matches!(
+            props.and_then(|pp| pp.provisioning_state.as_ref()),
+            Some(ProvisioningState::Updating)
+        ),
+    }
+}
+
+/// The body that creates the managed prefix of `npn` (Standard, regional, with the spec's
+/// IP tags, which Azure fixes at creation).
+pub fn managed_prefix_body(
+    npn: &NodePoolNetwork,
+    m: &ManagedPrefix,
+    tags: &[IpTag],
+    cluster: &str,
+) -> PublicIpPrefix {
+    let mut prefix = PublicIpPrefix::default();
+    prefix.resource.location = Some(m.location.clone());
+    owned_tags(&mut prefix.resource, npn, cluster);
+    prefix.sku = Some(PublicIpPrefixSku {
+        name: Some(public_ip_prefix_sku::Name::Standard),
+        tier: Some(public_ip_prefix_sku::Tier::Regional),
+    });
+    prefix.zones = m.zones.clone();
+    let mut props = PublicIpPrefixPropertiesFormat::new();
+    props.prefix_length = Some(i32::from(m.prefix_length));
+    props.public_ip_address_version = Some(match m.ip_version {
+        IpVersion::IPv4 => ArmIpVersion::IPv4,
+        IpVersion::IPv6 => ArmIpVersion::IPv6,
+    });
+    props.ip_tags = tags
+        .iter()
+        .map(|t| ArmIpTag {
+            ip_tag_type: Some(t.ip_tag_type.clone()),
+            tag: Some(t.tag.clone()),
+        })
+        .collect();
+    prefix.properties = Some(props);
+    prefix
+}
+
+/// The body that creates the managed ASG of `npn`.
+pub fn managed_asg_body(
+    npn: &NodePoolNetwork,
+    location: Option<String>,
+    cluster: &str,
+) -> ApplicationSecurityGroup {
+    let mut asg = ApplicationSecurityGroup::default();
+    asg.resource.location = location;
+    owned_tags(&mut asg.resource, npn, cluster);
+    asg
+}
+
+/// The canonical host ports `npn` allows (for status).
+pub fn spec_host_ports(npn: &NodePoolNetwork) -> Option<String> {
+    Some(portspec::format_list(
+        &PortSet::from_specs(&poolnet_api::validation::allowed_host_ports(&npn.spec)).to_specs(),
+    ))
+    .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aks_port_ranges_round_trip() {
+        let current = AgentPool::default();
+        let pool = agent_pool_body(&current, "80/tcp,53/udp,40000-60000/tcp", &[]);
+        assert_eq!(pool_ports(&pool), "80/tcp,40000-60000/tcp,53/udp");
+        assert_eq!(
+            observed_pool(&pool).allowed_host_ports,
+            "80/tcp,40000-60000/tcp,53/udp"
+        );
+    }
+
+    #[test]
+    fn pool_bodies_keep_what_poolnet_does_not_manage() {
+        let mut current = AgentPool::default();
+        current.properties.count = Some(3);
+        current
+            .properties
+            .extra
+            .insert("nodeLabels".into(), serde_json::json!({"a": "b"}));
+        let next = agent_pool_body(&current, "", &["/x".into()]);
+        assert_eq!(next.properties.count, Some(3));
+        assert_eq!(next.properties.extra, current.properties.extra);
+        let profile = next.properties.network_profile.unwrap();
+        assert_eq!(profile.application_security_groups.unwrap(), ["/x"]);
+        assert_eq!(profile.allowed_host_ports.unwrap(), []);
+    }
+
+    #[test]
+    fn updating_means_neither_succeeded_nor_failed() {
+        let mut pool = AgentPool::default();
+        assert!(!pool_updating(&pool));
+        for (state, updating) in [
+            ("Succeeded", false),
+            ("failed", false),
+            ("Updating", true),
+            ("Creating", true),
+        ] {
+            pool.properties.provisioning_state = Some(state.into());
+            assert_eq!(pool_updating(&pool), updating, "{state}");
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! Part 3: the AKS agent pool. poolnet writes its two live-editable network fields
+//! (`allowedHostPorts`, `applicationSecurityGroups`) by read-modify-write with `If-Match`,
+//! keeping every other field; creation-time fields that differ from the spec are reported
+//! as `RequiresNodePoolRecreate`. Before its first change poolnet records the pool's
+//! original values in status, so deletion can restore them even after a crash.
+
+use std::time::Duration;
+
+use kube::runtime::events::EventType;
+use poolnet_api::v1alpha1::conditions::{self as cond, reason};
+use poolnet_api::v1alpha1::{AgentPoolOriginal, AgentPoolStatus, AsgStatus, NodePoolNetworkStatus};
+use poolnet_arm::{Lro, ResourceId};
+use poolnet_plan::agent_pool::plan_agent_pool;
+
+use super::super::conditions::PartState;
+use super::outcome::{Effects, Part};
+use super::{Error, Pass, write_status};
+use crate::arm_models::{agent_pool_body, observed_pool, pool_updating};
+
+/// What was read of the pool: its status piece and node count.
+#[derive(Debug, Clone)]
+pub(super) struct PoolRead {
+    pub status: AgentPoolStatus,
+    pub node_count: Option<i32>,
+}
+
+/// `None` in the part when the pool could not be read (status keeps what it had).
+pub(super) async fn reconcile(
+    pass: &Pass<'_>,
+    asgs: &[AsgStatus],
+) -> Result<Part<Option<PoolRead>>, Error> {
+    let npn = pass.npn;
+    let arm = pass.ctx.arm.as_ref();
+    let mut fx = Effects::default();
+    let id: ResourceId = match npn.spec.node_pool.agent_pool_id.parse() {
+        Ok(id) => id,
+        Err(e) => return Err(Error::Arm(e.into())),
+    };
+    let current = match arm.get_agent_pool(&id).await {
+        Ok(p) => p,
+        Err(e) => {
+            let c = fx.arm_failure(
+                cond::AGENT_POOL_READY,
+                &format!("reading agent pool {id}"),
+                &e,
+            );
+            return Ok(Part::new(None, c, fx));
+        }
+    };
+    let seen = observed_pool(&current.resource);
+    let existing: Vec<String> = asgs.iter().map(|a| a.id.clone()).collect();
+    let plan = plan_agent_pool(npn, &seen, &existing);
+    let original = pass
+        .previous
+        .agent_pool
+        .as_ref()
+        .and_then(|a| a.original.clone());
+    let mut status = AgentPoolStatus {
+        enable_node_public_ip: seen.enable_node_public_ip,
+        node_public_ip_prefix_id: seen.node_public_ip_prefix_id.clone(),
+        node_public_ip_tags: seen.node_public_ip_tags.clone(),
+        allowed_host_ports: Some(seen.allowed_host_ports.clone()).filter(|s| !s.is_empty()),
+        application_security_groups: seen.application_security_groups.clone(),
+        requires_recreate: plan.requires_recreate.clone(),
+        original: original.clone(),
+    };
+    let node_count = current.resource.properties.count;
+
+    let mut part = if !plan.requires_recreate.is_empty() {
+        PartState::failed(
+            cond::AGENT_POOL_READY,
+            reason::REQUIRES_NODE_POOL_RECREATE,
+            format!(
+                "AKS sets these only when a node pool is created: {}; recreate the node pool with them (az aks nodepool add) or change the spec to match the pool",
+                plan.requires_recreate.join("; ")
+            ),
+        )
+    } else {
+        PartState::ok(
+            cond::AGENT_POOL_READY,
+            reason::RECONCILED,
+            "allowed host ports and ASGs match the spec",
+        )
+    };
+    if plan.drift {
+        if !plan.missing_asgs.is_empty() {
+            // Writing the pool now would apply half the spec and cost a second (slow) pool
+            // update once the rest exists: wait for every ASG first.
+            fx.soon(Duration::from_secs(5));
+            waiting(
+                &mut part,
+                PartState::failed(
+                    cond::AGENT_POOL_READY,
+                    reason::PROGRESSING,
+                    format!(
+                        "waiting for ASG(s) {} to exist before updating the pool",
+                        plan.missing_asgs.join(", ")
+                    ),
+                ),
+            );
+        } else if pool_updating(&current.resource) {
+            fx.soon(Duration::from_secs(10));
+            waiting(
+                &mut part,
+                PartState::failed(
+                    cond::AGENT_POOL_READY,
+                    reason::PROGRESSING,
+                    "the agent pool is updating",
+                ),
+            );
+        } else if !pass.writes {
+            waiting(
+                &mut part,
+                PartState::failed(
+                    cond::AGENT_POOL_READY,
+                    reason::OBSERVE_ONLY,
+                    format!(
+                        "would set allowedHostPorts to {:?} and ASGs to {:?} (Observe)",
+                        plan.want_ports, plan.want_asgs
+                    ),
+                ),
+            );
+        } else {
+            // Remember what the pool had before poolnet's first change, durably, before
+            // changing it: deletion restores it even if poolnet crashes right after the write.
+            if original.is_none() {
+                status.original = Some(AgentPoolOriginal {
+                    allowed_host_ports: seen.allowed_host_ports.clone(),
+                    application_security_groups: seen.application_security_groups.clone(),
+                });
+                let recorded = NodePoolNetworkStatus {
+                    agent_pool: Some(status.clone()),
+                    ..pass.previous.clone()
+                };
+                write_status(pass.ctx, npn, &recorded).await?;
+            }
+            let body = agent_pool_body(&current.resource, &plan.want_ports, &plan.want_asgs);
+            match arm.put_agent_pool(&id, &body, current.precondition()).await {
+                Ok(done) => {
+                    fx.event(
+                        EventType::Normal,
+                        "AgentPoolUpdated",
+                        format!(
+                            "set allowedHostPorts {:?} and {} ASG(s) on agent pool {id}",
+                            plan.want_ports,
+                            plan.want_asgs.len()
+                        ),
+                    );
+                    if let Lro::Pending(h) = done {
+                        fx.soon(h.next_poll_in());
+                        waiting(
+                            &mut part,
+                            PartState::failed(
+                                cond::AGENT_POOL_READY,
+                                reason::PROGRESSING,
+                                "the agent pool is updating",
+                            ),
+                        );
+                    } else {
+                        status.allowed_host_ports =
+                            Some(plan.want_ports.clone()).filter(|s| !s.is_empty());
+                        status.application_security_groups = plan.want_asgs.clone();
+                    }
+                }
+                Err(e) => {
+                    part = fx.arm_failure(
+                        cond::AGENT_POOL_READY,
+                        &format!("updating agent pool {id}"),
+                        &e,
+                    )
+                }
+            }
+        }
+    }
+    Ok(Part::new(Some(PoolRead { status, node_count }), part, fx))
+}
+
+/// A problem of the pool's writable fields shows unless the pool already needs recreating.
+fn waiting(part: &mut PartState, problem: PartState) {
+    if part.ok {
+        *part = problem;
+    }
+}

@@ -1,0 +1,185 @@
+//! Deletion: undo exactly what poolnet did, in dependency order (rules and routes first,
+//! then the pool's membership, then the ASG and the prefix nothing refers to any more),
+//! honouring `reconcilePolicy`. Each step that waits for Azure returns
+//! [`Error::CleanupInProgress`], so the finalizer stays until every step is done.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use poolnet_api::v1alpha1::{NodePoolNetwork, ReconcilePolicy};
+use poolnet_api::validation::managed_asg_enabled;
+use poolnet_arm::{Lro, NotFoundExt, ResourceId};
+use poolnet_plan::agent_pool::differs_from_original;
+use poolnet_plan::desired::{
+    cluster_of, desired_routes_for_table, desired_rules_for_nsg, managed_asg_id,
+};
+use poolnet_plan::nsg::cluster_rule_prefix;
+use poolnet_plan::prefix::managed_prefix_id;
+use poolnet_plan::routes::RouteProblem;
+use tracing::info;
+
+use super::super::Context;
+use super::super::status::publish;
+use super::{Error, pools_with};
+use crate::arm_models::{agent_pool_body, observed_pool, ours, pool_updating};
+use crate::writers::{Freshness, RouteBudget};
+
+fn in_progress(what: String, retry_in: Duration) -> Error {
+    Error::CleanupInProgress { what, retry_in }
+}
+
+fn arm_id(raw: &str) -> Result<ResourceId, Error> {
+    raw.parse::<ResourceId>()
+        .map_err(|e| Error::Arm(poolnet_arm::ArmError::from(e)))
+}
+
+pub(super) async fn cleanup(npn: Arc<NodePoolNetwork>, ctx: &Context) -> Result<Action, Error> {
+    let name = npn.name_any();
+    match npn.spec.reconcile_policy {
+        ReconcilePolicy::Observe => return Ok(Action::await_change()),
+        ReconcilePolicy::DetachOnDelete => {
+            info!(%name, "DetachOnDelete: leaving Azure resources in place");
+            let note = (
+                EventType::Normal,
+                "Detached",
+                "reconcilePolicy DetachOnDelete: Azure resources left in place".to_string(),
+            );
+            publish(&ctx.recorder, npn.as_ref(), "Delete", [note]).await;
+            return Ok(Action::await_change());
+        }
+        ReconcilePolicy::Manage => {}
+    }
+    let cluster = cluster_of(&npn.spec.node_pool.agent_pool_id).unwrap_or_default();
+    remove_rules(&npn, ctx, &cluster).await?;
+    remove_routes(&npn, ctx, &cluster).await?;
+    restore_agent_pool(&npn, ctx).await?;
+    delete_managed(&npn, ctx).await?;
+    info!(%name, "cleaned up Azure resources");
+    Ok(Action::await_change())
+}
+
+/// Rewrite each NSG without this object's rules (it carries its deletion timestamp, so the
+/// union leaves it out).
+async fn remove_rules(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Result<(), Error> {
+    let prefix = cluster_rule_prefix(cluster);
+    let pools = pools_with(npn, ctx);
+    let policies = ctx.stores.all_policies();
+    for target in &npn.spec.network_security_groups {
+        let id = arm_id(&target.id)?;
+        let desired = desired_rules_for_nsg(cluster, &target.id, &pools, &policies, &|h, p| {
+            ctx.stores.admits(h, p)
+        });
+        let sync = ctx
+            .nsg_writer
+            .sync(&id, &desired, &prefix, Freshness::Reread)
+            .await?;
+        if let Some(wait) = sync.pending {
+            return Err(in_progress(format!("NSG {}", target.id), wait));
+        }
+    }
+    Ok(())
+}
+
+/// Rewrite the route table without this object's routes.
+async fn remove_routes(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Result<(), Error> {
+    let Some(rt) = &npn.spec.route_table else {
+        return Ok(());
+    };
+    let id = arm_id(&rt.id)?;
+    let desired = desired_routes_for_table(cluster, &rt.id, &pools_with(npn, ctx));
+    // Removing routes never needs room, and conflicts of others are not ours to judge:
+    // plan with a generous budget so only poolnet's own routes change.
+    let budget = RouteBudget {
+        node_routes: 0,
+        limit: usize::MAX,
+    };
+    let sync = ctx
+        .route_writer
+        .sync(&id, &desired, cluster, budget, Freshness::Reread)
+        .await?;
+    if let Some(wait) = sync.pending {
+        return Err(in_progress(format!("route table {}", rt.id), wait));
+    }
+    if let Some(p) = sync
+        .plan
+        .problems
+        .iter()
+        .find(|p| !matches!(p, RouteProblem::NoDefaultRoute))
+    {
+        return Err(Error::CleanupPending(format!("route table {}: {p}", rt.id)));
+    }
+    Ok(())
+}
+
+/// Put back the host ports and ASGs the pool had before poolnet's first change.
+async fn restore_agent_pool(npn: &NodePoolNetwork, ctx: &Context) -> Result<(), Error> {
+    let Some(original) = npn
+        .status
+        .as_ref()
+        .and_then(|s| s.agent_pool.as_ref())
+        .and_then(|a| a.original.clone())
+    else {
+        return Ok(());
+    };
+    let id = arm_id(&npn.spec.node_pool.agent_pool_id)?;
+    let Some(current) = ctx.arm.get_agent_pool(&id).await.optional()? else {
+        return Ok(());
+    };
+    if pool_updating(&current.resource) {
+        return Err(in_progress(
+            format!("agent pool {id} is updating"),
+            Duration::from_secs(10),
+        ));
+    }
+    if !differs_from_original(&observed_pool(&current.resource), &original) {
+        return Ok(());
+    }
+    let body = agent_pool_body(
+        &current.resource,
+        &original.allowed_host_ports,
+        &original.application_security_groups,
+    );
+    if let Lro::Pending(h) = ctx
+        .arm
+        .put_agent_pool(&id, &body, current.precondition())
+        .await?
+    {
+        return Err(in_progress(
+            format!("restoring agent pool {id}"),
+            h.next_poll_in(),
+        ));
+    }
+    info!(name = %npn.name_any(), pool = %id, "restored the agent pool's original host ports and ASGs");
+    Ok(())
+}
+
+/// Delete the managed ASG and prefix, if they carry this object's owner tag.
+async fn delete_managed(npn: &NodePoolNetwork, ctx: &Context) -> Result<(), Error> {
+    if managed_asg_enabled(&npn.spec)
+        && let Some(raw) = managed_asg_id(npn)
+    {
+        let id = arm_id(&raw)?;
+        if let Some(a) = ctx.arm.get_asg(&id).await.optional()?
+            && ours(&a.resource.resource, npn)
+            && let Lro::Pending(h) = ctx.arm.delete_asg(&id).await?
+        {
+            return Err(in_progress(format!("deleting ASG {raw}"), h.next_poll_in()));
+        }
+    }
+    if let Some(raw) = managed_prefix_id(npn) {
+        let id = arm_id(&raw)?;
+        if let Some(p) = ctx.arm.get_public_ip_prefix(&id).await.optional()?
+            && ours(&p.resource.resource, npn)
+            && let Lro::Pending(h) = ctx.arm.delete_public_ip_prefix(&id).await?
+        {
+            return Err(in_progress(
+                format!("deleting public IP prefix {raw}"),
+                h.next_poll_in(),
+            ));
+        }
+    }
+    Ok(())
+}
