@@ -7,9 +7,7 @@ use crate::armid::{RESOURCE_NAME_RULE, valid_resource_name};
 use crate::cidr::{AddressPrefix, parse_address_prefix, parse_ip, reserved_containing};
 use crate::error::{FieldError, FieldErrors};
 
-/// Prefix of the names of routes poolnet owns in a shared route table. AKS (kubenet) names its
-/// node routes `aks-<node>-...`; the default route and hand-made routes have other names.
-pub const OWNED_ROUTE_PREFIX: &str = "poolnet-";
+pub use crate::ownership::ROUTE_PREFIX as OWNED_ROUTE_PREFIX;
 
 /// ARM `nextHopType` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -21,10 +21,7 @@ use crate::v1alpha1::{
     HostPortPolicy, IpVersion, NodePoolNetwork, NodePoolNetworkSpec, PolicyNamespaces,
 };
 
-/// Azure: at most 20 ASGs per NIC IP configuration.
-pub const MAX_ASGS_PER_NIC: usize = 20;
-/// poolnet's default and maximal NSG priority band (AKS and the cloud controller use 500-4096).
-pub const PRIORITY_BAND: (u16, u16) = (100, 499);
+pub use crate::ownership::{MAX_ASGS_PER_NIC, PRIORITY_BAND};
 /// Names of poolnet objects end up in Azure names (≤ 80 characters).
 pub const MAX_NAME_LEN: usize = 63;
 

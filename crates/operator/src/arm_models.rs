@@ -14,15 +14,14 @@ use poolnet_arm::models::{
 };
 use poolnet_plan::agent_pool::{ObservedPool, canonical_ports, sorted_ids};
 use poolnet_plan::prefix::ObservedPrefix;
-use poolnet_plan::routes::CLUSTER_TAG;
 
 use crate::writers::convert::{set_tag, tag_value};
 
-/// Tag on Azure resources poolnet created: `NodePoolNetwork/<name>`.
-pub const OWNER_TAG: &str = "poolnet.dev/owner";
+pub use poolnet_api::ownership::OWNER_TAG;
+use poolnet_api::ownership::{CLUSTER_TAG, owner_tag_value};
 
 fn owner_tag(npn: &NodePoolNetwork) -> String {
-    format!("NodePoolNetwork/{}", npn.name_any())
+    owner_tag_value(&npn.name_any())
 }
 
 /// Whether poolnet created `resource` for `npn`.

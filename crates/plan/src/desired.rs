@@ -21,10 +21,7 @@ pub fn cluster_of(agent_pool_id: &str) -> Option<String> {
         .map(|c| c.to_string().to_ascii_lowercase())
 }
 
-/// Name of the ASG poolnet creates for a NodePoolNetwork.
-pub fn managed_asg_name(npn_name: &str) -> String {
-    format!("poolnet-{npn_name}")
-}
+pub use poolnet_api::ownership::managed_asg_name;
 
 /// ARM ID of the managed ASG: in the cluster's resource group, named after the object.
 pub fn managed_asg_id(npn: &NodePoolNetwork) -> Option<String> {

@@ -8,9 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use poolnet_api::cidr::parse_address_prefix;
 use poolnet_api::route::{NextHopKind, OWNED_ROUTE_PREFIX};
 
-/// Tag poolnet puts on a route table it writes to, naming the cluster (lower-cased ARM ID);
-/// a table must not be shared between clusters (kubenet writes every node's route into it).
-pub const CLUSTER_TAG: &str = "poolnet.dev/cluster";
+pub use poolnet_api::ownership::CLUSTER_TAG;
 
 /// One route, as poolnet compares them (names case-insensitively, like ARM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,10 +42,7 @@ pub struct DesiredRoute {
     pub route: Route,
 }
 
-/// Azure name of a spec route: `poolnet-<name>`.
-pub fn azure_route_name(spec_name: &str) -> String {
-    format!("{OWNED_ROUTE_PREFIX}{spec_name}")
-}
+pub use poolnet_api::ownership::route_name as azure_route_name;
 
 /// Why a route table cannot take poolnet's routes.
 #[derive(Debug, Clone, PartialEq, Eq)]

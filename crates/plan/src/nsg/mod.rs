@@ -3,51 +3,27 @@
 //!
 //! Ownership is by name: poolnet's rules are named `poolnet-<cluster>-…`, where `<cluster>` is
 //! a short hash of the AKS cluster's ARM ID, so two clusters (each with its own poolnet) can
-//! share a bring-your-own subnet NSG without deleting each other's rules. Priorities are
-//! allocated stably inside each rule's band: a rule that exists keeps its priority, a new rule
-//! takes the lowest priority free in its band in its direction, counting every rule in the
-//! NSG, foreign ones included.
+//! share a bring-your-own subnet NSG without deleting each other's rules (the names and
+//! limits: `poolnet_api::ownership`). Priorities are allocated stably inside each rule's band
+//! by [`priority::allocate_priorities`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use poolnet_api::portspec::{PortRange, Protocol};
 
-/// Name prefix of every rule poolnet owns.
-pub const RULE_PREFIX: &str = "poolnet-";
-/// Azure's limit on rule names.
-pub const MAX_RULE_NAME: usize = 80;
-/// Azure's limit of rules per NSG (default rules excluded).
-pub const MAX_RULES_PER_NSG: usize = 1000;
+pub mod priority;
+
+pub use poolnet_api::ownership::{
+    MAX_RULE_NAME, MAX_RULES_PER_NSG, RULE_PREFIX, cluster_rule_prefix, cluster_tag, short_hash,
+};
+pub use priority::{Placement, allocate_priorities};
 
 /// Rule direction; poolnet only writes inbound rules but must avoid priorities in both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Direction {
     Inbound,
     Outbound,
-}
-
-/// A stable 32-bit FNV-1a hash, printed as 8 hex digits: names must not change between
-/// releases or processes, so std's randomised hasher is no use here.
-pub fn short_hash(parts: &[&str]) -> String {
-    let mut h: u32 = 0x811c_9dc5;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0)) {
-            h ^= u32::from(b);
-            h = h.wrapping_mul(0x0100_0193);
-        }
-    }
-    format!("{h:08x}")
-}
-
-/// The cluster part of rule names: 6 hex digits of the lower-cased cluster ARM ID.
-pub fn cluster_tag(cluster_id: &str) -> String {
-    short_hash(&[&cluster_id.to_ascii_lowercase()])[..6].to_string()
-}
-
-/// Prefix of the rules one cluster's poolnet owns: `poolnet-<cluster>-`.
-pub fn cluster_rule_prefix(cluster_id: &str) -> String {
-    format!("{RULE_PREFIX}{}-", cluster_tag(cluster_id))
 }
 
 /// Who asked for a rule: a NodePoolNetwork or a HostPortPolicy.
@@ -232,87 +208,21 @@ pub fn plan_nsg(existing: &[ExistingRule], desired: &[DesiredRule], owned_prefix
     desired.dedup_by(|a, b| a.name == b.name);
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
 
-    // Priorities in use per direction by every rule that stays: foreign rules and owned
-    // rules still wanted (they keep theirs unless it now falls outside their band).
-    let mut used: BTreeMap<Direction, BTreeSet<u16>> = BTreeMap::new();
-    let mut foreign_count = 0usize;
-    let mut foreign_sources = 0usize;
-    for r in existing {
-        let is_owned = r.name.starts_with(owned_prefix);
-        if !is_owned {
-            foreign_count += 1;
-            foreign_sources += r
-                .content
-                .as_ref()
-                .map_or(1, RuleContent::source_address_count);
-            used.entry(r.direction).or_default().insert(r.priority);
-        }
-    }
     for name in owned.keys() {
         if !wanted.contains(name) {
             plan.removed.push((*name).to_string());
         }
     }
-
-    // First pass: keep the priority of wanted rules that already exist inbound in band and
-    // clash with nothing kept so far (processing in name order keeps this deterministic).
-    let mut kept: BTreeMap<&str, u16> = BTreeMap::new();
-    for d in &desired {
-        if let Some(e) = owned.get(d.name.as_str()) {
-            let in_band = (d.band.0..=d.band.1).contains(&e.priority);
-            let inbound = used.entry(Direction::Inbound).or_default();
-            if in_band && e.direction == Direction::Inbound && !inbound.contains(&e.priority) {
-                inbound.insert(e.priority);
-                kept.insert(d.name.as_str(), e.priority);
-            }
-        }
-    }
-
-    // Second pass: allocate the lowest free priority in band for the rest, enforcing the
-    // NSG's rule and address limits.
-    let mut rule_count = foreign_count + kept.len();
-    let mut source_count = foreign_sources
-        + desired
-            .iter()
-            .filter(|d| kept.contains_key(d.name.as_str()))
-            .map(|d| d.content.source_address_count())
-            .sum::<usize>();
-    for d in &desired {
-        let priority = match kept.get(d.name.as_str()) {
-            Some(&p) => p,
-            None => {
-                if rule_count >= MAX_RULES_PER_NSG {
-                    plan.unplaced.push(Unplaced {
-                        rule: (*d).clone(),
-                        reason: format!(
-                            "the NSG already holds Azure's maximum of {MAX_RULES_PER_NSG} rules"
-                        ),
-                    });
-                    continue;
-                }
-                if source_count + d.content.source_address_count() > 4000 {
-                    plan.unplaced.push(Unplaced {
-                        rule: (*d).clone(),
-                        reason: "the NSG would exceed Azure's limit of 4000 source addresses"
-                            .into(),
-                    });
-                    continue;
-                }
-                let inbound = used.entry(Direction::Inbound).or_default();
-                let Some(p) = (d.band.0..=d.band.1).find(|p| !inbound.contains(p)) else {
-                    plan.unplaced.push(Unplaced {
-                        rule: (*d).clone(),
-                        reason: format!(
-                            "no free inbound priority in {}-{}: every one is taken by other rules",
-                            d.band.0, d.band.1
-                        ),
-                    });
-                    continue;
-                };
-                inbound.insert(p);
-                rule_count += 1;
-                source_count += d.content.source_address_count();
-                p
+    let placements = allocate_priorities(existing, &desired, owned_prefix);
+    for (d, placement) in desired.iter().zip(placements) {
+        let priority = match placement {
+            Placement::Priority(p) => p,
+            Placement::Unplaced(reason) => {
+                plan.unplaced.push(Unplaced {
+                    rule: (*d).clone(),
+                    reason,
+                });
+                continue;
             }
         };
         match owned.get(d.name.as_str()) {
