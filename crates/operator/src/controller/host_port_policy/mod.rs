@@ -1,0 +1,297 @@
+//! The HostPortPolicy reconciler: accept (validate against the pool, the namespace and the
+//! other policies), report the ports held for the policy's pods (from HostPortClaims) and
+//! how full its range is, open the ports in the pool's NSGs through the shared NSG writer,
+//! and label the namespace so poolnet's pod webhook sees its pods.
+//!
+//! The pipeline is pure steps around two side effects: one NSG sync per NSG of the pool
+//! (coalesced with the NodePoolNetwork controller's by the writer) and one server-side-apply
+//! status patch when something changed.
+
+mod namespaces;
+mod rules;
+mod usage;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use poolnet_api::v1alpha1::conditions::{self as cond, reason};
+use poolnet_api::v1alpha1::{HostPortClaim, HostPortPolicy, HostPortPolicyStatus, NodePoolNetwork};
+use poolnet_api::validation::{PolicyContext, validate_host_port_policy};
+use tracing::{instrument, warn};
+
+use super::Context;
+use super::conditions::{PartState, conditions};
+use super::status::{apply_status, publish};
+use namespaces::{ensure_namespace_label, sweep_namespace_labels};
+use rules::security_rules;
+pub use usage::{Usage, usage};
+
+/// Controller name in metrics and logs.
+pub const CONTROLLER: &str = "hostportpolicy";
+/// Server-side-apply field manager of the status.
+pub const MANAGER: &str = "poolnet/hostportpolicy";
+/// Field manager of the namespace label.
+pub const NAMESPACE_MANAGER: &str = "poolnet/hostportpolicy-namespaces";
+/// Namespace label that routes all of a namespace's pods to the pod webhook
+/// (`policy.host-ports.poolnet.dev` in config/webhook/webhooks.yaml).
+pub const NAMESPACE_LABEL: &str = "poolnet.dev/host-port-policies";
+/// Utilisation changes with every pod: look again this often even without events.
+const RESYNC: Duration = Duration::from_secs(60);
+
+const NOT_REACHABLE: &str = "PortsNotReachable";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+        }
+    }
+}
+
+/// The reconciler's context: the shared one plus the claims cache.
+pub struct Reconciler {
+    pub ctx: Arc<Context>,
+    claims: Store<HostPortClaim>,
+    claims_writer: std::sync::Mutex<Option<reflector::store::Writer<HostPortClaim>>>,
+}
+
+impl Reconciler {
+    pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+        let (claims, writer) = reflector::store();
+        Arc::new(Self {
+            ctx,
+            claims,
+            claims_writer: std::sync::Mutex::new(Some(writer)),
+        })
+    }
+}
+
+/// Runs the controller until `shutdown` resolves; `policy_events` and `pool_events` are
+/// subscriptions of the shared HostPortPolicy and NodePoolNetwork informers (a pool's
+/// changes requeue its policies). Claims are watched here (their changes requeue the
+/// policy they belong to). Run it while holding the Lease.
+pub async fn run(
+    reconciler: Arc<Reconciler>,
+    policy_events: ReflectHandle<HostPortPolicy>,
+    pool_events: ReflectHandle<NodePoolNetwork>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let Some(writer) = reconciler
+        .claims_writer
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take()
+    else {
+        warn!("the HostPortPolicy controller can run once per reconciler");
+        return;
+    };
+    let claims = watcher(
+        Api::<HostPortClaim>::all(reconciler.ctx.client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .touched_objects();
+    let policies = reconciler.ctx.stores.policies.clone();
+    let sweeper = tokio::spawn(sweep_namespace_labels(Arc::clone(&reconciler)));
+    let by_pool = policies.clone();
+    Controller::for_shared_stream(super::meaningful_changes(policy_events), policies)
+        // A pool's spec (allowed ports, admitted namespaces) and status (its ASGs, hence
+        // where the policy's rules may go) decide each of its policies' state.
+        .watches_shared_stream(pool_events, move |pool: Arc<NodePoolNetwork>| {
+            let name = pool.name_any();
+            by_pool
+                .state()
+                .iter()
+                .filter(|p| p.spec.node_pool_network == name)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(claims, |claim: HostPortClaim| {
+            claim
+                .spec
+                .policy
+                .as_ref()
+                .map(|p| ObjectRef::new(p).within(&claim.spec.pod_namespace))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, reconciler)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                warn!(error = %e, "HostPortPolicy reconcile failed");
+            }
+        })
+        .await;
+    sweeper.abort();
+}
+
+fn error_policy(_policy: Arc<HostPortPolicy>, err: &Error, _r: Arc<Reconciler>) -> Action {
+    warn!(error = %err, "HostPortPolicy reconcile error");
+    Action::requeue(Duration::from_secs(10))
+}
+
+#[instrument(skip(policy, r), fields(namespace = policy.namespace().unwrap_or_default(), name = policy.name_any()))]
+async fn reconcile(policy: Arc<HostPortPolicy>, r: Arc<Reconciler>) -> Result<Action, Error> {
+    let timer = r.ctx.metrics.reconcile_started(CONTROLLER);
+    match apply(&policy, &r).await {
+        Ok(action) => {
+            timer.ok();
+            Ok(action)
+        }
+        Err(e) => {
+            timer.error(e.metric_label());
+            Err(e)
+        }
+    }
+}
+
+async fn apply(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error> {
+    let ns = policy.namespace().unwrap_or_default();
+    ensure_namespace_label(r, &ns, true).await?;
+
+    let stores = &r.ctx.stores;
+    let pool = stores
+        .pools
+        .get(&ObjectRef::new(&policy.spec.node_pool_network));
+    let accepted = accepted_part(policy, pool.as_deref(), stores);
+
+    let claims = r.claims.state();
+    let usage = usage(policy, &claims);
+    let ports_part = if usage.exhausted.is_empty() {
+        PartState::ok(
+            cond::PORTS_ALLOCATED,
+            reason::RECONCILED,
+            format!("{} port(s) held by {} pod(s)", usage.held, usage.pod_count),
+        )
+    } else {
+        PartState::failed(
+            cond::PORTS_ALLOCATED,
+            reason::RANGE_EXHAUSTED,
+            format!(
+                "no free host port left in {}: new pods are refused until pods holding ports \
+                 in the range are deleted or spec.hostPortRange is widened",
+                usage.exhausted.join(", ")
+            ),
+        )
+    };
+    let (rules_part, rules) = match (&pool, accepted.ok) {
+        (Some(pool), true) => security_rules(policy, pool, r).await,
+        _ => (
+            PartState::failed(
+                cond::SECURITY_RULES_READY,
+                accepted.reason,
+                "not opened: the policy is not accepted",
+            ),
+            Vec::new(),
+        ),
+    };
+
+    let previous = policy.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let mut events = Vec::new();
+    if !ports_part.ok && !was(&previous, cond::PORTS_ALLOCATED, reason::RANGE_EXHAUSTED) {
+        events.push((
+            EventType::Warning,
+            reason::RANGE_EXHAUSTED,
+            ports_part.message.clone(),
+        ));
+    }
+    if usage.held > 0
+        && !rules_part.ok
+        && !was(&previous, cond::SECURITY_RULES_READY, rules_part.reason)
+    {
+        events.push((
+            EventType::Warning,
+            NOT_REACHABLE,
+            format!(
+                "{} host port(s) are assigned but not reachable: {}",
+                usage.held, rules_part.message
+            ),
+        ));
+    }
+    let parts = [accepted, ports_part, rules_part];
+    let status = HostPortPolicyStatus {
+        observed_generation: policy.metadata.generation,
+        conditions: conditions(
+            &parts,
+            policy.metadata.generation,
+            &previous.conditions,
+            &now,
+        ),
+        pod_count: Some(usage.pod_count),
+        allocations: usage.allocations,
+        utilization: usage.utilization,
+        ports_in_use: Some(usage.ports_in_use),
+        security_rules: rules,
+    };
+    if status != previous {
+        let api = Api::<HostPortPolicy>::namespaced(r.ctx.client.clone(), &ns);
+        apply_status(&api, &policy.name_any(), MANAGER, &status).await?;
+    }
+    publish(&r.ctx.recorder, policy, "Reconcile", events).await;
+    Ok(Action::requeue(RESYNC))
+}
+
+fn was(previous: &HostPortPolicyStatus, type_: &str, reason: &str) -> bool {
+    previous
+        .conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "False" && c.reason == reason)
+}
+
+fn accepted_part(
+    policy: &HostPortPolicy,
+    pool: Option<&NodePoolNetwork>,
+    stores: &super::Stores,
+) -> PartState {
+    let ns = policy.namespace().unwrap_or_default();
+    let labels = stores
+        .namespaces
+        .get(&ObjectRef::new(&ns))
+        .map(|n| n.labels().clone())
+        .unwrap_or_default();
+    let others: Vec<HostPortPolicy> = stores
+        .all_policies()
+        .into_iter()
+        .filter(|p| !(p.namespace() == policy.namespace() && p.name_any() == policy.name_any()))
+        .collect();
+    let ctx = PolicyContext {
+        pool,
+        namespace_labels: &labels,
+        other_policies: &others,
+    };
+    match validate_host_port_policy(policy, None, Some(&ctx)) {
+        Ok(()) => PartState::ok(
+            cond::ACCEPTED,
+            reason::RECONCILED,
+            format!(
+                "admitted by NodePoolNetwork {}",
+                policy.spec.node_pool_network
+            ),
+        ),
+        Err(errs) => {
+            let reason = if pool.is_none() {
+                reason::POOL_NOT_FOUND
+            } else if pool.is_some_and(|p| !stores.admits(policy, p)) {
+                reason::NAMESPACE_NOT_ADMITTED
+            } else {
+                reason::INVALID_SPEC
+            };
+            PartState::failed(cond::ACCEPTED, reason, errs.to_string())
+        }
+    }
+}
