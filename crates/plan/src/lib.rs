@@ -4,5 +4,4 @@
 pub mod desired;
 pub mod hostports;
 pub mod nsg;
-pub mod preflight;
 pub mod routes;

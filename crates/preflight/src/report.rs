@@ -773,7 +773,7 @@ clusters:
     fn aks_defaults_are_checked_against_on_premises() {
         let mut p = plan(SEED_001);
         p.on_premises
-            .push(crate::preflight::model::OnPremisesRange {
+            .push(crate::model::OnPremisesRange {
                 name: "corp".into(),
                 address_prefix: "10.0.0.0/8".into(),
             });
@@ -821,7 +821,7 @@ clusters:
     fn vnets_against_on_premises_and_each_other() {
         let mut p = plan(SEED_001);
         p.on_premises
-            .push(crate::preflight::model::OnPremisesRange {
+            .push(crate::model::OnPremisesRange {
                 name: "branch".into(),
                 address_prefix: "192.168.0.0/20".into(),
             });

@@ -254,7 +254,7 @@ mod tests {
             p,
         );
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].severity, crate::preflight::Severity::Warning);
+        assert_eq!(f[0].severity, crate::Severity::Warning);
         for ok in ["10.0.0.0/8", "0.0.0.0/0", "172.16.0.0/12"] {
             let p: Ipv4Net = ok.parse().expect("test prefix");
             assert!(check_route_reserved("f", ok, p).is_empty(), "{ok}");

@@ -541,8 +541,8 @@ pub fn check_load_balancer_count(arc: &ArcPlan) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::model::{ArcNodePool, IpPool, LogicalNetwork};
-    use crate::preflight::net::{Address, AddressRange, Prefix};
+    use crate::model::{ArcNodePool, IpPool, LogicalNetwork};
+    use crate::net::{Address, AddressRange, Prefix};
 
     fn svc(name: &str, port: u16, instances: u32) -> LoadBalancerService {
         LoadBalancerService {

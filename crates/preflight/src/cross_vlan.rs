@@ -125,8 +125,8 @@ pub fn check_cross_vlan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::model::RuleProtocol;
-    use crate::preflight::net::{AddressRange, PortRange};
+    use crate::model::RuleProtocol;
+    use crate::net::{AddressRange, PortRange};
 
     fn span(s: &str) -> Span {
         AddressRange::from(s).span().expect("test span")
