@@ -15,7 +15,7 @@ pub const EGRESS_NEXT_HOPS: [&str; 3] = ["Internet", "VirtualAppliance", "Virtua
 /// Routes one kubenet cluster needs in its route table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RouteBudget {
+pub struct KubenetRouteBudget {
     pub route_table: String,
     pub cluster: String,
     pub nodes: u64,
@@ -24,7 +24,7 @@ pub struct RouteBudget {
     pub limit: u32,
 }
 
-impl RouteBudget {
+impl KubenetRouteBudget {
     pub fn used(&self) -> u64 {
         self.nodes + self.surge + self.custom_routes
     }
@@ -37,7 +37,7 @@ impl RouteBudget {
 
 /// Nodes (surge nodes included, they get routes too) + custom routes must fit the limit.
 /// `field` and `value` name what the user should change (a node count or a route list).
-pub fn check_route_limit(field: &str, value: &str, budget: &RouteBudget) -> Vec<Finding> {
+pub fn check_route_limit(field: &str, value: &str, budget: &KubenetRouteBudget) -> Vec<Finding> {
     if budget.used() <= u64::from(budget.limit) {
         return Vec::new();
     }
@@ -157,8 +157,8 @@ pub fn check_route_reserved(field: &str, value: &str, prefix: Ipv4Net) -> Vec<Fi
 mod tests {
     use super::*;
 
-    fn budget(nodes: u64, custom: u64) -> RouteBudget {
-        RouteBudget {
+    fn budget(nodes: u64, custom: u64) -> KubenetRouteBudget {
+        KubenetRouteBudget {
             route_table: "rt".into(),
             cluster: "c".into(),
             nodes,
