@@ -142,7 +142,7 @@ pub(super) fn check_clusters(
 }
 
 /// Pod CIDR (kubenet), service CIDR and DNS service IP of one cluster.
-pub(super) fn check_cluster_ranges(
+fn check_cluster_ranges(
     plan: &NetworkPlan,
     i: usize,
     cluster: &AksCluster,
