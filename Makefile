@@ -1,53 +1,65 @@
 # poolnet — developer entry points. `make test` is what CI runs (.ci/run).
+# Every target's line carries a `## ` comment: `make help` prints those, so the list cannot drift.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 CARGO ?= cargo
+.DEFAULT_GOAL := help
 
-.PHONY: help demo demo-stop test lint unit conformance crds controlplane fuzz plan-examples
+# Crates with no I/O: their tests need neither an API server nor armsim.
+PURE_CRATES := poolnet-api poolnet-plan poolnet-preflight
 
-help:
-	@echo "make demo          poolnet's main job on the embedded default: local control plane + armsim + operator + samples"
-	@echo "make test          everything CI runs: lint, CRD drift, unit, property and integration tests, armsim conformance"
-	@echo "make crds          regenerate config/crd/*.yaml from crates/api"
-	@echo "make controlplane  build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd"
-	@echo "make conformance   check armsim against the official Azure SDK for Python"
-	@echo "make fuzz          run every cargo-fuzz target for FUZZ_SECONDS (default 30) each"
+.PHONY: help demo demo-stop test lint cargo-test unit integration conformance crds controlplane fuzz plan-examples
 
-demo:
+help: ## list every target, one line each (the default target)
+	@awk '/^[a-zA-Z0-9_-]+:([^=]|$$)/ { t = $$0; sub(/:.*/, "", t); d = $$0; \
+	  if (!sub(/.*## /, "", d)) d = "(no ## comment on its line in the Makefile)"; \
+	  printf "make %-14s %s\n", t, d }' $(firstword $(MAKEFILE_LIST))
+
+demo: ## poolnet's main job on the embedded default: local control plane + armsim + operator + samples
 	hack/demo.sh
 
-demo-stop:
+demo-stop: ## stop what `DEMO_KEEP=1 make demo` left running
 	hack/demo.sh stop
 
 # Builds the pinned control plane from Go modules once; later runs reuse the cache.
-controlplane:
+controlplane: ## build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd
 	@hack/controlplane/build.sh >/dev/null
 
-crds:
+crds: ## regenerate config/crd/*.yaml from crates/api
 	$(CARGO) run -q -p poolnet-api --bin poolnet-crdgen -- config/crd
 
-lint:
+lint: ## cargo fmt --check and clippy -D warnings on the whole workspace
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 
-unit: controlplane
+# One cargo invocation for the whole workspace, so dependencies are built with one feature set.
+cargo-test: controlplane ## every cargo test: unit, property, CRD drift, armsim, CLI and API-server integration tests
 	POOLNET_K8S_BIN_DIR="$$(hack/controlplane/build.sh)" && export POOLNET_K8S_BIN_DIR && \
 	  $(CARGO) test --locked --workspace --no-fail-fast
 
-conformance:
+unit: ## unit and property tests of the pure crates (api, plan, preflight); no API server, no armsim
+	$(CARGO) test --locked --no-fail-fast $(addprefix -p ,$(PURE_CRATES))
+
+integration: controlplane ## tests/ only: operator, webhooks and CRDs against a real kube-apiserver + etcd
+	POOLNET_K8S_BIN_DIR="$$(hack/controlplane/build.sh)" && export POOLNET_K8S_BIN_DIR && \
+	  $(CARGO) test --locked --no-fail-fast -p poolnet-tests
+
+conformance: ## check armsim against the official Azure SDK for Python
 	tests/armsim-conformance/run.sh
 
-test: lint unit conformance
+test: lint cargo-test conformance ## everything CI runs: lint, then all cargo tests, then armsim conformance
 
-plan-examples:
-	$(CARGO) build -q -p kubectl-poolnet
-	@for f in examples/plans/seed-*.yaml; do $${CARGO_TARGET_DIR:-target}/debug/kubectl-poolnet plan -f $$f >/dev/null || exit 1; done
-	@for f in examples/plans/fail-*.yaml; do ! $${CARGO_TARGET_DIR:-target}/debug/kubectl-poolnet plan -f $$f >/dev/null || exit 1; done
+plan-examples: ## run kubectl-poolnet on examples/plans/ (seed-* pass, fail-* fail): the CLI's cargo test
+	$(CARGO) test --locked -p kubectl-poolnet --test plan_examples
 
 FUZZ_SECONDS ?= 30
 FUZZ_TARGETS := portspec armid cidr iptag route manifest
-fuzz:
-	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+# Installing toolchains is the developer's call, so missing tools stop the run with the command.
+fuzz: ## run every cargo-fuzz target for FUZZ_SECONDS (default 30) each; needs nightly and cargo-fuzz
+	@$(CARGO) +nightly --version >/dev/null 2>&1 || \
+	  { echo "make fuzz: the nightly toolchain is missing; install it with: rustup toolchain install nightly" >&2; exit 1; }
+	@command -v cargo-fuzz >/dev/null || \
+	  { echo "make fuzz: cargo-fuzz is missing; install it with: cargo install cargo-fuzz" >&2; exit 1; }
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
 	  (cd fuzz && $(CARGO) +nightly fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS)) || exit 1; \

@@ -1,5 +1,5 @@
 //! `kubectl-poolnet`: kubectl plugin for poolnet. `kubectl poolnet plan -f plan.yaml` runs the
-//! network preflight checks of `poolnet_plan::preflight` on a plan file and prints a table or
+//! network preflight checks of `poolnet_preflight` on a plan file and prints a table or
 //! JSON. Exit status: 0 when every check passes, 1 when any check fails, 2 when the input
 //! cannot be read or parsed.
 
@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
-use poolnet_plan::preflight::{self, NetworkPlan};
+use poolnet_preflight::{self as preflight, NetworkPlan};
 
 #[derive(Parser)]
 #[command(

@@ -3,12 +3,12 @@
 
 use std::fmt::Write as _;
 
-use poolnet_plan::preflight::arc::ArcAddressPlan;
-use poolnet_plan::preflight::capacity::{ModelCapacity, SubnetCapacity};
-use poolnet_plan::preflight::model::NetworkPlugin;
-use poolnet_plan::preflight::net::AZURE_RESERVED_PER_SUBNET;
-use poolnet_plan::preflight::routes::RouteBudget;
-use poolnet_plan::preflight::{CheckStatus, Report, Severity};
+use poolnet_preflight::arc::ArcAddressPlan;
+use poolnet_preflight::capacity::{ModelCapacity, SubnetCapacity};
+use poolnet_preflight::model::NetworkPlugin;
+use poolnet_preflight::net::AZURE_RESERVED_PER_SUBNET;
+use poolnet_preflight::routes::KubenetRouteBudget;
+use poolnet_preflight::{CheckStatus, Report, Severity};
 
 /// `27610` -> `27,610`, as Azure's docs write capacity figures.
 pub fn thousands(n: u64) -> String {
@@ -122,7 +122,7 @@ fn render_capacity(out: &mut String, rows: &[SubnetCapacity]) {
     out.push('\n');
 }
 
-fn render_routes(out: &mut String, budgets: &[RouteBudget]) {
+fn render_routes(out: &mut String, budgets: &[KubenetRouteBudget]) {
     if budgets.is_empty() {
         return;
     }

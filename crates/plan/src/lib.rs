@@ -6,5 +6,4 @@ pub mod desired;
 pub mod hostports;
 pub mod nsg;
 pub mod prefix;
-pub mod preflight;
 pub mod routes;

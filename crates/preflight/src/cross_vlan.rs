@@ -9,9 +9,10 @@ use super::finding::{CheckId, Finding};
 use super::model::{AllowRule, Protocol};
 use super::net::{Span, covers};
 
+/// Which way a required port is opened between the two VLANs (not an NSG rule direction).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub enum Direction {
+pub enum VlanDirection {
     ManagementToLogical,
     LogicalToManagement,
 }
@@ -20,7 +21,7 @@ pub enum Direction {
 pub struct RequiredPort {
     pub port: u16,
     pub protocol: Protocol,
-    pub direction: Direction,
+    pub direction: VlanDirection,
     pub purpose: &'static str,
 }
 
@@ -28,25 +29,25 @@ pub const ARC_CROSS_VLAN_PORTS: [RequiredPort; 4] = [
     RequiredPort {
         port: 22,
         protocol: Protocol::Tcp,
-        direction: Direction::ManagementToLogical,
+        direction: VlanDirection::ManagementToLogical,
         purpose: "log collection for troubleshooting",
     },
     RequiredPort {
         port: 6443,
         protocol: Protocol::Tcp,
-        direction: Direction::ManagementToLogical,
+        direction: VlanDirection::ManagementToLogical,
         purpose: "Kubernetes API",
     },
     RequiredPort {
         port: 55000,
         protocol: Protocol::Tcp,
-        direction: Direction::LogicalToManagement,
+        direction: VlanDirection::LogicalToManagement,
         purpose: "cloud agent gRPC server",
     },
     RequiredPort {
         port: 65000,
         protocol: Protocol::Tcp,
-        direction: Direction::LogicalToManagement,
+        direction: VlanDirection::LogicalToManagement,
         purpose: "cloud agent gRPC authentication",
     },
 ];
@@ -76,10 +77,10 @@ pub fn check_cross_vlan(
         .iter()
         .filter_map(|req| {
             let (from, to, way) = match req.direction {
-                Direction::ManagementToLogical => {
+                VlanDirection::ManagementToLogical => {
                     (management, logical, "from the management network to the AKS Arc VMs")
                 }
-                Direction::LogicalToManagement => {
+                VlanDirection::LogicalToManagement => {
                     (logical, management, "from the AKS Arc VMs to the management network")
                 }
             };
@@ -125,8 +126,8 @@ pub fn check_cross_vlan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::model::RuleProtocol;
-    use crate::preflight::net::{AddressRange, PortRange};
+    use crate::model::RuleProtocol;
+    use crate::net::{AddressRange, PortRange};
 
     fn span(s: &str) -> Span {
         AddressRange::from(s).span().expect("test span")

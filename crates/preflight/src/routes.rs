@@ -15,7 +15,7 @@ pub const EGRESS_NEXT_HOPS: [&str; 3] = ["Internet", "VirtualAppliance", "Virtua
 /// Routes one kubenet cluster needs in its route table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct RouteBudget {
+pub struct KubenetRouteBudget {
     pub route_table: String,
     pub cluster: String,
     pub nodes: u64,
@@ -24,7 +24,7 @@ pub struct RouteBudget {
     pub limit: u32,
 }
 
-impl RouteBudget {
+impl KubenetRouteBudget {
     pub fn used(&self) -> u64 {
         self.nodes + self.surge + self.custom_routes
     }
@@ -37,7 +37,7 @@ impl RouteBudget {
 
 /// Nodes (surge nodes included, they get routes too) + custom routes must fit the limit.
 /// `field` and `value` name what the user should change (a node count or a route list).
-pub fn check_route_limit(field: &str, value: &str, budget: &RouteBudget) -> Vec<Finding> {
+pub fn check_route_limit(field: &str, value: &str, budget: &KubenetRouteBudget) -> Vec<Finding> {
     if budget.used() <= u64::from(budget.limit) {
         return Vec::new();
     }
@@ -157,8 +157,8 @@ pub fn check_route_reserved(field: &str, value: &str, prefix: Ipv4Net) -> Vec<Fi
 mod tests {
     use super::*;
 
-    fn budget(nodes: u64, custom: u64) -> RouteBudget {
-        RouteBudget {
+    fn budget(nodes: u64, custom: u64) -> KubenetRouteBudget {
+        KubenetRouteBudget {
             route_table: "rt".into(),
             cluster: "c".into(),
             nodes,
@@ -254,7 +254,7 @@ mod tests {
             p,
         );
         assert_eq!(f.len(), 1);
-        assert_eq!(f[0].severity, crate::preflight::Severity::Warning);
+        assert_eq!(f[0].severity, crate::Severity::Warning);
         for ok in ["10.0.0.0/8", "0.0.0.0/0", "172.16.0.0/12"] {
             let p: Ipv4Net = ok.parse().expect("test prefix");
             assert!(check_route_reserved("f", ok, p).is_empty(), "{ok}");

@@ -182,7 +182,7 @@ pub fn check_plan_addresses(plan: &NetworkPlan) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::finding::Severity;
+    use crate::finding::Severity;
 
     #[test]
     fn bad_prefixes_name_the_field_and_the_fix() {

@@ -1,7 +1,10 @@
-//! Preflight checks a `NodePoolNetwork` spec allows, for the validating webhook and the
-//! controller: custom routes + the pool's nodes against the route table's limit, the default
-//! route, and AKS-reserved ranges in route destinations and NSG sources. Field paths are
-//! those of the object (`spec.routeTable.routes[1].addressPrefix`).
+//! Preflight checks a `NodePoolNetwork` spec allows: custom routes + the pool's nodes against
+//! the route table's limit, the default route, and AKS-reserved ranges in route destinations
+//! and NSG sources. Field paths are those of the object (`spec.routeTable.routes[1].addressPrefix`).
+//!
+//! Nothing calls `check` yet: it is kept, with its tests, for the issue that wires preflight
+//! into the validating webhook (admission), so that a spec the checks reject is denied with
+//! these findings instead of failing later at ARM.
 //!
 //! What the spec cannot tell (how many nodes will get routes, which routes already sit in the
 //! table) comes in `NodePoolContext`; with the default context only the spec is judged.
@@ -14,7 +17,7 @@ use poolnet_api::v1alpha1::NodePoolNetworkSpec;
 use super::finding::{CheckId, Finding};
 use super::ranges::{reserved_containing, reserved_list};
 use super::routes::{
-    RouteBudget, RouteView, check_default_route, check_route_limit, check_route_reserved,
+    KubenetRouteBudget, RouteView, check_default_route, check_route_limit, check_route_reserved,
 };
 
 /// A route already in the table that the spec does not own (a node route of the cloud
@@ -75,7 +78,7 @@ fn check_routes(spec: &NodePoolNetworkSpec, context: &NodePoolContext) -> Vec<Fi
     } else {
         0
     };
-    let budget = RouteBudget {
+    let budget = KubenetRouteBudget {
         route_table: table.id.clone(),
         cluster: "this node pool's cluster".to_owned(),
         nodes,
@@ -179,7 +182,7 @@ fn check_nsg_sources(spec: &NodePoolNetworkSpec) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::Severity;
+    use crate::Severity;
 
     const RT: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Network/routeTables/rt";
     const NSG: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg";
