@@ -25,18 +25,13 @@ impl ResourceKind {
     /// Provider namespace and type chain, e.g. `("Microsoft.Network", &["publicIPPrefixes"])`.
     pub fn provider_and_types(self) -> (&'static str, &'static [&'static str]) {
         match self {
-            ResourceKind::AgentPool => (
-                "Microsoft.ContainerService",
-                &["managedClusters", "agentPools"],
-            ),
-            ResourceKind::PublicIpPrefix => ("Microsoft.Network", &["publicIPPrefixes"]),
-            ResourceKind::ApplicationSecurityGroup => {
-                ("Microsoft.Network", &["applicationSecurityGroups"])
-            }
-            ResourceKind::NetworkSecurityGroup => ("Microsoft.Network", &["networkSecurityGroups"]),
-            ResourceKind::RouteTable => ("Microsoft.Network", &["routeTables"]),
-            ResourceKind::VirtualNetwork => ("Microsoft.Network", &["virtualNetworks"]),
-            ResourceKind::Subnet => ("Microsoft.Network", &["virtualNetworks", "subnets"]),
+            ResourceKind::AgentPool => (CONTAINER_SERVICE, &["managedClusters", "agentPools"]),
+            ResourceKind::PublicIpPrefix => (NETWORK, &["publicIPPrefixes"]),
+            ResourceKind::ApplicationSecurityGroup => (NETWORK, &["applicationSecurityGroups"]),
+            ResourceKind::NetworkSecurityGroup => (NETWORK, &["networkSecurityGroups"]),
+            ResourceKind::RouteTable => (NETWORK, &["routeTables"]),
+            ResourceKind::VirtualNetwork => (NETWORK, &["virtualNetworks"]),
+            ResourceKind::Subnet => (NETWORK, &["virtualNetworks", "subnets"]),
         }
     }
 
@@ -68,7 +63,17 @@ impl ResourceKind {
     }
 }
 
+/// Provider namespace of the networking resources poolnet manages.
+pub const NETWORK: &str = "Microsoft.Network";
+/// Provider namespace of AKS managed clusters and agent pools.
+pub const CONTAINER_SERVICE: &str = "Microsoft.ContainerService";
+/// Provider namespace of virtual machine scale sets.
+pub const COMPUTE: &str = "Microsoft.Compute";
+
 /// A parsed ARM resource ID.
+///
+/// This is the one parser of the ID grammar in poolnet: [`ResourceId::parse`] adds the rules
+/// for user input, `poolnet_arm::ResourceId` the rules for request paths.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ResourceId {
     pub subscription: String,
@@ -76,6 +81,51 @@ pub struct ResourceId {
     pub provider: String,
     /// `(type, name)` pairs from the top-level resource down to the addressed child.
     pub segments: Vec<(String, String)>,
+}
+
+/// Which value of an ID a rule is looking at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdPart {
+    Subscription,
+    ResourceGroup,
+    Provider,
+    Type,
+    Name,
+}
+
+/// A break in the ID grammar itself, found before any rule about the values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrammarError {
+    NoLeadingSlash,
+    EmptySegment,
+    TooFewSegments,
+    /// One of the fixed words `subscriptions`, `resourceGroups`, `providers` is not in its place.
+    Keyword {
+        expected: &'static str,
+        found: String,
+    },
+    /// The last type has no name after it.
+    TypeWithoutName {
+        resource_type: String,
+    },
+}
+
+impl fmt::Display for GrammarError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GrammarError::NoLeadingSlash => f.write_str("an ARM resource ID starts with '/'"),
+            GrammarError::EmptySegment => {
+                f.write_str("empty path segment (doubled or trailing '/')")
+            }
+            GrammarError::TooFewSegments => f.write_str("too few segments for a resource ID"),
+            GrammarError::Keyword { expected, found } => {
+                write!(f, "expected '{expected}', found {found:?}")
+            }
+            GrammarError::TypeWithoutName { resource_type } => {
+                write!(f, "type {resource_type:?} has no resource name after it")
+            }
+        }
+    }
 }
 
 fn is_guid(s: &str) -> bool {
@@ -112,7 +162,84 @@ pub fn valid_resource_name(s: &str) -> bool {
 pub const RESOURCE_NAME_RULE: &str = "1-80 characters of letters, digits, '_', '-' or '.', starting with a letter or digit and ending with a letter, digit or '_'";
 
 impl ResourceId {
-    /// Parse any ARM resource ID (not a bare subscription or resource group).
+    /// A top-level resource: `/subscriptions/{s}/resourceGroups/{rg}/providers/{provider}/{type}/{name}`.
+    /// Nothing is checked; parse the display form, or use `poolnet_arm::ResourceId`'s builders,
+    /// where the values come from users or the network.
+    pub fn top_level(
+        subscription: impl Into<String>,
+        resource_group: impl Into<String>,
+        provider: impl Into<String>,
+        resource_type: impl Into<String>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            subscription: subscription.into(),
+            resource_group: resource_group.into(),
+            provider: provider.into(),
+            segments: vec![(resource_type.into(), name.into())],
+        }
+    }
+
+    /// Walks the grammar once, left to right, handing each value to `check` as soon as its
+    /// place is known, so the first problem reported is the leftmost one.
+    fn walk<E>(
+        raw: &str,
+        grammar: impl Fn(GrammarError) -> E,
+        mut check: impl FnMut(IdPart, &str) -> Result<(), E>,
+    ) -> Result<Self, E> {
+        let rest = raw
+            .strip_prefix('/')
+            .ok_or_else(|| grammar(GrammarError::NoLeadingSlash))?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) {
+            return Err(grammar(GrammarError::EmptySegment));
+        }
+        if parts.len() < 7 {
+            return Err(grammar(GrammarError::TooFewSegments));
+        }
+        let keyword = |i: usize, expected: &'static str| {
+            if parts[i].eq_ignore_ascii_case(expected) {
+                Ok(())
+            } else {
+                Err(grammar(GrammarError::Keyword {
+                    expected,
+                    found: parts[i].to_string(),
+                }))
+            }
+        };
+        keyword(0, "subscriptions")?;
+        check(IdPart::Subscription, parts[1])?;
+        keyword(2, "resourceGroups")?;
+        check(IdPart::ResourceGroup, parts[3])?;
+        keyword(4, "providers")?;
+        check(IdPart::Provider, parts[5])?;
+        let tail = &parts[6..];
+        if !tail.len().is_multiple_of(2) {
+            return Err(grammar(GrammarError::TypeWithoutName {
+                resource_type: tail[tail.len() - 1].to_string(),
+            }));
+        }
+        let mut segments = Vec::with_capacity(tail.len() / 2);
+        for pair in tail.chunks(2) {
+            check(IdPart::Type, pair[0])?;
+            check(IdPart::Name, pair[1])?;
+            segments.push((pair[0].to_string(), pair[1].to_string()));
+        }
+        Ok(Self {
+            subscription: parts[1].to_string(),
+            resource_group: parts[3].to_string(),
+            provider: parts[5].to_string(),
+            segments,
+        })
+    }
+
+    /// The grammar alone: keywords in place, no empty segment, types and names in pairs. The
+    /// values are not checked; callers add their own rules.
+    pub fn parse_grammar(raw: &str) -> Result<Self, GrammarError> {
+        Self::walk(raw, |e| e, |_, _| Ok(()))
+    }
+
+    /// Parse any ARM resource ID (not a bare subscription or resource group) a user wrote.
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let bad = |problem: String| {
             FieldError::new(
@@ -122,67 +249,29 @@ impl ResourceId {
                 "an ARM resource ID like /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/<Namespace>/<type>/<name>",
             )
         };
-        let rest = raw
-            .strip_prefix('/')
-            .ok_or_else(|| bad("an ARM resource ID starts with '/'".into()))?;
-        let parts: Vec<&str> = rest.split('/').collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            return Err(bad("empty path segment (doubled or trailing '/')".into()));
-        }
-        if parts.len() < 7 {
-            return Err(bad("too few segments for a resource ID".into()));
-        }
-        if !parts[0].eq_ignore_ascii_case("subscriptions") {
-            return Err(bad(format!(
-                "expected 'subscriptions', found {:?}",
-                parts[0]
-            )));
-        }
-        if !is_guid(parts[1]) {
-            return Err(bad(format!("subscription ID {:?} is not a GUID", parts[1])));
-        }
-        if !parts[2].eq_ignore_ascii_case("resourceGroups") {
-            return Err(bad(format!(
-                "expected 'resourceGroups', found {:?}",
-                parts[2]
-            )));
-        }
-        if !valid_resource_group(parts[3]) {
-            return Err(bad(format!(
-                "resource group name {:?} is invalid (1-90 letters, digits, '_-.()', not ending in '.')",
-                parts[3]
-            )));
-        }
-        if !parts[4].eq_ignore_ascii_case("providers") {
-            return Err(bad(format!("expected 'providers', found {:?}", parts[4])));
-        }
-        let provider = parts[5];
-        if !provider.contains('.')
-            || !provider
-                .split('.')
-                .all(|p| !p.is_empty() && p.chars().all(char::is_alphanumeric))
-        {
-            return Err(bad(format!(
-                "provider namespace {provider:?} is invalid (e.g. Microsoft.Network)"
-            )));
-        }
-        let tail = &parts[6..];
-        if !tail.len().is_multiple_of(2) {
-            return Err(bad(format!(
-                "type {:?} has no resource name after it",
-                tail[tail.len() - 1]
-            )));
-        }
-        let segments = tail
-            .chunks(2)
-            .map(|c| (c[0].to_string(), c[1].to_string()))
-            .collect();
-        Ok(Self {
-            subscription: parts[1].to_string(),
-            resource_group: parts[3].to_string(),
-            provider: provider.to_string(),
-            segments,
-        })
+        Self::walk(
+            raw,
+            |e| bad(e.to_string()),
+            |part, value| match part {
+                IdPart::Subscription if !is_guid(value) => {
+                    Err(bad(format!("subscription ID {value:?} is not a GUID")))
+                }
+                IdPart::ResourceGroup if !valid_resource_group(value) => Err(bad(format!(
+                    "resource group name {value:?} is invalid (1-90 letters, digits, '_-.()', not ending in '.')"
+                ))),
+                IdPart::Provider
+                    if !value.contains('.')
+                        || !value
+                            .split('.')
+                            .all(|p| !p.is_empty() && p.chars().all(char::is_alphanumeric)) =>
+                {
+                    Err(bad(format!(
+                        "provider namespace {value:?} is invalid (e.g. Microsoft.Network)"
+                    )))
+                }
+                _ => Ok(()),
+            },
+        )
     }
 
     /// Parse and require the ID to address a resource of `kind`, with a valid name.
@@ -192,13 +281,7 @@ impl ResourceId {
             ..e
         })?;
         let (ns, types) = kind.provider_and_types();
-        let types_match = id.segments.len() == types.len()
-            && id
-                .segments
-                .iter()
-                .zip(types)
-                .all(|((t, _), want)| t.eq_ignore_ascii_case(want));
-        if !id.provider.eq_ignore_ascii_case(ns) || !types_match {
+        if !id.is_type(ns, types) {
             return Err(FieldError::new(
                 "",
                 raw,
@@ -231,9 +314,48 @@ impl ResourceId {
         s
     }
 
+    /// True when the ID is of `provider` with exactly the type chain `types`, e.g.
+    /// `(CONTAINER_SERVICE, &["managedClusters", "agentPools"])`; ASCII case is ignored.
+    pub fn is_type(&self, provider: &str, types: &[&str]) -> bool {
+        self.provider.eq_ignore_ascii_case(provider)
+            && self.segments.len() == types.len()
+            && self
+                .segments
+                .iter()
+                .zip(types)
+                .all(|((t, _), want)| t.eq_ignore_ascii_case(want))
+    }
+
+    /// Type of the addressed (innermost) resource, e.g. `agentPools`.
+    pub fn resource_type(&self) -> &str {
+        self.segments.last().map(|(t, _)| t.as_str()).unwrap_or("")
+    }
+
     /// Name of the addressed (innermost) resource.
     pub fn name(&self) -> &str {
         self.segments.last().map(|(_, n)| n.as_str()).unwrap_or("")
+    }
+
+    /// The name this ID gives to its first segment of `resource_type` (ASCII case ignored),
+    /// e.g. the scale set's name in a VMSS VM's ID for `"virtualMachineScaleSets"`.
+    pub fn name_of(&self, resource_type: &str) -> Option<&str> {
+        self.position_of(resource_type)
+            .map(|i| self.segments[i].1.as_str())
+    }
+
+    /// The ID cut after its first segment of `resource_type`: the enclosing resource of that
+    /// type, e.g. the scale set of a VMSS VM's network interface.
+    pub fn ancestor(&self, resource_type: &str) -> Option<ResourceId> {
+        self.position_of(resource_type).map(|i| ResourceId {
+            segments: self.segments[..=i].to_vec(),
+            ..self.clone()
+        })
+    }
+
+    fn position_of(&self, resource_type: &str) -> Option<usize> {
+        self.segments
+            .iter()
+            .position(|(t, _)| t.eq_ignore_ascii_case(resource_type))
     }
 
     /// The ID of the parent resource (e.g. the managed cluster of an agent pool).
@@ -244,9 +366,29 @@ impl ResourceId {
         })
     }
 
-    /// ARM IDs are case-insensitive.
+    /// ARM IDs are case-insensitive: equal when every value is equal ignoring ASCII case.
     pub fn same_resource(&self, other: &ResourceId) -> bool {
-        self.to_string().eq_ignore_ascii_case(&other.to_string())
+        self.segments.len() == other.segments.len()
+            && self
+                .values()
+                .zip(other.values())
+                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+    }
+
+    /// Every value in order (subscription, resource group, provider, then types and names),
+    /// for case-insensitive comparison and hashing.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        [
+            self.subscription.as_str(),
+            &self.resource_group,
+            &self.provider,
+        ]
+        .into_iter()
+        .chain(
+            self.segments
+                .iter()
+                .flat_map(|(t, n)| [t.as_str(), n.as_str()]),
+        )
     }
 }
 
@@ -372,6 +514,91 @@ mod tests {
         assert!(rt.is_match(&format!("/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/v/subnets/s")));
     }
 
+    #[test]
+    fn accessors_walk_the_segments() {
+        let raw = format!(
+            "/subscriptions/{SUB}/resourceGroups/mc/providers/Microsoft.Compute/virtualMachineScaleSets/v/virtualMachines/7/networkInterfaces/nic/ipConfigurations/ipconfig1"
+        );
+        let id = ResourceId::parse(&raw).unwrap();
+        assert_eq!(id.resource_type(), "ipConfigurations");
+        assert_eq!(id.name(), "ipconfig1");
+        assert_eq!(id.name_of("VIRTUALMACHINES"), Some("7"));
+        assert_eq!(id.name_of("subnets"), None);
+        let vmss = id.ancestor("virtualmachinescalesets").unwrap();
+        assert_eq!(
+            vmss.to_string(),
+            format!(
+                "/subscriptions/{SUB}/resourceGroups/mc/providers/Microsoft.Compute/virtualMachineScaleSets/v"
+            )
+        );
+        assert!(vmss.is_type(COMPUTE, &["VirtualMachineScaleSets"]));
+        assert!(!vmss.is_type(NETWORK, &["virtualMachineScaleSets"]));
+        assert!(vmss.parent().is_none());
+        assert_eq!(
+            vmss.type_path(),
+            "Microsoft.Compute/virtualMachineScaleSets"
+        );
+    }
+
+    #[test]
+    fn top_level_displays_like_a_parsed_id() {
+        let id = ResourceId::top_level(SUB, "myResourceGroup3", NETWORK, "publicIPPrefixes", "p");
+        assert_eq!(id.to_string(), prefix_id("p"));
+        assert_eq!(ResourceId::parse(&prefix_id("p")).unwrap(), id);
+    }
+
+    #[test]
+    fn grammar_alone_leaves_the_values_to_the_caller() {
+        let id =
+            ResourceId::parse_grammar("/subscriptions/s/resourcegroups/rg./providers/Network/a/b")
+                .unwrap();
+        assert_eq!(
+            (
+                id.subscription.as_str(),
+                id.resource_group.as_str(),
+                id.provider.as_str()
+            ),
+            ("s", "rg.", "Network")
+        );
+        let cases = [
+            ("subscriptions/s", GrammarError::NoLeadingSlash),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/N.s/a/b/",
+                GrammarError::EmptySegment,
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg",
+                GrammarError::TooFewSegments,
+            ),
+            (
+                "/subscriptions/s/resourceGroup/rg/providers/N.s/a/b",
+                GrammarError::Keyword {
+                    expected: "resourceGroups",
+                    found: "resourceGroup".into(),
+                },
+            ),
+            (
+                "/subscriptions/s/resourceGroups/rg/providers/N.s/a/b/c",
+                GrammarError::TypeWithoutName {
+                    resource_type: "c".into(),
+                },
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(ResourceId::parse_grammar(raw), Err(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn user_input_reports_the_leftmost_problem() {
+        // Both the GUID and the `resourceGroups` keyword are wrong; the GUID comes first.
+        let e = ResourceId::parse(
+            "/subscriptions/nope/resourceGroupz/rg/providers/Microsoft.Network/routeTables/rt",
+        )
+        .unwrap_err();
+        assert!(e.problem.contains("not a GUID"), "{e}");
+    }
+
     static SUBNET_RE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
         regex::Regex::new(&ResourceKind::Subnet.cel_pattern()).unwrap()
     });
@@ -390,6 +617,40 @@ mod tests {
             let id = ResourceId::parse_kind(&raw, ResourceKind::Subnet).unwrap();
             prop_assert_eq!(id.to_string(), raw.clone());
             prop_assert!(SUBNET_RE.is_match(&raw));
+        }
+
+        #[test]
+        fn equality_ignores_ascii_case(
+            rg in "[a-zA-Z0-9_()-]{1,20}", a in arb_name(), b in arb_name(), flips in prop::collection::vec(prop::bool::ANY, 200),
+        ) {
+            let raw = format!("/subscriptions/{SUB}/resourceGroups/{rg}/providers/Microsoft.Network/virtualNetworks/{a}/subnets/{b}");
+            let flipped: String = raw
+                .chars()
+                .zip(flips.iter().cycle())
+                .map(|(c, &f)| if f { c.to_ascii_uppercase() } else { c.to_ascii_lowercase() })
+                .collect();
+            let id = ResourceId::parse_kind(&raw, ResourceKind::Subnet).unwrap();
+            let other = ResourceId::parse_kind(&flipped, ResourceKind::Subnet).unwrap();
+            prop_assert!(id.same_resource(&other));
+            // Display keeps the values' spelling; only the fixed keywords are canonical.
+            prop_assert!(other.to_string().eq_ignore_ascii_case(&flipped));
+            prop_assert_eq!(other.name(), &flipped[flipped.len() - b.len()..]);
+            let renamed = ResourceId::parse(&format!("{raw}x")).unwrap();
+            prop_assert!(!id.same_resource(&renamed));
+        }
+
+        #[test]
+        fn grammar_round_trips_any_values(
+            values in prop::collection::vec("[^/]{1,12}", 5..11),
+        ) {
+            let raw = format!(
+                "/subscriptions/{}/resourceGroups/{}/providers/{}/{}",
+                values[0], values[1], values[2], values[3..].join("/")
+            );
+            match ResourceId::parse_grammar(&raw) {
+                Ok(id) => prop_assert_eq!(id.to_string(), raw),
+                Err(e) => prop_assert!(values.len() % 2 == 0, "{raw}: {e}"),
+            }
         }
 
         #[test]

@@ -1,37 +1,21 @@
-//! Typed ARM resource IDs.
+//! ARM resource IDs as request paths.
 //!
-//! ARM treats IDs case-insensitively (`resourceGroups` vs `resourcegroups`, names in any case), so
-//! equality and hashing here ignore ASCII case while `Display` keeps the spelling we were given.
+//! The grammar is parsed once, by [`poolnet_api::armid::ResourceId`]; this type adds what a
+//! request needs: no value may change the shape of the URL path it goes into. ARM treats IDs
+//! case-insensitively (`resourceGroups` vs `resourcegroups`, names in any case), so equality and
+//! hashing here ignore ASCII case while `Display` keeps the spelling we were given.
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::str::FromStr;
 
-/// Provider namespace of the networking resources poolnet manages.
-pub const NETWORK: &str = "Microsoft.Network";
-/// Provider namespace of AKS managed clusters and agent pools.
-pub const CONTAINER_SERVICE: &str = "Microsoft.ContainerService";
-/// Provider namespace of virtual machine scale sets.
-pub const COMPUTE: &str = "Microsoft.Compute";
+use poolnet_api::armid;
+pub use poolnet_api::armid::{COMPUTE, CONTAINER_SERVICE, NETWORK};
 
-/// One `{type}/{name}` pair below the top-level resource.
-#[derive(Debug, Clone)]
-pub struct ChildSegment {
-    pub resource_type: String,
-    pub name: String,
-}
-
-/// A resource-group scoped ARM resource ID:
+/// A resource-group scoped ARM resource ID whose every value is safe in a request path:
 /// `/subscriptions/{sub}/resourceGroups/{rg}/providers/{ns}/{type}/{name}[/{childType}/{childName}]*`.
 #[derive(Debug, Clone)]
-pub struct ResourceId {
-    subscription: String,
-    resource_group: String,
-    provider: String,
-    resource_type: String,
-    name: String,
-    children: Vec<ChildSegment>,
-}
+pub struct ResourceId(armid::ResourceId);
 
 /// Why a string is not a resource ID we can address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,16 +102,8 @@ impl ResourceId {
         resource_type: impl Into<String>,
         name: impl Into<String>,
     ) -> Result<Self, ResourceIdError> {
-        let id = ResourceId {
-            subscription: subscription.into(),
-            resource_group: resource_group.into(),
-            provider: provider.into(),
-            resource_type: resource_type.into(),
-            name: name.into(),
-            children: Vec::new(),
-        };
-        id.validate()?;
-        Ok(id)
+        armid::ResourceId::top_level(subscription, resource_group, provider, resource_type, name)
+            .try_into()
     }
 
     /// A `Microsoft.Network` resource, e.g. `network(sub, rg, "networkSecurityGroups", "nsg1")`.
@@ -174,56 +150,62 @@ impl ResourceId {
 
     /// This ID with one more `{type}/{name}` child segment.
     pub fn child(
-        mut self,
+        self,
         resource_type: impl Into<String>,
         name: impl Into<String>,
     ) -> Result<Self, ResourceIdError> {
-        self.children.push(ChildSegment {
-            resource_type: resource_type.into(),
-            name: name.into(),
-        });
-        self.validate()?;
-        Ok(self)
+        let mut id = self.0;
+        id.segments.push((resource_type.into(), name.into()));
+        id.try_into()
     }
 
     pub fn subscription(&self) -> &str {
-        &self.subscription
+        &self.0.subscription
     }
     pub fn resource_group(&self) -> &str {
-        &self.resource_group
+        &self.0.resource_group
     }
     pub fn provider(&self) -> &str {
-        &self.provider
+        &self.0.provider
     }
-    /// The top-level type, e.g. `networkSecurityGroups` or `managedClusters`.
+    /// The type of the addressed (innermost) resource, e.g. `networkSecurityGroups` or
+    /// `agentPools`.
     pub fn resource_type(&self) -> &str {
-        &self.resource_type
+        self.0.resource_type()
     }
-    /// The top-level name.
+    /// The name of the addressed (innermost) resource: the pool's name for an agent pool ID.
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
-    pub fn children(&self) -> &[ChildSegment] {
-        &self.children
+    /// `(type, name)` pairs from the top-level resource down to the addressed one.
+    pub fn segments(&self) -> &[(String, String)] {
+        &self.0.segments
     }
-    /// The name of the innermost resource (the child's name for a child resource).
-    pub fn leaf_name(&self) -> &str {
-        self.children.last().map_or(&self.name, |c| &c.name)
-    }
-    /// The full type path, e.g. `managedClusters/agentPools`.
+    /// The full type path, e.g. `Microsoft.ContainerService/managedClusters/agentPools`.
     pub fn type_path(&self) -> String {
-        let mut t = self.resource_type.clone();
-        for c in &self.children {
-            t.push('/');
-            t.push_str(&c.resource_type);
-        }
-        t
+        self.0.type_path()
+    }
+    /// The parent resource, e.g. the managed cluster of an agent pool.
+    pub fn parent(&self) -> Option<ResourceId> {
+        self.0.parent().map(Self)
+    }
+    /// The name this ID gives to its first segment of `resource_type` (ASCII case ignored).
+    pub fn name_of(&self, resource_type: &str) -> Option<&str> {
+        self.0.name_of(resource_type)
+    }
+    /// The enclosing resource of `resource_type`: this ID cut after that segment.
+    pub fn ancestor(&self, resource_type: &str) -> Option<ResourceId> {
+        self.0.ancestor(resource_type).map(Self)
+    }
+    /// The parsed form, for code that speaks `poolnet_api`'s type.
+    pub fn as_parsed(&self) -> &armid::ResourceId {
+        &self.0
     }
 
     /// True when this ID is of `provider` and the `/`-joined type path `type_path` (ASCII case-insensitive).
     pub fn is_type(&self, provider: &str, type_path: &str) -> bool {
-        self.provider.eq_ignore_ascii_case(provider)
-            && self.type_path().eq_ignore_ascii_case(type_path)
+        let types: Vec<&str> = type_path.split('/').collect();
+        self.0.is_type(provider, &types)
     }
 
     /// Checks the ID designates the expected kind before a request is built from it.
@@ -234,8 +216,7 @@ impl ResourceId {
             Err(ResourceIdError {
                 input: self.to_string(),
                 reason: format!(
-                    "expected a {provider}/{type_path} ID, got {}/{}",
-                    self.provider,
+                    "expected a {provider}/{type_path} ID, got {}",
                     self.type_path()
                 ),
             })
@@ -245,33 +226,50 @@ impl ResourceId {
     pub fn kind(&self) -> ResourceKind {
         ResourceKind::of_path(&self.to_string())
     }
+}
 
-    fn validate(&self) -> Result<(), ResourceIdError> {
+/// Checks every value is safe in a request path; the grammar is already known to hold.
+impl TryFrom<armid::ResourceId> for ResourceId {
+    type Error = ResourceIdError;
+
+    fn try_from(id: armid::ResourceId) -> Result<Self, Self::Error> {
         let err = |reason: String| ResourceIdError {
-            input: self.to_string(),
+            input: id.to_string(),
             reason,
         };
-        let segments = [
-            ("subscription", &self.subscription),
-            ("resource group", &self.resource_group),
-            ("provider", &self.provider),
-            ("resource type", &self.resource_type),
-            ("name", &self.name),
+        let top = [
+            ("subscription", &id.subscription),
+            ("resource group", &id.resource_group),
+            ("provider", &id.provider),
         ];
-        for (what, value) in segments {
+        for (what, value) in top {
             check_segment(what, value).map_err(err)?;
         }
-        for c in &self.children {
-            check_segment("child resource type", &c.resource_type).map_err(err)?;
-            check_segment("child name", &c.name).map_err(err)?;
+        for (i, (t, n)) in id.segments.iter().enumerate() {
+            let (what_type, what_name) = if i == 0 {
+                ("resource type", "name")
+            } else {
+                ("child resource type", "child name")
+            };
+            check_segment(what_type, t).map_err(err)?;
+            check_segment(what_name, n).map_err(err)?;
         }
-        if !self.provider.contains('.') {
+        if id.segments.is_empty() {
+            return Err(err("no resource type and name".into()));
+        }
+        if !id.provider.contains('.') {
             return Err(err(format!(
                 "provider namespace {:?} has no '.' (expected e.g. Microsoft.Network)",
-                self.provider
+                id.provider
             )));
         }
-        Ok(())
+        Ok(Self(id))
+    }
+}
+
+impl From<ResourceId> for armid::ResourceId {
+    fn from(id: ResourceId) -> Self {
+        id.0
     }
 }
 
@@ -296,97 +294,76 @@ impl FromStr for ResourceId {
     type Err = ResourceIdError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let err = |reason: &str| ResourceIdError {
+        let id = parse_grammar(input).map_err(|e| ResourceIdError {
             input: input.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let rest = input
-            .strip_prefix('/')
-            .ok_or_else(|| err("must start with '/subscriptions/'"))?;
-        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        if parts.len() < 7 {
-            return Err(err(
-                "expected /subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{type}/{name}",
-            ));
-        }
-        let keyword = |i: usize, want: &str| {
-            if parts[i].eq_ignore_ascii_case(want) {
-                Ok(())
-            } else {
-                Err(err(&format!(
-                    "segment {} is {:?}, expected {want:?}",
-                    i + 1,
-                    parts[i]
-                )))
-            }
-        };
-        keyword(0, "subscriptions")?;
-        keyword(2, "resourceGroups")?;
-        keyword(4, "providers")?;
-        let tail = &parts[6..];
-        if !tail.len().is_multiple_of(2) {
-            return Err(err(
-                "resource types and names must come in {type}/{name} pairs",
-            ));
-        }
-        let mut id = ResourceId {
-            subscription: parts[1].to_owned(),
-            resource_group: parts[3].to_owned(),
-            provider: parts[5].to_owned(),
-            resource_type: tail[0].to_owned(),
-            name: tail[1].to_owned(),
-            children: Vec::new(),
-        };
-        for pair in tail[2..].chunks(2) {
-            id.children.push(ChildSegment {
-                resource_type: pair[0].to_owned(),
-                name: pair[1].to_owned(),
-            });
-        }
-        id.validate().map_err(|e| err(&e.reason))?;
-        Ok(id)
+            reason: e.to_string(),
+        })?;
+        ResourceId::try_from(id).map_err(|e| ResourceIdError {
+            input: input.to_owned(),
+            reason: e.reason,
+        })
+    }
+}
+
+/// The shared grammar, with trailing '/'s dropped first: they name the same resource in a
+/// request path, so IDs read back from ARM or Kubernetes may carry them (user input may not).
+fn parse_grammar(input: &str) -> Result<armid::ResourceId, armid::GrammarError> {
+    let trimmed = match input.strip_prefix('/') {
+        Some(rest) => &input[..1 + rest.trim_end_matches('/').len()],
+        None => input,
+    };
+    armid::ResourceId::parse_grammar(trimmed)
+}
+
+const SCALE_SETS: &str = "virtualMachineScaleSets";
+const SCALE_SET_VMS: &str = "virtualMachines";
+
+/// A scale-set VM as a Kubernetes Node's `spec.providerID` names it:
+/// `azure:///subscriptions/…/providers/Microsoft.Compute/virtualMachineScaleSets/{vmss}/virtualMachines/{instance}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct VmssInstance {
+    pub vmss: ResourceId,
+    pub instance: String,
+}
+
+impl VmssInstance {
+    /// `None` when the node is no scale-set VM (another cloud, a standalone VM, no ID at all);
+    /// an error when it is one but its scale set's ID cannot go into a request.
+    pub fn from_provider_id(provider_id: &str) -> Option<Result<Self, ResourceIdError>> {
+        let id = parse_grammar(provider_id.strip_prefix("azure://")?).ok()?;
+        let instance = instance_in(&id)?.to_owned();
+        let vmss = id.ancestor(SCALE_SETS)?;
+        Some(ResourceId::try_from(vmss).map(|vmss| VmssInstance { vmss, instance }))
+    }
+
+    /// The instance ID in the ID of something inside a scale-set VM, e.g. a VMSS public IP's
+    /// ipConfiguration: `…/virtualMachineScaleSets/v/virtualMachines/7/networkInterfaces/v/ipConfigurations/ipconfig1` → `7`.
+    pub fn instance_of(id: &str) -> Option<String> {
+        instance_in(&parse_grammar(id).ok()?).map(str::to_owned)
+    }
+}
+
+/// `{instance}` of `virtualMachineScaleSets/{vmss}/virtualMachines/{instance}` in `id`.
+fn instance_in(id: &armid::ResourceId) -> Option<&str> {
+    let at = id
+        .segments
+        .iter()
+        .position(|(t, _)| t.eq_ignore_ascii_case(SCALE_SETS))?;
+    match id.segments.get(at + 1) {
+        Some((t, instance)) if t.eq_ignore_ascii_case(SCALE_SET_VMS) => Some(instance),
+        _ => None,
     }
 }
 
 impl fmt::Display for ResourceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "/subscriptions/{}/resourceGroups/{}/providers/{}/{}/{}",
-            self.subscription, self.resource_group, self.provider, self.resource_type, self.name
-        )?;
-        for c in &self.children {
-            write!(f, "/{}/{}", c.resource_type, c.name)?;
-        }
-        Ok(())
-    }
-}
-
-impl ResourceId {
-    fn folded_segments(&self) -> impl Iterator<Item = &str> {
-        [
-            self.subscription.as_str(),
-            &self.resource_group,
-            &self.provider,
-            &self.resource_type,
-            &self.name,
-        ]
-        .into_iter()
-        .chain(
-            self.children
-                .iter()
-                .flat_map(|c| [c.resource_type.as_str(), c.name.as_str()]),
-        )
+        self.0.fmt(f)
     }
 }
 
 impl PartialEq for ResourceId {
     fn eq(&self, other: &Self) -> bool {
-        self.children.len() == other.children.len()
-            && self
-                .folded_segments()
-                .zip(other.folded_segments())
-                .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        self.0.same_resource(&other.0)
     }
 }
 
@@ -394,7 +371,7 @@ impl Eq for ResourceId {}
 
 impl Hash for ResourceId {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        for s in self.folded_segments() {
+        for s in self.0.values() {
             for b in s.bytes() {
                 state.write_u8(b.to_ascii_lowercase());
             }
@@ -431,7 +408,7 @@ mod tests {
         assert_eq!(id.provider(), "Microsoft.Network");
         assert_eq!(id.resource_type(), "networkSecurityGroups");
         assert_eq!(id.name(), "aks-agentpool-123-nsg");
-        assert!(id.children().is_empty());
+        assert_eq!(id.segments().len(), 1);
         assert_eq!(id.to_string(), NSG);
         assert_eq!(id.kind(), ResourceKind::NetworkSecurityGroup);
     }
@@ -441,9 +418,18 @@ mod tests {
         let id: ResourceId = "/SUBSCRIPTIONS/s/resourcegroups/rg/PROVIDERS/Microsoft.ContainerService/managedClusters/aks/agentPools/np1"
             .parse()
             .unwrap();
-        assert_eq!(id.children().len(), 1);
-        assert_eq!(id.leaf_name(), "np1");
-        assert_eq!(id.type_path(), "managedClusters/agentPools");
+        assert_eq!(id.segments().len(), 2);
+        assert_eq!(id.name(), "np1");
+        assert_eq!(id.resource_type(), "agentPools");
+        assert_eq!(id.name_of("managedclusters"), Some("aks"));
+        assert_eq!(
+            id.type_path(),
+            "Microsoft.ContainerService/managedClusters/agentPools"
+        );
+        assert_eq!(
+            id.parent().unwrap(),
+            ResourceId::new("s", "rg", CONTAINER_SERVICE, "managedClusters", "aks").unwrap()
+        );
         assert!(id.is_type(CONTAINER_SERVICE, "managedclusters/agentpools"));
         assert_eq!(id.kind(), ResourceKind::AgentPool);
         assert_eq!(id, ResourceId::agent_pool("s", "rg", "aks", "np1").unwrap());
@@ -520,6 +506,71 @@ mod tests {
         assert!(serde_json::from_str::<ResourceId>("\"/nope\"").is_err());
     }
 
+    #[test]
+    fn provider_ids_map_to_vmss_instances() {
+        let pid = "azure:///subscriptions/s/resourceGroups/mc_rg/providers/Microsoft.Compute/virtualMachineScaleSets/aks-game-1-vmss/virtualMachines/2";
+        let VmssInstance { vmss, instance } = VmssInstance::from_provider_id(pid).unwrap().unwrap();
+        assert!(
+            vmss.to_string()
+                .ends_with("virtualMachineScaleSets/aks-game-1-vmss")
+        );
+        assert_eq!(
+            vmss,
+            ResourceId::vmss("s", "mc_rg", "aks-game-1-vmss").unwrap()
+        );
+        assert_eq!(instance, "2");
+        assert!(VmssInstance::from_provider_id("azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1").is_none());
+        let cfg = "/subscriptions/s/resourceGroups/mc/providers/Microsoft.Compute/virtualMachineScaleSets/v/virtualMachines/7/networkInterfaces/v/ipConfigurations/ipconfig1";
+        assert_eq!(VmssInstance::instance_of(cfg).as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn provider_ids_of_other_nodes_are_none_and_unsafe_ones_errors() {
+        for other in [
+            "kind://docker/kind/kind-worker",
+            "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/v/virtualMachines/1",
+            "azure://not-an-id",
+            "azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachineScaleSets/v",
+        ] {
+            assert!(VmssInstance::from_provider_id(other).is_none(), "{other}");
+        }
+        let traversal = "azure:///subscriptions/s/resourceGroups/../providers/Microsoft.Compute/virtualMachineScaleSets/v/virtualMachines/1";
+        let e = VmssInstance::from_provider_id(traversal)
+            .unwrap()
+            .unwrap_err();
+        assert!(e.reason.contains("path traversal"), "{e}");
+        assert_eq!(
+            VmssInstance::instance_of(
+                "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1"
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn trailing_slashes_are_dropped_and_user_rules_are_not_applied() {
+        let id: ResourceId = format!("{NSG}//").parse().unwrap();
+        assert_eq!(id.to_string(), NSG);
+        // Not a GUID, a resource group name users could not write: still a request path.
+        let id: ResourceId = "/subscriptions/s/resourceGroups/rg./providers/A.B/t/n"
+            .parse()
+            .unwrap();
+        assert_eq!(id.resource_group(), "rg.");
+    }
+
+    #[test]
+    fn parsed_ids_convert_only_when_path_safe() {
+        let parsed = armid::ResourceId::parse_grammar(NSG).unwrap();
+        let id = ResourceId::try_from(parsed.clone()).unwrap();
+        assert_eq!(id.as_parsed(), &parsed);
+        assert_eq!(armid::ResourceId::from(id), parsed);
+        let mut bad = parsed;
+        bad.segments[0].1 = "a?b".into();
+        assert!(ResourceId::try_from(bad.clone()).is_err());
+        bad.segments.clear();
+        assert!(ResourceId::try_from(bad).is_err());
+    }
+
     fn segment() -> impl Strategy<Value = String> {
         "[A-Za-z0-9_.()-]{1,20}".prop_filter("not a traversal", |s| s != "." && s != "..")
     }
@@ -539,6 +590,42 @@ mod tests {
             let back: ResourceId = text.parse().unwrap();
             prop_assert_eq!(&back, &id);
             prop_assert_eq!(back.to_string(), text);
+        }
+
+        #[test]
+        fn path_unsafe_values_are_refused(
+            at in 0usize..7, prefix in segment(), bad in "[/?#%\\\\\u{0}-\u{1f}\u{7f}]", suffix in segment(),
+        ) {
+            let mut values: Vec<String> =
+                ["s", "rg", "A.B", "t", "n", "c", "m"].iter().map(|v| v.to_string()).collect();
+            values[at] = format!("{prefix}{bad}{suffix}");
+            let built = ResourceId::new(&values[0], &values[1], &values[2], &values[3], &values[4])
+                .and_then(|id| id.child(&values[5], &values[6]));
+            prop_assert!(built.is_err(), "{:?}", values);
+            let raw = format!(
+                "/subscriptions/{}/resourceGroups/{}/providers/{}/{}/{}/{}/{}",
+                values[0], values[1], values[2], values[3], values[4], values[5], values[6]
+            );
+            prop_assert!(raw.parse::<ResourceId>().is_err(), "{raw}");
+        }
+
+        #[test]
+        fn equality_and_hash_ignore_ascii_case(
+            sub in segment(), rg in segment(), ty in segment(), name in segment(), upper in prop::bool::ANY,
+        ) {
+            use std::collections::hash_map::DefaultHasher;
+            let id = ResourceId::new(&sub, &rg, NETWORK, &ty, &name).unwrap();
+            let text = id.to_string();
+            let recased = if upper { text.to_ascii_uppercase() } else { text.to_ascii_lowercase() };
+            let other: ResourceId = recased.parse().unwrap();
+            prop_assert_eq!(&other, &id);
+            let hash = |id: &ResourceId| {
+                let mut h = DefaultHasher::new();
+                id.hash(&mut h);
+                h.finish()
+            };
+            prop_assert_eq!(hash(&other), hash(&id));
+            prop_assert_ne!(id.clone().child("x", "y").unwrap(), id);
         }
 
         #[test]

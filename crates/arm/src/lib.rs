@@ -45,7 +45,7 @@ pub use client::{ArmClient, ArmConfig, PUBLIC_ARM_ENDPOINT};
 pub use credential::{CredentialConfig, StaticToken};
 pub use error::{ArmError, DEFAULT_THROTTLE_WAIT, ThrottleSource};
 pub use id::{
-    COMPUTE, CONTAINER_SERVICE, ChildSegment, NETWORK, ResourceId, ResourceIdError, ResourceKind,
+    COMPUTE, CONTAINER_SERVICE, NETWORK, ResourceId, ResourceIdError, ResourceKind, VmssInstance,
 };
 pub use lro::{DEFAULT_POLL_INTERVAL, Lro, MIN_POLL_INTERVAL, Monitor, OperationHandle};
 pub use network::{ArmNetwork, Etagged, NotFoundExt, Precondition};

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use poolnet_api::armid::{ResourceId, ResourceKind};
+use poolnet_api::armid::{NETWORK, ResourceId, ResourceKind};
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
 use poolnet_api::validation::{allowed_host_ports, managed_asg_enabled};
@@ -28,12 +28,16 @@ pub fn managed_asg_id(npn: &NodePoolNetwork) -> Option<String> {
     let pool =
         ResourceId::parse_kind(&npn.spec.node_pool.agent_pool_id, ResourceKind::AgentPool).ok()?;
     let name = npn.metadata.name.as_deref()?;
-    Some(format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/applicationSecurityGroups/{}",
-        pool.subscription,
-        pool.resource_group,
-        managed_asg_name(name)
-    ))
+    Some(
+        ResourceId::top_level(
+            pool.subscription,
+            pool.resource_group,
+            NETWORK,
+            "applicationSecurityGroups",
+            managed_asg_name(name),
+        )
+        .to_string(),
+    )
 }
 
 /// The ASGs NSG rules of this pool target: the managed one when enabled, else the custom ones.
