@@ -4,7 +4,7 @@
 //! Azure fixes a prefix's length and IP tags when it is created, so a prefix whose tags
 //! differ from the spec can never be fixed in place: it is reported, not written.
 
-use poolnet_api::armid::ResourceId;
+use poolnet_api::armid::{NETWORK, ResourceId};
 use poolnet_api::v1alpha1::{IpTag, NodePoolNetwork};
 
 /// ID of the prefix poolnet manages for `npn` (`prefix.managed`), in the agent pool's
@@ -19,10 +19,14 @@ pub fn managed_prefix_id(npn: &NodePoolNetwork) -> Option<String> {
         .managed
         .as_ref()?;
     let pool = ResourceId::parse(&npn.spec.node_pool.agent_pool_id).ok()?;
-    Some(format!(
-        "/subscriptions/{}/resourceGroups/{}/providers/Microsoft.Network/publicIPPrefixes/{}",
-        pool.subscription, m.resource_group, m.name
-    ))
+    let id = ResourceId::top_level(
+        pool.subscription,
+        m.resource_group.clone(),
+        NETWORK,
+        "publicIPPrefixes",
+        m.name.clone(),
+    );
+    Some(id.to_string())
 }
 
 /// The prefix the pool's node IPs should come from: the adopted one or the managed one.

@@ -243,14 +243,11 @@ pub fn node_selector(npn: &NodePoolNetwork) -> BTreeMap<String, String> {
     if !npn.spec.node_pool.node_selector.is_empty() {
         return npn.spec.node_pool.node_selector.clone();
     }
-    let pool = npn
-        .spec
-        .node_pool
-        .agent_pool_id
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    // Validation guarantees an agent pool ID; should it not parse, the selector matches no
+    // node rather than every node.
+    let pool = poolnet_api::armid::ResourceId::parse(&npn.spec.node_pool.agent_pool_id)
+        .map(|id| id.name().to_string())
+        .unwrap_or_default();
     BTreeMap::from([(AGENT_POOL_LABEL.to_string(), pool)])
 }
 

@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
 use poolnet_api::v1alpha1::NodeAddress;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_arm::ResourceId;
+use poolnet_arm::{ResourceId, VmssInstance};
 
 use super::super::conditions::PartState;
 use super::outcome::{Effects, Part, combine};
@@ -21,31 +21,6 @@ pub(super) struct NodeIps {
     pub addresses: Vec<NodeAddress>,
     /// Nodes the pool's selector matches.
     pub selected: usize,
-}
-
-/// `…/virtualMachineScaleSets/<vmss>/virtualMachines/<instance>` from a node's provider ID.
-fn vmss_instance(provider_id: &str) -> Option<(String, String)> {
-    let path = provider_id.strip_prefix("azure://")?;
-    let lower = path.to_ascii_lowercase();
-    let at = lower.find("/virtualmachines/")?;
-    let vmss = path[..at].to_string();
-    let instance = path[at + "/virtualmachines/".len()..]
-        .split('/')
-        .next()?
-        .to_string();
-    vmss.to_ascii_lowercase()
-        .contains("/virtualmachinescalesets/")
-        .then_some((vmss, instance))
-}
-
-/// Instance ID from a VMSS public IP's ipConfiguration ID.
-fn instance_of_ip_config(id: &str) -> Option<String> {
-    let lower = id.to_ascii_lowercase();
-    let at = lower.find("/virtualmachines/")?;
-    id[at + "/virtualmachines/".len()..]
-        .split('/')
-        .next()
-        .map(String::from)
 }
 
 /// `None` in the part when node public IPs are off.
@@ -72,31 +47,28 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<NodeIps>> {
         .into_iter()
         .filter(|n| selector.iter().all(|(k, v)| n.labels().get(k) == Some(v)))
         .collect();
-    let mut by_vmss: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    // Keyed by the scale set's ID as text: one listing per scale set, in a stable order.
+    let mut by_vmss: BTreeMap<String, (ResourceId, Vec<(String, String)>)> = BTreeMap::new();
     for n in &nodes {
-        if let Some((vmss, instance)) = n
-            .spec
-            .as_ref()
-            .and_then(|s| s.provider_id.as_deref())
-            .and_then(vmss_instance)
-        {
-            by_vmss
-                .entry(vmss)
-                .or_default()
-                .push((n.name_any(), instance));
+        let Some(pid) = n.spec.as_ref().and_then(|s| s.provider_id.as_deref()) else {
+            continue;
+        };
+        match VmssInstance::from_provider_id(pid) {
+            None => {}
+            Some(Err(e)) => {
+                problems.push(fx.arm_failure(cond::NODE_IPS_READY, "node provider ID", &e.into()))
+            }
+            Some(Ok(v)) => by_vmss
+                .entry(v.vmss.to_string().to_ascii_lowercase())
+                .or_insert_with(|| (v.vmss.clone(), Vec::new()))
+                .1
+                .push((n.name_any(), v.instance)),
         }
     }
     let mut addresses = Vec::new();
-    let mut problems = Vec::new();
-    for (vmss, members) in &by_vmss {
-        let id: ResourceId = match vmss.parse() {
-            Ok(id) => id,
-            Err(e) => {
-                problems.push(fx.arm_failure(cond::NODE_IPS_READY, "node provider ID", &e.into()));
-                continue;
-            }
-        };
-        match pass.ctx.arm.list_vmss_public_ips(&id).await {
+    for (id, members) in by_vmss.values() {
+        match pass.ctx.arm.list_vmss_public_ips(id).await {
             Ok(ips) => {
                 let by_instance: HashMap<String, String> = ips
                     .iter()
@@ -108,7 +80,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<NodeIps>> {
                             .sub_resource
                             .id
                             .as_deref()?;
-                        Some((instance_of_ip_config(cfg)?, props.ip_address.clone()?))
+                        Some((VmssInstance::instance_of(cfg)?, props.ip_address.clone()?))
                     })
                     .collect();
                 for (node, instance) in members {
@@ -122,7 +94,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<NodeIps>> {
             }
             Err(e) => problems.push(fx.arm_failure(
                 cond::NODE_IPS_READY,
-                &format!("listing public IPs of {vmss}"),
+                &format!("listing public IPs of {id}"),
                 &e,
             )),
         }
@@ -159,20 +131,4 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<NodeIps>> {
         condition,
         fx,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn provider_ids_map_to_vmss_instances() {
-        let pid = "azure:///subscriptions/s/resourceGroups/mc_rg/providers/Microsoft.Compute/virtualMachineScaleSets/aks-game-1-vmss/virtualMachines/2";
-        let (vmss, i) = vmss_instance(pid).unwrap();
-        assert!(vmss.ends_with("virtualMachineScaleSets/aks-game-1-vmss"));
-        assert_eq!(i, "2");
-        assert!(vmss_instance("azure:///subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/vm1").is_none());
-        let cfg = "/subscriptions/s/resourceGroups/mc/providers/Microsoft.Compute/virtualMachineScaleSets/v/virtualMachines/7/networkInterfaces/v/ipConfigurations/ipconfig1";
-        assert_eq!(instance_of_ip_config(cfg).as_deref(), Some("7"));
-    }
 }
