@@ -3,7 +3,7 @@
 //! subscriptions and resource groups, api-version checks, and the VMSS views of agent pools.
 
 use crate::config::Limits;
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::faults::OtherWriterAction;
 use crate::json::{self, Obj};
 use crate::kinds::{self, Cx, aks};
@@ -42,7 +42,7 @@ impl Reply {
         }
     }
 
-    pub fn error(e: &ArmError) -> Self {
+    pub fn error(e: &CloudError) -> Self {
         let mut r = Reply::json(e.status, e.to_json());
         if let Some(secs) = e.retry_after {
             r = r.header("Retry-After", secs.to_string());
@@ -74,7 +74,7 @@ pub struct Request<'a> {
     pub if_none_match: Option<&'a str>,
     pub body: &'a [u8],
     /// Injected by a `fail_operation` fault: the LRO this write starts will end `Failed`.
-    pub fail_operation: Option<ArmError>,
+    pub fail_operation: Option<CloudError>,
 }
 
 impl Request<'_> {
@@ -97,8 +97,8 @@ pub fn handle(sim: &Arc<Sim>, req: &Request) -> Reply {
     }
 }
 
-fn method_not_allowed(req: &Request) -> ArmError {
-    ArmError::new(
+fn method_not_allowed(req: &Request) -> CloudError {
+    CloudError::new(
         405,
         "MethodNotAllowed",
         format!(
@@ -108,8 +108,8 @@ fn method_not_allowed(req: &Request) -> ArmError {
     )
 }
 
-fn unknown_type(req: &Request) -> ArmError {
-    ArmError::new(
+fn unknown_type(req: &Request) -> CloudError {
+    CloudError::new(
         404,
         "InvalidResourceType",
         format!(
@@ -132,15 +132,15 @@ fn well_formed_version(v: &str) -> bool {
         && (b.len() == 10 || (b[10] == b'-' && b.len() > 11))
 }
 
-fn check_api_version(req: &Request, allowed: &[&str], rtype: &str) -> ArmResult<()> {
+fn check_api_version(req: &Request, allowed: &[&str], rtype: &str) -> CloudResult<()> {
     let Some(v) = req.query("api-version") else {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "MissingApiVersionParameter",
             "The api-version query parameter (?api-version=) is required for all requests.",
         ));
     };
     if !well_formed_version(v) {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "InvalidApiVersionParameter",
             format!(
                 "The api-version '{v}' is invalid. The supported versions are '{}'.",
@@ -149,7 +149,7 @@ fn check_api_version(req: &Request, allowed: &[&str], rtype: &str) -> ArmResult<
         ));
     }
     if !allowed.contains(&v) {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "NoRegisteredProviderFound",
             format!(
                 "No registered resource provider found for location and API version '{v}' for type '{rtype}'. The supported api-versions are '{}'.",
@@ -160,7 +160,7 @@ fn check_api_version(req: &Request, allowed: &[&str], rtype: &str) -> ArmResult<
     Ok(())
 }
 
-fn dispatch(sim: &Arc<Sim>, req: &Request) -> ArmResult<Reply> {
+fn dispatch(sim: &Arc<Sim>, req: &Request) -> CloudResult<Reply> {
     match req.route {
         Route::Subscription { sub } => {
             check_api_version(req, SUBSCRIPTION_API_VERSIONS, "subscriptions")?;
@@ -248,7 +248,7 @@ pub fn normalize_location(loc: &str) -> String {
         .to_ascii_lowercase()
 }
 
-fn resource_group(sim: &Arc<Sim>, req: &Request, sub: &str, rg: &str) -> ArmResult<Reply> {
+fn resource_group(sim: &Arc<Sim>, req: &Request, sub: &str, rg: &str) -> CloudResult<Reply> {
     match req.method {
         "GET" | "HEAD" => {
             let st = sim.state();
@@ -275,7 +275,7 @@ fn resource_group(sim: &Arc<Sim>, req: &Request, sub: &str, rg: &str) -> ArmResu
                 (Some(l), _) => normalize_location(l),
                 (None, Some(g)) => g.location.clone(),
                 (None, None) => {
-                    return Err(ArmError::bad_request(
+                    return Err(CloudError::bad_request(
                         "LocationRequired",
                         "The location property is required for this definition.",
                     ));
@@ -284,7 +284,7 @@ fn resource_group(sim: &Arc<Sim>, req: &Request, sub: &str, rg: &str) -> ArmResu
             if let Some(g) = &existing
                 && g.location != location
             {
-                return Err(ArmError::new(
+                return Err(CloudError::new(
                     409,
                     "InvalidResourceGroupLocation",
                     format!(
@@ -389,7 +389,7 @@ fn list_collection(
     rg: Option<&str>,
     ns: &str,
     rtype: &str,
-) -> ArmResult<Reply> {
+) -> CloudResult<Reply> {
     let type_key = format!("{}/{}", ns.to_ascii_lowercase(), rtype.to_ascii_lowercase());
     if type_key == "microsoft.compute/virtualmachinescalesets" {
         check_api_version(req, COMPUTE_API_VERSIONS, "virtualMachineScaleSets")?;
@@ -457,7 +457,7 @@ fn parent_path(p: &ResPath) -> ResPath {
     }
 }
 
-fn resource(sim: &Arc<Sim>, req: &Request, p: &ResPath) -> ArmResult<Reply> {
+fn resource(sim: &Arc<Sim>, req: &Request, p: &ResPath) -> CloudResult<Reply> {
     let type_key = p.type_key();
     // VMSS views of agent pools.
     match type_key.as_str() {
@@ -469,7 +469,7 @@ fn resource(sim: &Arc<Sim>, req: &Request, p: &ResPath) -> ArmResult<Reply> {
             let st = sim.state();
             st.resource_group(&p.sub, &p.rg)?;
             let pool = aks::pool_for_vmss(&st, &p.sub, &p.rg, &p.segs[0].1).ok_or_else(|| {
-                ArmError::resource_not_found(
+                CloudError::resource_not_found(
                     "Microsoft.Compute/virtualMachineScaleSets",
                     &p.segs[0].1,
                     &p.rg,
@@ -491,7 +491,7 @@ fn resource(sim: &Arc<Sim>, req: &Request, p: &ResPath) -> ArmResult<Reply> {
             let st = sim.state();
             st.resource_group(&p.sub, &p.rg)?;
             let pool = aks::pool_for_vmss(&st, &p.sub, &p.rg, &p.segs[0].1).ok_or_else(|| {
-                ArmError::resource_not_found(
+                CloudError::resource_not_found(
                     "Microsoft.Compute/virtualMachineScaleSets",
                     &p.segs[0].1,
                     &p.rg,
@@ -521,7 +521,11 @@ fn resource(sim: &Arc<Sim>, req: &Request, p: &ResPath) -> ArmResult<Reply> {
             st.resource_group(&p.sub, &p.rg)?;
             let cluster = res_id(p);
             st.get_kind(&cluster, Kind::ManagedCluster).ok_or_else(|| {
-                ArmError::resource_not_found(Kind::ManagedCluster.type_name(), &p.segs[0].1, &p.rg)
+                CloudError::resource_not_found(
+                    Kind::ManagedCluster.type_name(),
+                    &p.segs[0].1,
+                    &p.rg,
+                )
             })?;
             let items = st
                 .under(&cluster)
@@ -559,9 +563,9 @@ fn resource(sim: &Arc<Sim>, req: &Request, p: &ResPath) -> ArmResult<Reply> {
     }
 }
 
-fn not_found(kind: Kind, p: &ResPath) -> ArmError {
+fn not_found(kind: Kind, p: &ResPath) -> CloudError {
     if kind == Kind::AgentPool {
-        ArmError::new(
+        CloudError::new(
             404,
             "NotFound",
             format!(
@@ -570,17 +574,17 @@ fn not_found(kind: Kind, p: &ResPath) -> ArmError {
             ),
         )
     } else {
-        ArmError::resource_not_found(kind.type_name(), &p.segs[0].1, &p.rg)
+        CloudError::resource_not_found(kind.type_name(), &p.segs[0].1, &p.rg)
     }
 }
 
-fn check_cluster(st: &State, kind: Kind, p: &ResPath) -> ArmResult<()> {
+fn check_cluster(st: &State, kind: Kind, p: &ResPath) -> CloudResult<()> {
     if kind == Kind::AgentPool
         && st
             .get_kind(&res_id(&parent_path(p)), Kind::ManagedCluster)
             .is_none()
     {
-        return Err(ArmError::resource_not_found(
+        return Err(CloudError::resource_not_found(
             Kind::ManagedCluster.type_name(),
             &p.segs[0].1,
             &p.rg,
@@ -589,7 +593,7 @@ fn check_cluster(st: &State, kind: Kind, p: &ResPath) -> ArmResult<()> {
     Ok(())
 }
 
-fn get_resource(sim: &Arc<Sim>, p: &ResPath, kind: Kind) -> ArmResult<Reply> {
+fn get_resource(sim: &Arc<Sim>, p: &ResPath, kind: Kind) -> CloudResult<Reply> {
     let st = sim.state();
     st.resource_group(&p.sub, &p.rg)?;
     check_cluster(&st, kind, p)?;
@@ -599,20 +603,20 @@ fn get_resource(sim: &Arc<Sim>, p: &ResPath, kind: Kind) -> ArmResult<Reply> {
     Ok(Reply::json(200, kinds::render(&st, res)).etag(res.etag()))
 }
 
-fn parse_body(bytes: &[u8]) -> ArmResult<Obj> {
+fn parse_body(bytes: &[u8]) -> CloudResult<Obj> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "InvalidRequestContent",
             "The request content was invalid and could not be deserialized: the body is empty.",
         ));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(o)) => Ok(o),
-        Ok(_) => Err(ArmError::bad_request(
+        Ok(_) => Err(CloudError::bad_request(
             "InvalidRequestContent",
             "The request content was invalid and could not be deserialized: a JSON object is expected.",
         )),
-        Err(e) => Err(ArmError::bad_request(
+        Err(e) => Err(CloudError::bad_request(
             "InvalidRequestContent",
             format!("The request content was invalid and could not be deserialized: {e}"),
         )),
@@ -626,26 +630,26 @@ fn strip_etag(s: &str) -> &str {
 }
 
 /// `If-Match` / `If-None-Match` against the current ETag (`None`: resource absent).
-fn preconditions(current: Option<&str>, req: &Request) -> ArmResult<()> {
+fn preconditions(current: Option<&str>, req: &Request) -> CloudResult<()> {
     if let Some(m) = req.if_match {
         let ok = match current {
             None => false,
             Some(cur) => m.trim() == "*" || m.split(',').any(|c| strip_etag(c) == strip_etag(cur)),
         };
         if !ok {
-            return Err(ArmError::precondition_failed());
+            return Err(CloudError::precondition_failed());
         }
     }
     if let Some(n) = req.if_none_match
         && let Some(cur) = current
         && (n.trim() == "*" || n.split(',').any(|c| strip_etag(c) == strip_etag(cur)))
     {
-        return Err(ArmError::precondition_failed());
+        return Err(CloudError::precondition_failed());
     }
     Ok(())
 }
 
-fn valid_name(kind: Kind, name: &str) -> ArmResult<()> {
+fn valid_name(kind: Kind, name: &str) -> CloudResult<()> {
     let ok = if kind == Kind::AgentPool {
         (1..=12).contains(&name.len())
             && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -663,14 +667,14 @@ fn valid_name(kind: Kind, name: &str) -> ArmResult<()> {
     if ok {
         Ok(())
     } else if kind == Kind::AgentPool {
-        Err(ArmError::bad_request(
+        Err(CloudError::bad_request(
             "InvalidParameter",
             format!(
                 "Agent pool name '{name}' is invalid: 1-12 lowercase letters and digits, starting with a letter."
             ),
         ))
     } else {
-        Err(ArmError::bad_request(
+        Err(CloudError::bad_request(
             "InvalidResourceName",
             format!(
                 "Resource name {name} is invalid. The name can be up to 80 characters long. It must begin with a word character, and it must end with a word character or with '_'. The name may contain word characters or '.', '-', '_'."
@@ -679,11 +683,11 @@ fn valid_name(kind: Kind, name: &str) -> ArmResult<()> {
     }
 }
 
-fn aks_busy(res: &Resource, st: &State) -> ArmResult<()> {
+fn aks_busy(res: &Resource, st: &State) -> CloudResult<()> {
     if let Some(op) = res.op.as_ref().and_then(|id| st.ops.get(id))
         && op.status == OpStatus::InProgress
     {
-        return Err(ArmError::new(
+        return Err(CloudError::new(
             409,
             "OperationNotAllowed",
             format!(
@@ -703,7 +707,7 @@ pub fn put_core(
     kind: Kind,
     p: &ResPath,
     body: &Obj,
-) -> ArmResult<(String, bool)> {
+) -> CloudResult<(String, bool)> {
     st.resource_group(&p.sub, &p.rg)?;
     check_cluster(st, kind, p)?;
     let id = res_id(p);
@@ -717,7 +721,7 @@ pub fn put_core(
     } else {
         match (json::opt_str(body, "location", "resource")?, &existing) {
             (Some(l), Some(old)) if normalize_location(l) != old.location() => {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "InvalidResourceLocation",
                     format!(
                         "The resource '{name}' already exists in location '{}' in resource group '{}'. A resource with the same name cannot be created in location '{}'. Please select a new resource name.",
@@ -730,7 +734,7 @@ pub fn put_core(
             (Some(l), _) => normalize_location(l),
             (None, Some(old)) => old.location().to_string(),
             (None, None) => {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "LocationRequired",
                     "The location property is required for this definition.",
                 ));
@@ -805,10 +809,10 @@ fn create_profile_pool(
     limits: &Limits,
     cluster: &ResPath,
     profile: &Value,
-) -> ArmResult<()> {
+) -> CloudResult<()> {
     let prof = json::as_obj(profile, "an agent pool profile")?;
     let name = json::opt_str(prof, "name", "agentPoolProfile")?.ok_or_else(|| {
-        ArmError::bad_request("InvalidParameter", "Every agentPoolProfile needs a name.")
+        CloudError::bad_request("InvalidParameter", "Every agentPoolProfile needs a name.")
     })?;
     let mut props = prof.clone();
     props.remove("name");
@@ -824,7 +828,7 @@ fn op_noun_prefix(method: &str) -> &'static str {
     if method == "DELETE" { "Delete" } else { "Put" }
 }
 
-fn put_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> ArmResult<Reply> {
+fn put_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> CloudResult<Reply> {
     let body = parse_body(req.body)?;
     let live = sim.live();
     let mut st = sim.state();
@@ -897,7 +901,7 @@ fn put_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> ArmRe
         .header("Retry-After", live.lro.retry_after_secs.to_string()))
 }
 
-fn patch_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> ArmResult<Reply> {
+fn patch_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> CloudResult<Reply> {
     let body = parse_body(req.body)?;
     let mut st = sim.state();
     st.resource_group(&p.sub, &p.rg)?;
@@ -905,7 +909,7 @@ fn patch_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> Arm
     let res = st.get_kind(&id, kind).ok_or_else(|| not_found(kind, p))?;
     preconditions(Some(res.etag()), req)?;
     let Some(tags) = json::opt_obj(&body, "tags", "resource")?.cloned() else {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "InvalidRequestContent",
             "Only 'tags' can be updated with PATCH on this resource type.",
         ));
@@ -932,14 +936,14 @@ fn patch_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> Arm
     Ok(Reply::json(200, kinds::render(&st, res)).etag(res.etag()))
 }
 
-fn delete_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> ArmResult<Reply> {
+fn delete_resource(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> CloudResult<Reply> {
     let live = sim.live();
     let mut st = sim.state();
     st.resource_group(&p.sub, &p.rg)?;
     let id = res_id(p);
     let Some(existing) = st.get_kind(&id, kind).cloned() else {
         if req.if_match.is_some() {
-            return Err(ArmError::precondition_failed());
+            return Err(CloudError::precondition_failed());
         }
         return Ok(Reply::empty(204));
     };
@@ -1007,13 +1011,13 @@ fn find_child<'a>(parent_body: &'a Value, ck: ChildKind, name: &str) -> Option<&
         })
 }
 
-fn parent_of<'a>(st: &'a State, p: &ResPath, ck: ChildKind) -> ArmResult<&'a Resource> {
+fn parent_of<'a>(st: &'a State, p: &ResPath, ck: ChildKind) -> CloudResult<&'a Resource> {
     st.resource_group(&p.sub, &p.rg)?;
     st.get_kind(&res_id(&parent_path(p)), ck.parent())
-        .ok_or_else(|| ArmError::resource_not_found(ck.parent().type_name(), &p.segs[0].1, &p.rg))
+        .ok_or_else(|| CloudError::resource_not_found(ck.parent().type_name(), &p.segs[0].1, &p.rg))
 }
 
-fn child_list(sim: &Arc<Sim>, req: &Request, ck: ChildKind, p: &ResPath) -> ArmResult<Reply> {
+fn child_list(sim: &Arc<Sim>, req: &Request, ck: ChildKind, p: &ResPath) -> CloudResult<Reply> {
     let st = sim.state();
     let parent = parent_of(&st, p, ck)?;
     let rendered = kinds::render(&st, parent);
@@ -1025,21 +1029,21 @@ fn child_list(sim: &Arc<Sim>, req: &Request, ck: ChildKind, p: &ResPath) -> ArmR
     Ok(page(sim, req, items))
 }
 
-fn child_get(sim: &Arc<Sim>, p: &ResPath, ck: ChildKind) -> ArmResult<Reply> {
+fn child_get(sim: &Arc<Sim>, p: &ResPath, ck: ChildKind) -> CloudResult<Reply> {
     let st = sim.state();
     let parent = parent_of(&st, p, ck)?;
     let rendered = kinds::render(&st, parent);
     let child = find_child(&rendered, ck, &p.segs[1].1)
-        .ok_or_else(|| ArmError::child_not_found(&res_id(p)))?;
+        .ok_or_else(|| CloudError::child_not_found(&res_id(p)))?;
     let etag = child["etag"].as_str().unwrap_or("").to_string();
     Ok(Reply::json(200, child.clone()).etag(&etag))
 }
 
-fn parent_busy(st: &State, parent: &Resource) -> ArmResult<()> {
+fn parent_busy(st: &State, parent: &Resource) -> CloudResult<()> {
     if let Some(op) = parent.op.as_ref().and_then(|id| st.ops.get(id))
         && op.status == OpStatus::InProgress
     {
-        return Err(ArmError::new(
+        return Err(CloudError::new(
             429,
             "RetryableErrorDueToAnotherOperation",
             format!(
@@ -1061,7 +1065,7 @@ pub fn child_put_core(
     ck: ChildKind,
     name: &str,
     child_props: Value,
-) -> ArmResult<bool> {
+) -> CloudResult<bool> {
     let mut req = parent.body.as_object().cloned().unwrap_or_default();
     let mut props = json::props(&req)?;
     let mut items = props
@@ -1091,9 +1095,14 @@ pub fn child_put_core(
 }
 
 /// Validates `req` as the new body of `parent` and stores it with a fresh ETag.
-fn rebuild_parent(st: &mut State, limits: &Limits, parent: &Resource, req: &Obj) -> ArmResult<()> {
+fn rebuild_parent(
+    st: &mut State,
+    limits: &Limits,
+    parent: &Resource,
+    req: &Obj,
+) -> CloudResult<()> {
     let p =
-        crate::path::parse_id(&parent.id).ok_or_else(|| ArmError::child_not_found(&parent.id))?;
+        crate::path::parse_id(&parent.id).ok_or_else(|| CloudError::child_not_found(&parent.id))?;
     let location = parent.location().to_string();
     let cx = Cx {
         limits,
@@ -1123,7 +1132,7 @@ fn rebuild_parent(st: &mut State, limits: &Limits, parent: &Resource, req: &Obj)
     Ok(())
 }
 
-fn child_put(sim: &Arc<Sim>, req: &Request, p: &ResPath, ck: ChildKind) -> ArmResult<Reply> {
+fn child_put(sim: &Arc<Sim>, req: &Request, p: &ResPath, ck: ChildKind) -> CloudResult<Reply> {
     let body = parse_body(req.body)?;
     let live = sim.live();
     let mut st = sim.state();
@@ -1171,14 +1180,14 @@ fn child_put(sim: &Arc<Sim>, req: &Request, p: &ResPath, ck: ChildKind) -> ArmRe
         .header("Retry-After", live.lro.retry_after_secs.to_string()))
 }
 
-fn child_delete(sim: &Arc<Sim>, req: &Request, p: &ResPath, ck: ChildKind) -> ArmResult<Reply> {
+fn child_delete(sim: &Arc<Sim>, req: &Request, p: &ResPath, ck: ChildKind) -> CloudResult<Reply> {
     let live = sim.live();
     let mut st = sim.state();
     let parent = parent_of(&st, p, ck)?.clone();
     let name = p.segs[1].1.clone();
     let Some(child) = find_child(&parent.body, ck, &name).cloned() else {
         if req.if_match.is_some() {
-            return Err(ArmError::precondition_failed());
+            return Err(CloudError::precondition_failed());
         }
         return Ok(Reply::empty(204));
     };
@@ -1275,7 +1284,7 @@ fn new_op(
     resource_key: String,
     kind: OpKind,
     name: String,
-    planned_failure: Option<ArmError>,
+    planned_failure: Option<CloudError>,
 ) -> String {
     let id = state::new_guid();
     st.ops.insert(
@@ -1333,7 +1342,7 @@ fn cancel_op(st: &mut State, op_id: &str, by: &str) {
     {
         op.status = OpStatus::Canceled;
         op.end_time = Some(state::now_rfc3339());
-        op.error = Some(ArmError::new(
+        op.error = Some(CloudError::new(
             409,
             "CanceledAndSupersededDueToAnotherOperation",
             format!(
@@ -1448,11 +1457,11 @@ fn op_body(op: &AsyncOp) -> Value {
     b
 }
 
-fn op_status(sim: &Arc<Sim>, req: &Request, op_id: &str) -> ArmResult<Reply> {
+fn op_status(sim: &Arc<Sim>, req: &Request, op_id: &str) -> CloudResult<Reply> {
     let retry = sim.live().lro.retry_after_secs;
     let st = sim.state();
     let op = st.ops.get(op_id).ok_or_else(|| {
-        ArmError::new(404, "NotFound", format!("Operation {op_id} was not found."))
+        CloudError::new(404, "NotFound", format!("Operation {op_id} was not found."))
     })?;
     let _ = req;
     let mut reply = Reply::json(200, op_body(op));
@@ -1462,11 +1471,11 @@ fn op_status(sim: &Arc<Sim>, req: &Request, op_id: &str) -> ArmResult<Reply> {
     Ok(reply)
 }
 
-fn op_result(sim: &Arc<Sim>, req: &Request, op_id: &str) -> ArmResult<Reply> {
+fn op_result(sim: &Arc<Sim>, req: &Request, op_id: &str) -> CloudResult<Reply> {
     let retry = sim.live().lro.retry_after_secs;
     let st = sim.state();
     let op = st.ops.get(op_id).ok_or_else(|| {
-        ArmError::new(404, "NotFound", format!("Operation {op_id} was not found."))
+        CloudError::new(404, "NotFound", format!("Operation {op_id} was not found."))
     })?;
     match op.status {
         OpStatus::InProgress => Ok(Reply::empty(202)
@@ -1489,7 +1498,7 @@ fn op_result(sim: &Arc<Sim>, req: &Request, op_id: &str) -> ArmResult<Reply> {
         },
         OpStatus::Failed | OpStatus::Canceled => {
             let e = op.error.clone().unwrap_or_else(|| {
-                ArmError::new(500, "InternalServerError", "The operation failed.")
+                CloudError::new(500, "InternalServerError", "The operation failed.")
             });
             Err(e)
         }
@@ -1500,15 +1509,15 @@ fn op_result(sim: &Arc<Sim>, req: &Request, op_id: &str) -> ArmResult<Reply> {
 
 /// A write by someone other than the client (AKS, the cloud controller): applied at once,
 /// validated like any PUT, with a new ETag.
-pub fn other_write(sim: &Sim, id: &str, action: &OtherWriterAction) -> ArmResult<()> {
+pub fn other_write(sim: &Sim, id: &str, action: &OtherWriterAction) -> CloudResult<()> {
     let limits = sim.live().limits;
     let mut st = sim.state();
     let Some(res) = st.get(id).cloned() else {
-        return Err(ArmError::child_not_found(id));
+        return Err(CloudError::child_not_found(id));
     };
     let mut body = res.body.as_object().cloned().unwrap_or_default();
     let mut props = json::props(&body)?;
-    let upsert = |props: &mut Obj, array: &str, item: &Value| -> ArmResult<()> {
+    let upsert = |props: &mut Obj, array: &str, item: &Value| -> CloudResult<()> {
         let name = item["name"].as_str().unwrap_or("").to_string();
         let mut items = props
             .get(array)

@@ -33,7 +33,7 @@ mod tls;
 
 pub use config::{AuthConfig, Limits, LroConfig, PagingConfig, SimConfig, ThrottleConfig};
 pub use counters::Counters;
-pub use error::ArmError;
+pub use error::CloudError;
 pub use faults::{FaultAction, FaultConfig, FaultRule, OtherWriter, OtherWriterAction};
 pub use fixture::Fixture;
 pub use server::{FaultControl, RunningSim, start};

@@ -3,7 +3,7 @@
 //! VMSS views (`virtualMachineScaleSets`, their public IPs and NICs) in the node resource group.
 
 use super::{Cx, ip};
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::json::{self, Obj};
 use crate::state::{self, Kind, Node, Resource, State, key};
 use serde_json::{Value, json};
@@ -11,12 +11,12 @@ use std::net::IpAddr;
 
 pub const DEFAULT_K8S_VERSION: &str = "1.29.2";
 
-fn invalid(message: String) -> ArmError {
-    ArmError::bad_request("InvalidParameter", message)
+fn invalid(message: String) -> CloudError {
+    CloudError::bad_request("InvalidParameter", message)
 }
 
-fn change_not_allowed(field: &str, pool: &str) -> ArmError {
-    ArmError::bad_request(
+fn change_not_allowed(field: &str, pool: &str) -> CloudError {
+    CloudError::bad_request(
         "PropertyChangeNotAllowed",
         format!(
             "Changing property '{field}' is not allowed (agent pool {pool}): it can only be set when the pool is created."
@@ -60,7 +60,7 @@ pub fn build_cluster(
     cx: &Cx,
     existing: Option<&Resource>,
     req: &Obj,
-) -> ArmResult<Obj> {
+) -> CloudResult<Obj> {
     let p = json::props(req)?;
     let what = "managedCluster";
     let mut out = p.clone();
@@ -85,7 +85,7 @@ pub fn build_cluster(
         .and_then(Value::as_str)
         && !old.eq_ignore_ascii_case(&node_rg)
     {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "PropertyChangeNotAllowed",
             format!(
                 "Changing property 'nodeResourceGroup' of {} is not allowed.",
@@ -146,7 +146,7 @@ pub fn build_pool(
     cx: &Cx,
     existing: Option<&Resource>,
     req: &Obj,
-) -> ArmResult<Obj> {
+) -> CloudResult<Obj> {
     let req_props = json::props(req)?;
     let what = "agentPool";
     let cluster_id = cluster_of_pool(cx.id).to_string();
@@ -338,7 +338,7 @@ pub fn build_pool(
         (Some(prefix_id), n) => {
             let free = ip::free_in_prefix(st, prefix_id, n);
             if free.len() < n {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "PublicIpPrefixOutOfIpAddressesForPublicIp",
                     format!(
                         "Public IP prefix {prefix_id} has {} free addresses but agent pool {} needs {n} more for its nodes.",
@@ -358,7 +358,7 @@ pub fn build_pool(
                         for ip in &got {
                             st.pool.release(&ipnet::IpNet::from(*ip));
                         }
-                        return Err(ArmError::bad_request(
+                        return Err(CloudError::bad_request(
                             "PublicIpAddressCannotBeAllocated",
                             format!(
                                 "The simulated public address pool is exhausted; agent pool {} needs {n} node IPs.",
@@ -398,7 +398,7 @@ pub fn build_pool(
     Ok(out)
 }
 
-fn canonical_ports(n: &Obj, pool: &str) -> ArmResult<Value> {
+fn canonical_ports(n: &Obj, pool: &str) -> CloudResult<Value> {
     let mut out = Vec::new();
     for r in json::opt_array(n, "allowedHostPorts", "networkProfile")? {
         let r = json::as_obj(r, "a port range")?;
