@@ -1,10 +1,10 @@
 //! The control API under `/_armsim/`: counters, faults, live configuration and snapshots,
 //! for tests and benchmarks written in any language. Unauthenticated: loopback only.
 
-use crate::arm::Reply;
 use crate::counters::Counters;
 use crate::error::CloudError;
 use crate::faults::{FaultConfig, FaultRule, OtherWriter};
+use crate::handlers::Reply;
 use crate::sim::{LiveConfig, Sim, lock};
 use anyhow::Context;
 use serde::de::DeserializeOwned;

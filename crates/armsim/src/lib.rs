@@ -13,13 +13,13 @@
 //! println!("ARM at {}", sim.base_url());
 //! ```
 
-mod arm;
 pub mod config;
 mod control;
 pub mod counters;
 pub mod error;
 pub mod faults;
 pub mod fixture;
+mod handlers;
 mod json;
 mod kinds;
 mod load;

@@ -1,11 +1,11 @@
 //! The HTTP(S) front: connection handling, auth, fault injection, throttling, response headers,
 //! and the running-simulator handle tests hold.
 
-use crate::arm::{self, Reply};
 use crate::config::{LroConfig, SimConfig, ThrottleConfig};
 use crate::counters::Counters;
 use crate::error::CloudError;
 use crate::faults::{FaultAction, FaultConfig, FaultRule, FaultState, OtherWriter};
+use crate::handlers::{self, Reply};
 use crate::path::{self, Route};
 use crate::sim::{LiveConfig, Sim, lock};
 use crate::state::State;
@@ -322,7 +322,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
                 break 'reply (throttled(&sub, class, retry_after), Some(0));
             }
         };
-        let request = arm::Request {
+        let request = handlers::Request {
             method: &method,
             route: &route,
             path: &path,
@@ -332,7 +332,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
             body: &body,
             fail_operation,
         };
-        let reply = arm::handle(&sim, &request);
+        let reply = handlers::handle(&sim, &request);
         if method == "GET" && reply.status == 200 {
             run_other_writers(&sim, &route);
         }
@@ -376,10 +376,10 @@ fn run_other_writers(sim: &Arc<Sim>, route: &Route) {
     if p.segs.len() != 1 || p.collection.is_some() {
         return;
     }
-    let id = arm::res_id(p);
+    let id = handlers::res_id(p);
     let due = sim.faults().after_get(&id);
     for action in due {
-        match arm::other_write(sim, &id, &action) {
+        match handlers::other_write(sim, &id, &action) {
             Ok(()) => sim.counters().other_writer_mutations += 1,
             Err(e) => tracing::warn!("armsim other writer on {id} refused: {e}"),
         }
