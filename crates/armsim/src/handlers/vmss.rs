@@ -3,11 +3,11 @@
 
 use super::paging::page;
 use super::{Reply, Request};
-use crate::error::CloudResult;
-use crate::kinds::aks;
+use crate::error::{CloudError, CloudResult};
+use crate::kinds::vmss;
 use crate::path::ResPath;
 use crate::sim::Sim;
-use crate::state::{Kind, Resource};
+use crate::state::{Kind, Resource, State};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -23,13 +23,13 @@ pub(super) fn list(
     let pools: Vec<&Resource> = match rg {
         Some(rg) => {
             st.resource_group(sub, rg)?;
-            aks::pools_in_node_rg(&st, sub, rg)
+            vmss::pools_in_rg(&st, sub, rg)
         }
         None => st.of_kind(Kind::AgentPool).collect(),
     };
     let items = pools
         .into_iter()
-        .filter_map(|p| aks::vmss_body(&st, p))
+        .filter_map(|p| vmss::body(&st, p))
         .collect();
     Ok(page(sim, req, items))
 }
@@ -37,15 +37,8 @@ pub(super) fn list(
 /// GET of one scale set.
 pub(super) fn get(sim: &Arc<Sim>, p: &ResPath) -> CloudResult<Reply> {
     let st = sim.state();
-    st.resource_group(&p.sub, &p.rg)?;
-    let pool = aks::pool_for_vmss(&st, &p.sub, &p.rg, &p.segs[0].1).ok_or_else(|| {
-        crate::error::CloudError::resource_not_found(
-            "Microsoft.Compute/virtualMachineScaleSets",
-            &p.segs[0].1,
-            &p.rg,
-        )
-    })?;
-    let body = aks::vmss_body(&st, pool).unwrap_or(Value::Null);
+    let pool = pool_of(&st, p)?;
+    let body = vmss::body(&st, pool).unwrap_or(Value::Null);
     Ok(Reply::json(200, body))
 }
 
@@ -57,19 +50,24 @@ pub(super) fn list_instance_children(
     type_key: &str,
 ) -> CloudResult<Reply> {
     let st = sim.state();
+    let pool = pool_of(&st, p)?;
+    let items = if type_key.ends_with("publicipaddresses") {
+        vmss::public_ips(&st, pool)
+    } else {
+        vmss::nics(&st, pool)
+    };
+    drop(st);
+    Ok(page(sim, req, items))
+}
+
+/// The agent pool behind the scale set `p` names.
+fn pool_of<'a>(st: &'a State, p: &ResPath) -> CloudResult<&'a Resource> {
     st.resource_group(&p.sub, &p.rg)?;
-    let pool = aks::pool_for_vmss(&st, &p.sub, &p.rg, &p.segs[0].1).ok_or_else(|| {
-        crate::error::CloudError::resource_not_found(
+    vmss::pool_named(st, &p.sub, &p.rg, &p.segs[0].1).ok_or_else(|| {
+        CloudError::resource_not_found(
             "Microsoft.Compute/virtualMachineScaleSets",
             &p.segs[0].1,
             &p.rg,
         )
-    })?;
-    let items = if type_key.ends_with("publicipaddresses") {
-        aks::vmss_public_ips(&st, pool)
-    } else {
-        aks::vmss_nics(&st, pool)
-    };
-    drop(st);
-    Ok(page(sim, req, items))
+    })
 }

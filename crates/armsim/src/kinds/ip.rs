@@ -415,7 +415,7 @@ pub fn addresses_from_prefix(st: &State, prefix_id: &str) -> Vec<String> {
         .map(|r| r.id.clone())
         .collect();
     for pool in super::aks::pools_using_prefix_res(st, prefix_id) {
-        out.extend(super::aks::node_ip_ids(st, pool));
+        out.extend(super::vmss::node_ip_ids(st, pool));
     }
     out
 }

@@ -5,6 +5,7 @@ pub mod aks;
 pub mod ip;
 pub mod nsg;
 pub mod route_table;
+pub mod vmss;
 pub mod vnet;
 
 use crate::config::Limits;
@@ -105,7 +106,7 @@ pub fn check_delete(st: &State, res: &Resource) -> CloudResult<()> {
             }
         }
         Kind::Asg => {
-            let mut users = aks::ip_configs_in_asg(st, &res.id);
+            let mut users = vmss::ip_configs_in_asg(st, &res.id);
             users.extend(nsg::rules_referencing_asg(st, &res.id));
             if !users.is_empty() {
                 return Err(CloudError::bad_request(
