@@ -2,7 +2,7 @@
 //! table, subnets of a virtual network (and the read-only default rules). A child write
 //! revalidates and re-ETags the whole parent and runs as an operation on it.
 
-use super::operations::{NewOp, async_url, finish_or_schedule, result_url, start_op};
+use super::operations::{NewOp, async_url, delete_accepted, finish_or_schedule, start_op};
 use super::paging::page;
 use super::request::{parse_body, preconditions};
 use super::resources::{parent_path, res_id};
@@ -248,25 +248,14 @@ pub(super) fn delete(
         },
         "Updating",
     );
-    let async_op = async_url(
-        sim,
-        "Microsoft.Network",
-        &p.sub,
-        &location,
-        &op_id,
-        req.api_version(),
-    );
-    let result = result_url(
-        sim,
-        "Microsoft.Network",
-        &p.sub,
-        &location,
-        &op_id,
-        req.api_version(),
-    );
     drop(finish_or_schedule(sim, st, &op_id, live.lro.network_ms));
-    Ok(Reply::empty(202)
-        .header("Azure-AsyncOperation", async_op)
-        .header("Location", result)
-        .header("Retry-After", live.lro.retry_after_secs.to_string()))
+    Ok(delete_accepted(
+        sim,
+        req,
+        "Microsoft.Network",
+        &p.sub,
+        &location,
+        &op_id,
+        live.lro.retry_after_secs,
+    ))
 }

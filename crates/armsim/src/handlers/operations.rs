@@ -104,19 +104,33 @@ pub(super) fn async_url(
     )
 }
 
-pub(super) fn result_url(
-    sim: &Sim,
-    ns: &str,
-    sub: &str,
-    location: &str,
-    op: &str,
-    api: &str,
-) -> String {
+fn result_url(sim: &Sim, ns: &str, sub: &str, location: &str, op: &str, api: &str) -> String {
     format!(
         "{}/subscriptions/{sub}/providers/{ns}/locations/{}/operationResults/{op}?api-version={api}",
         sim.base_url,
         loc_or_global(location)
     )
+}
+
+/// The 202 a delete answers while its operation runs: where to poll the operation's status
+/// and its result.
+pub(super) fn delete_accepted(
+    sim: &Sim,
+    req: &Request,
+    ns: &str,
+    sub: &str,
+    location: &str,
+    op_id: &str,
+    retry_after_secs: u64,
+) -> Reply {
+    let api = req.api_version();
+    Reply::empty(202)
+        .header(
+            "Azure-AsyncOperation",
+            async_url(sim, ns, sub, location, op_id, api),
+        )
+        .header("Location", result_url(sim, ns, sub, location, op_id, api))
+        .header("Retry-After", retry_after_secs.to_string())
 }
 
 /// Marks a running operation as superseded by a newer write to the same resource.

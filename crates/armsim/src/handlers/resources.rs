@@ -2,7 +2,9 @@
 //! clusters) and agent pools: list, GET, PUT, PATCH (tags only) and DELETE, with ETags, name and
 //! location rules, and the long-running operation each write starts.
 
-use super::operations::{NewOp, async_url, cancel_op, finish_or_schedule, result_url, start_op};
+use super::operations::{
+    NewOp, async_url, cancel_op, delete_accepted, finish_or_schedule, start_op,
+};
 use super::paging::page;
 use super::request::{parse_body, preconditions};
 use super::resource_groups::normalize_location;
@@ -451,25 +453,14 @@ pub(super) fn delete(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> 
     } else {
         live.lro.network_ms
     };
-    let async_op = async_url(
-        sim,
-        kind.namespace(),
-        &p.sub,
-        &location,
-        &op_id,
-        req.api_version(),
-    );
-    let result = result_url(
-        sim,
-        kind.namespace(),
-        &p.sub,
-        &location,
-        &op_id,
-        req.api_version(),
-    );
     drop(finish_or_schedule(sim, st, &op_id, ms));
-    Ok(Reply::empty(202)
-        .header("Azure-AsyncOperation", async_op)
-        .header("Location", result)
-        .header("Retry-After", live.lro.retry_after_secs.to_string()))
+    Ok(delete_accepted(
+        sim,
+        req,
+        kind.namespace(),
+        &p.sub,
+        &location,
+        &op_id,
+        live.lro.retry_after_secs,
+    ))
 }
