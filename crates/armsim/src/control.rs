@@ -1,19 +1,19 @@
 //! The control API under `/_armsim/`: counters, faults, live configuration and snapshots,
 //! for tests and benchmarks written in any language. Unauthenticated: loopback only.
 
-use crate::arm::Reply;
 use crate::counters::Counters;
-use crate::error::ArmError;
+use crate::error::CloudError;
 use crate::faults::{FaultConfig, FaultRule, OtherWriter};
+use crate::handlers::Reply;
 use crate::sim::{LiveConfig, Sim, lock};
 use anyhow::Context;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::sync::Arc;
 
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ArmError> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, CloudError> {
     serde_json::from_slice(body).map_err(|e| {
-        ArmError::bad_request("InvalidRequestContent", format!("armsim control body: {e}"))
+        CloudError::bad_request("InvalidRequestContent", format!("armsim control body: {e}"))
     })
 }
 
@@ -28,7 +28,7 @@ pub fn handle(sim: &Arc<Sim>, method: &str, path: &str, body: &[u8]) -> Reply {
     }
 }
 
-fn route(sim: &Arc<Sim>, method: &str, path: &str, body: &[u8]) -> Result<Reply, ArmError> {
+fn route(sim: &Arc<Sim>, method: &str, path: &str, body: &[u8]) -> Result<Reply, CloudError> {
     Ok(match (method, path) {
         ("GET", "/_armsim/health") => ok(json!({"status": "ok"})),
         ("GET", "/_armsim/counters") => ok(sim.counters().clone()),
@@ -66,19 +66,19 @@ fn route(sim: &Arc<Sim>, method: &str, path: &str, body: &[u8]) -> Result<Reply,
         ("GET", "/_armsim/state") => ok(&*sim.state()),
         ("POST", "/_armsim/snapshot") => {
             let path = sim.snapshot_path.clone().ok_or_else(|| {
-                ArmError::bad_request(
+                CloudError::bad_request(
                     "NoSnapshotPath",
                     "armsim was started without a snapshot path (--snapshot).",
                 )
             })?;
             save_snapshot(sim, &path)
-                .map_err(|e| ArmError::new(500, "SnapshotFailed", e.to_string()))?;
+                .map_err(|e| CloudError::new(500, "SnapshotFailed", e.to_string()))?;
             ok(json!({"path": path}))
         }
         ("GET", "/_armsim/ca.pem") => match &sim.ca_pem {
             Some(pem) => ok(json!({"pem": pem})),
             None => {
-                return Err(ArmError::new(
+                return Err(CloudError::new(
                     404,
                     "NoTls",
                     "armsim serves plain HTTP: there is no CA.",
@@ -86,7 +86,7 @@ fn route(sim: &Arc<Sim>, method: &str, path: &str, body: &[u8]) -> Result<Reply,
             }
         },
         _ => {
-            return Err(ArmError::new(
+            return Err(CloudError::new(
                 404,
                 "UnknownControlEndpoint",
                 format!("No armsim control endpoint {method} {path}."),

@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// An error as ARM reports it, plus the HTTP status and optional `Retry-After`.
+/// An error as ARM reports it (ARM names this envelope `CloudError`), plus the HTTP status and
+/// optional `Retry-After`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ArmError {
+pub struct CloudError {
     pub status: u16,
     pub code: String,
     pub message: String,
@@ -16,9 +17,9 @@ pub struct ArmError {
     pub retry_after: Option<u64>,
 }
 
-impl ArmError {
+impl CloudError {
     pub fn new(status: u16, code: impl Into<String>, message: impl Into<String>) -> Self {
-        ArmError {
+        CloudError {
             status,
             code: code.into(),
             message: message.into(),
@@ -83,12 +84,12 @@ impl ArmError {
     }
 }
 
-impl std::fmt::Display for ArmError {
+impl std::fmt::Display for CloudError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status, self.code, self.message)
     }
 }
 
-impl std::error::Error for ArmError {}
+impl std::error::Error for CloudError {}
 
-pub type ArmResult<T> = Result<T, ArmError>;
+pub type CloudResult<T> = Result<T, CloudError>;

@@ -13,13 +13,13 @@
 //! println!("ARM at {}", sim.base_url());
 //! ```
 
-mod arm;
 pub mod config;
 mod control;
 pub mod counters;
 pub mod error;
 pub mod faults;
 pub mod fixture;
+mod handlers;
 mod json;
 mod kinds;
 mod load;
@@ -33,7 +33,7 @@ mod tls;
 
 pub use config::{AuthConfig, Limits, LroConfig, PagingConfig, SimConfig, ThrottleConfig};
 pub use counters::Counters;
-pub use error::ArmError;
+pub use error::CloudError;
 pub use faults::{FaultAction, FaultConfig, FaultRule, OtherWriter, OtherWriterAction};
 pub use fixture::Fixture;
 pub use server::{FaultControl, RunningSim, start};

@@ -1,7 +1,7 @@
 //! Loads a fixture through the same validation a client PUT goes through.
 
-use crate::arm::{normalize_location, put_core};
 use crate::fixture::Fixture;
+use crate::handlers::{normalize_location, put_core};
 use crate::path::parse_id;
 use crate::sim::Sim;
 use crate::state::{Kind, ResourceGroup, Subscription, key};

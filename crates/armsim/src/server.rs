@@ -1,11 +1,11 @@
 //! The HTTP(S) front: connection handling, auth, fault injection, throttling, response headers,
 //! and the running-simulator handle tests hold.
 
-use crate::arm::{self, Reply};
 use crate::config::{LroConfig, SimConfig, ThrottleConfig};
 use crate::counters::Counters;
-use crate::error::ArmError;
+use crate::error::CloudError;
 use crate::faults::{FaultAction, FaultConfig, FaultRule, FaultState, OtherWriter};
+use crate::handlers::{self, Reply};
 use crate::path::{self, Route};
 use crate::sim::{LiveConfig, Sim, lock};
 use crate::state::State;
@@ -202,11 +202,11 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn auth_error(code: &str, message: &str) -> ArmError {
-    ArmError::new(401, code, message)
+fn auth_error(code: &str, message: &str) -> CloudError {
+    CloudError::new(401, code, message)
 }
 
-fn check_auth(live: &LiveConfig, value: Option<&str>) -> Result<(), ArmError> {
+fn check_auth(live: &LiveConfig, value: Option<&str>) -> Result<(), CloudError> {
     let Some(value) = value else {
         return Err(auth_error(
             "AuthenticationFailed",
@@ -296,7 +296,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
             }) => {
                 sim.counters().faults_injected += 1;
                 let msg = message.unwrap_or_else(|| format!("armsim injected fault {code}."));
-                break 'reply (Reply::error(&ArmError::new(status, code, msg)), None);
+                break 'reply (Reply::error(&CloudError::new(status, code, msg)), None);
             }
             Some(FaultAction::Throttle { retry_after_secs }) => {
                 sim.counters().faults_injected += 1;
@@ -309,7 +309,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
                 sim.counters().faults_injected += 1;
                 let msg =
                     message.unwrap_or_else(|| format!("armsim injected operation failure {code}."));
-                fail_operation = Some(ArmError::new(500, code, msg));
+                fail_operation = Some(CloudError::new(500, code, msg));
             }
             Some(FaultAction::Latency { .. }) | None => {}
         }
@@ -322,7 +322,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
                 break 'reply (throttled(&sub, class, retry_after), Some(0));
             }
         };
-        let request = arm::Request {
+        let request = handlers::Request {
             method: &method,
             route: &route,
             path: &path,
@@ -332,7 +332,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
             body: &body,
             fail_operation,
         };
-        let reply = arm::handle(&sim, &request);
+        let reply = handlers::handle(&sim, &request);
         if method == "GET" && reply.status == 200 {
             run_other_writers(&sim, &route);
         }
@@ -357,7 +357,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
 
 fn throttled(sub: &str, class: OpClass, retry_after: u64) -> Reply {
     Reply::error(
-        &ArmError::new(
+        &CloudError::new(
             429,
             "SubscriptionRequestsThrottled",
             format!(
@@ -376,10 +376,10 @@ fn run_other_writers(sim: &Arc<Sim>, route: &Route) {
     if p.segs.len() != 1 || p.collection.is_some() {
         return;
     }
-    let id = arm::res_id(p);
+    let id = handlers::res_id(p);
     let due = sim.faults().after_get(&id);
     for action in due {
-        match arm::other_write(sim, &id, &action) {
+        match handlers::other_write(sim, &id, &action) {
             Ok(()) => sim.counters().other_writer_mutations += 1,
             Err(e) => tracing::warn!("armsim other writer on {id} refused: {e}"),
         }

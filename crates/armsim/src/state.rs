@@ -1,7 +1,7 @@
 //! The simulated ARM state: subscriptions, resource groups, resources (as their ARM JSON),
 //! long-running operations, the public address pool and agent-pool nodes.
 
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::pool::AddressPool;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -305,8 +305,8 @@ pub struct AsyncOp {
     pub resource_key: String,
     pub kind: OpKind,
     pub status: OpStatus,
-    pub error: Option<ArmError>,
-    pub planned_failure: Option<ArmError>,
+    pub error: Option<CloudError>,
+    pub planned_failure: Option<CloudError>,
     pub start_time: String,
     pub end_time: Option<String>,
     /// e.g. `PutNetworkSecurityGroupOperation`, for cancellation messages.
@@ -343,9 +343,9 @@ pub fn new_guid() -> String {
 }
 
 impl State {
-    pub fn subscription(&self, sub: &str) -> ArmResult<&Subscription> {
+    pub fn subscription(&self, sub: &str) -> CloudResult<&Subscription> {
         self.subscriptions.get(&key(sub)).ok_or_else(|| {
-            ArmError::new(
+            CloudError::new(
                 404,
                 "SubscriptionNotFound",
                 format!("The subscription '{sub}' could not be found."),
@@ -353,12 +353,12 @@ impl State {
         })
     }
 
-    pub fn resource_group(&self, sub: &str, rg: &str) -> ArmResult<&ResourceGroup> {
+    pub fn resource_group(&self, sub: &str, rg: &str) -> CloudResult<&ResourceGroup> {
         self.subscription(sub)?
             .resource_groups
             .get(&key(rg))
             .ok_or_else(|| {
-                ArmError::new(
+                CloudError::new(
                     404,
                     "ResourceGroupNotFound",
                     format!("Resource group '{rg}' could not be found."),

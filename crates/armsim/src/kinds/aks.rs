@@ -1,9 +1,9 @@
 //! AKS managed clusters and agent pools: creation-only fields, node scaling with one public IP
-//! per node (from the pool's prefix, carrying its IP tags), NIC membership of ASGs, and the
-//! VMSS views (`virtualMachineScaleSets`, their public IPs and NICs) in the node resource group.
+//! per node (from the pool's prefix, carrying its IP tags) and NIC membership of ASGs. The scale
+//! set behind each pool is in `vmss`.
 
 use super::{Cx, ip};
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::json::{self, Obj};
 use crate::state::{self, Kind, Node, Resource, State, key};
 use serde_json::{Value, json};
@@ -11,12 +11,12 @@ use std::net::IpAddr;
 
 pub const DEFAULT_K8S_VERSION: &str = "1.29.2";
 
-fn invalid(message: String) -> ArmError {
-    ArmError::bad_request("InvalidParameter", message)
+fn invalid(message: String) -> CloudError {
+    CloudError::bad_request("InvalidParameter", message)
 }
 
-fn change_not_allowed(field: &str, pool: &str) -> ArmError {
-    ArmError::bad_request(
+fn change_not_allowed(field: &str, pool: &str) -> CloudError {
+    CloudError::bad_request(
         "PropertyChangeNotAllowed",
         format!(
             "Changing property '{field}' is not allowed (agent pool {pool}): it can only be set when the pool is created."
@@ -60,7 +60,7 @@ pub fn build_cluster(
     cx: &Cx,
     existing: Option<&Resource>,
     req: &Obj,
-) -> ArmResult<Obj> {
+) -> CloudResult<Obj> {
     let p = json::props(req)?;
     let what = "managedCluster";
     let mut out = p.clone();
@@ -85,7 +85,7 @@ pub fn build_cluster(
         .and_then(Value::as_str)
         && !old.eq_ignore_ascii_case(&node_rg)
     {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "PropertyChangeNotAllowed",
             format!(
                 "Changing property 'nodeResourceGroup' of {} is not allowed.",
@@ -146,7 +146,7 @@ pub fn build_pool(
     cx: &Cx,
     existing: Option<&Resource>,
     req: &Obj,
-) -> ArmResult<Obj> {
+) -> CloudResult<Obj> {
     let req_props = json::props(req)?;
     let what = "agentPool";
     let cluster_id = cluster_of_pool(cx.id).to_string();
@@ -338,7 +338,7 @@ pub fn build_pool(
         (Some(prefix_id), n) => {
             let free = ip::free_in_prefix(st, prefix_id, n);
             if free.len() < n {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "PublicIpPrefixOutOfIpAddressesForPublicIp",
                     format!(
                         "Public IP prefix {prefix_id} has {} free addresses but agent pool {} needs {n} more for its nodes.",
@@ -358,7 +358,7 @@ pub fn build_pool(
                         for ip in &got {
                             st.pool.release(&ipnet::IpNet::from(*ip));
                         }
-                        return Err(ArmError::bad_request(
+                        return Err(CloudError::bad_request(
                             "PublicIpAddressCannotBeAllocated",
                             format!(
                                 "The simulated public address pool is exhausted; agent pool {} needs {n} node IPs.",
@@ -398,7 +398,7 @@ pub fn build_pool(
     Ok(out)
 }
 
-fn canonical_ports(n: &Obj, pool: &str) -> ArmResult<Value> {
+fn canonical_ports(n: &Obj, pool: &str) -> CloudResult<Value> {
     let mut out = Vec::new();
     for r in json::opt_array(n, "allowedHostPorts", "networkProfile")? {
         let r = json::as_obj(r, "a port range")?;
@@ -562,44 +562,6 @@ pub fn pools_using_prefix(st: &State, prefix_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// Where a pool's VMSS lives: (subscription, node resource group, VMSS name).
-pub fn pool_vmss(st: &State, pool: &Resource) -> Option<(String, String, String)> {
-    let cluster_id = cluster_of_pool(&pool.id);
-    let node_rg = node_resource_group(st, cluster_id)?;
-    let p = crate::path::parse_id(&pool.id)?;
-    Some((p.sub.clone(), node_rg, vmss_name(cluster_id, pool.name())))
-}
-
-fn vmss_id(sub: &str, rg: &str, vmss: &str) -> String {
-    format!(
-        "/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Compute/virtualMachineScaleSets/{vmss}"
-    )
-}
-
-fn nic_id(vmss_id: &str, vmss: &str, instance: u32) -> String {
-    format!("{vmss_id}/virtualMachines/{instance}/networkInterfaces/{vmss}")
-}
-
-/// IDs of the public IPs of a pool's nodes, in VMSS instance form.
-pub fn node_ip_ids(st: &State, pool: &Resource) -> Vec<String> {
-    let Some((sub, rg, vmss)) = pool_vmss(st, pool) else {
-        return Vec::new();
-    };
-    let vid = vmss_id(&sub, &rg, &vmss);
-    st.nodes
-        .get(&key(&pool.id))
-        .into_iter()
-        .flatten()
-        .filter(|n| n.public_ip.is_some())
-        .map(|n| {
-            format!(
-                "{}/ipConfigurations/ipconfig1/publicIPAddresses/pub1",
-                nic_id(&vid, &vmss, n.instance_id)
-            )
-        })
-        .collect()
-}
-
 /// The ASGs a pool's NICs belong to: its own list, or the managed one for host ports.
 pub fn nic_asgs(st: &State, pool: &Resource) -> Vec<String> {
     let net = pool
@@ -625,31 +587,6 @@ pub fn nic_asgs(st: &State, pool: &Resource) -> Vec<String> {
     asgs
 }
 
-/// NIC IP configurations (by ID) that are members of the ASG.
-pub fn ip_configs_in_asg(st: &State, asg_id: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for pool in st.of_kind(Kind::AgentPool) {
-        if !nic_asgs(st, pool)
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(asg_id))
-        {
-            continue;
-        }
-        // The managed ASG belongs to its pool: deleting the pool removes it, not the client.
-        let Some((sub, rg, vmss)) = pool_vmss(st, pool) else {
-            continue;
-        };
-        let vid = vmss_id(&sub, &rg, &vmss);
-        for n in st.nodes.get(&key(&pool.id)).into_iter().flatten() {
-            out.push(format!(
-                "{}/ipConfigurations/ipconfig1",
-                nic_id(&vid, &vmss, n.instance_id)
-            ));
-        }
-    }
-    out
-}
-
 /// `agentPoolProfiles` of a cluster GET, from its agent pool resources.
 pub fn pool_profiles(st: &State, cluster: &Resource) -> Value {
     let profiles: Vec<Value> = st
@@ -662,184 +599,4 @@ pub fn pool_profiles(st: &State, cluster: &Resource) -> Value {
         })
         .collect();
     Value::Array(profiles)
-}
-
-/// The agent pool whose VMSS is `name` in resource group `rg`.
-pub fn pool_for_vmss<'a>(st: &'a State, sub: &str, rg: &str, name: &str) -> Option<&'a Resource> {
-    st.of_kind(Kind::AgentPool).find(|pool| {
-        pool_vmss(st, pool).is_some_and(|(s, r, v)| {
-            s.eq_ignore_ascii_case(sub)
-                && r.eq_ignore_ascii_case(rg)
-                && v.eq_ignore_ascii_case(name)
-        })
-    })
-}
-
-pub fn pools_in_node_rg<'a>(st: &'a State, sub: &str, rg: &str) -> Vec<&'a Resource> {
-    st.of_kind(Kind::AgentPool)
-        .filter(|pool| {
-            pool_vmss(st, pool)
-                .is_some_and(|(s, r, _)| s.eq_ignore_ascii_case(sub) && r.eq_ignore_ascii_case(rg))
-        })
-        .collect()
-}
-
-fn node_ip_tags(st: &State, pool: &Resource) -> Value {
-    let own = pool
-        .props()
-        .get("networkProfile")
-        .and_then(|n| n.get("nodePublicIPTags"))
-        .cloned();
-    if let Some(tags) = own.filter(|t| t.as_array().is_some_and(|a| !a.is_empty())) {
-        return tags;
-    }
-    pool.props()
-        .get("nodePublicIPPrefixID")
-        .and_then(Value::as_str)
-        .and_then(|p| st.get_kind(p, Kind::PublicIpPrefix))
-        .and_then(|p| p.props().get("ipTags").cloned())
-        .unwrap_or_else(|| json!([]))
-}
-
-/// `Microsoft.Compute/virtualMachineScaleSets` body of a pool's VMSS.
-pub fn vmss_body(st: &State, pool: &Resource) -> Option<Value> {
-    let (sub, rg, vmss) = pool_vmss(st, pool)?;
-    let props = pool.props();
-    let count = st.nodes.get(&key(&pool.id)).map(Vec::len).unwrap_or(0);
-    let mut ipconfig = json!({
-        "name": "ipconfig1",
-        "properties": {
-            "primary": true,
-            "applicationSecurityGroups": nic_asgs(st, pool).iter().map(|id| json!({"id": id})).collect::<Vec<_>>(),
-        }
-    });
-    if let Some(subnet) = props.get("vnetSubnetID") {
-        ipconfig["properties"]["subnet"] = json!({"id": subnet});
-    }
-    if props.get("enableNodePublicIP").and_then(Value::as_bool) == Some(true) {
-        let mut pip = json!({"name": "pub1", "properties": {"idleTimeoutInMinutes": 30, "ipTags": node_ip_tags(st, pool)}});
-        if let Some(prefix) = props.get("nodePublicIPPrefixID") {
-            pip["properties"]["publicIPPrefix"] = json!({"id": prefix});
-        }
-        ipconfig["properties"]["publicIPAddressConfiguration"] = pip;
-    }
-    Some(json!({
-        "id": vmss_id(&sub, &rg, &vmss),
-        "name": vmss,
-        "type": "Microsoft.Compute/virtualMachineScaleSets",
-        "location": pool_location(st, pool),
-        "tags": {
-            "aks-managed-poolName": pool.name(),
-            "aks-managed-orchestrator": format!("Kubernetes:{}", props.get("orchestratorVersion").and_then(Value::as_str).unwrap_or(DEFAULT_K8S_VERSION)),
-        },
-        "sku": {"name": props.get("vmSize").cloned().unwrap_or(json!("Standard_DS2_v2")), "tier": "Standard", "capacity": count},
-        "properties": {
-            "provisioningState": if pool.provisioning_state() == "Succeeded" { "Succeeded" } else { "Updating" },
-            "virtualMachineProfile": {
-                "networkProfile": {
-                    "networkInterfaceConfigurations": [{
-                        "name": vmss,
-                        "properties": {"primary": true, "ipConfigurations": [ipconfig]}
-                    }]
-                }
-            }
-        }
-    }))
-}
-
-fn pool_location(st: &State, pool: &Resource) -> String {
-    st.get_kind(cluster_of_pool(&pool.id), Kind::ManagedCluster)
-        .map(|c| c.location().to_string())
-        .unwrap_or_default()
-}
-
-/// What `az vmss list-instance-public-ips` shows: one public IP per node.
-pub fn vmss_public_ips(st: &State, pool: &Resource) -> Vec<Value> {
-    let Some((sub, rg, vmss)) = pool_vmss(st, pool) else {
-        return Vec::new();
-    };
-    let vid = vmss_id(&sub, &rg, &vmss);
-    let tags = node_ip_tags(st, pool);
-    let prefix = pool.props().get("nodePublicIPPrefixID").cloned();
-    let location = pool_location(st, pool);
-    st.nodes
-        .get(&key(&pool.id))
-        .into_iter()
-        .flatten()
-        .filter_map(|n| {
-            let ip = n.public_ip?;
-            let nic = nic_id(&vid, &vmss, n.instance_id);
-            let mut props = json!({
-                "provisioningState": "Succeeded",
-                "ipAddress": ip.to_string(),
-                "publicIPAddressVersion": if ip.is_ipv4() { "IPv4" } else { "IPv6" },
-                "publicIPAllocationMethod": "Static",
-                "idleTimeoutInMinutes": 30,
-                "ipTags": tags.clone(),
-                "ipConfiguration": {"id": format!("{nic}/ipConfigurations/ipconfig1")},
-            });
-            if let Some(prefix) = &prefix {
-                props["publicIPPrefix"] = json!({"id": prefix});
-            }
-            Some(json!({
-                "id": format!("{nic}/ipConfigurations/ipconfig1/publicIPAddresses/pub1"),
-                "name": "pub1",
-                "location": location,
-                "sku": {"name": "Standard", "tier": "Regional"},
-                "properties": props,
-            }))
-        })
-        .collect()
-}
-
-/// NICs of a pool's VMSS instances with their ASG membership and public IP reference.
-pub fn vmss_nics(st: &State, pool: &Resource) -> Vec<Value> {
-    let Some((sub, rg, vmss)) = pool_vmss(st, pool) else {
-        return Vec::new();
-    };
-    let vid = vmss_id(&sub, &rg, &vmss);
-    let asgs: Vec<Value> = nic_asgs(st, pool)
-        .iter()
-        .map(|id| json!({"id": id}))
-        .collect();
-    let subnet = pool.props().get("vnetSubnetID").cloned();
-    let location = pool_location(st, pool);
-    st.nodes
-        .get(&key(&pool.id))
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, n)| {
-            let nic = nic_id(&vid, &vmss, n.instance_id);
-            let mut ipc = json!({
-                "primary": true,
-                "privateIPAllocationMethod": "Dynamic",
-                "privateIPAddress": format!("10.224.{}.{}", (i + 4) / 256, (i + 4) % 256),
-                "privateIPAddressVersion": "IPv4",
-                "applicationSecurityGroups": asgs.clone(),
-                "provisioningState": "Succeeded",
-            });
-            if let Some(s) = &subnet {
-                ipc["subnet"] = json!({"id": s});
-            }
-            if n.public_ip.is_some() {
-                ipc["publicIPAddress"] = json!({"id": format!("{nic}/ipConfigurations/ipconfig1/publicIPAddresses/pub1")});
-            }
-            json!({
-                "id": nic,
-                "name": vmss,
-                "location": location,
-                "properties": {
-                    "provisioningState": "Succeeded",
-                    "primary": true,
-                    "virtualMachine": {"id": format!("{vid}/virtualMachines/{}", n.instance_id)},
-                    "ipConfigurations": [{
-                        "name": "ipconfig1",
-                        "id": format!("{nic}/ipConfigurations/ipconfig1"),
-                        "properties": ipc,
-                    }],
-                }
-            })
-        })
-        .collect()
 }

@@ -2,7 +2,7 @@
 //! prefix length, version, IP tags and zones are fixed at creation as on Azure.
 
 use super::{Built, Cx, resource_guid};
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::json::{self, Obj};
 use crate::state::{Kind, Resource, State};
 use ipnet::IpNet;
@@ -15,14 +15,14 @@ pub fn build_prefix(
     cx: &Cx,
     existing: Option<&Resource>,
     req: &Obj,
-) -> ArmResult<Built> {
+) -> CloudResult<Built> {
     let p = json::props(req)?;
     let what = "publicIPPrefix";
     let sku = sku(req, &["Standard"], &["Regional", "Global"])?;
     let zones = zones(req)?;
     let version = version(&p, what)?;
     let length = json::opt_i64(&p, "prefixLength", what)?.ok_or_else(|| {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "PublicIpPrefixLengthNotSpecified",
             format!("Public IP prefix {} must specify prefixLength.", cx.id),
         )
@@ -39,7 +39,7 @@ pub fn build_prefix(
         )
     };
     if length < i64::from(min) || length > i64::from(max) {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "SpecifiedPrefixLengthNotSupported",
             format!(
                 "Specified PrefixLength {length} for PublicIpPrefix {} is outside limits. Minimum PrefixLength {min} Maximum PrefixLength {max}.",
@@ -68,7 +68,7 @@ pub fn build_prefix(
                 .pool
                 .allocate(version == "IPv6", length as u8)
                 .ok_or_else(|| {
-                    ArmError::bad_request(
+                    CloudError::bad_request(
                         "PublicIpPrefixCannotBeAllocated",
                         format!("No /{length} {version} prefix is left in the simulated public address pool for {}.", cx.id),
                     )
@@ -89,7 +89,7 @@ pub fn build_public_ip(
     cx: &Cx,
     existing: Option<&Resource>,
     req: &Obj,
-) -> ArmResult<Built> {
+) -> CloudResult<Built> {
     let p = json::props(req)?;
     let what = "publicIPAddress";
     let sku = sku(req, &["Standard", "Basic"], &["Regional", "Global"])?;
@@ -104,7 +104,7 @@ pub fn build_public_ip(
         None => "Dynamic",
     };
     if standard && method != "Static" {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "StandardSkuPublicIPAddressesMustBeStatic",
             format!(
                 "Standard sku publicIp {} must have AllocationMethod set to Static.",
@@ -114,7 +114,7 @@ pub fn build_public_ip(
     }
     let idle = json::opt_i64(&p, "idleTimeoutInMinutes", what)?.unwrap_or(4);
     if !(4..=30).contains(&idle) {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "PublicIPIdleTimeoutIsOutOfRange",
             format!(
                 "IdleTimeoutInMinutes {idle} of public IP {} is out of range 4-30.",
@@ -148,7 +148,7 @@ pub fn build_public_ip(
                 .map(str::to_ascii_lowercase)
                 .eq(&prefix.as_deref().map(str::to_ascii_lowercase))
             {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "PropertyChangeNotAllowed",
                     format!(
                         "Changing property 'publicIPPrefix' of {} is not allowed.",
@@ -166,14 +166,14 @@ pub fn build_public_ip(
                 Some(prefix_id) => {
                     let pre = st
                         .get_kind(prefix_id, Kind::PublicIpPrefix)
-                        .ok_or_else(|| ArmError::invalid_reference(prefix_id, cx.id))?;
+                        .ok_or_else(|| CloudError::invalid_reference(prefix_id, cx.id))?;
                     if pre
                         .props()
                         .get("publicIPAddressVersion")
                         .and_then(Value::as_str)
                         != Some(version)
                     {
-                        return Err(ArmError::bad_request(
+                        return Err(CloudError::bad_request(
                             "PublicIpAddressVersionDoesNotMatchPrefix",
                             format!(
                                 "Public IP {} is {version} but prefix {prefix_id} is not.",
@@ -182,7 +182,7 @@ pub fn build_public_ip(
                         ));
                     }
                     Some(free_in_prefix(st, prefix_id, 1).into_iter().next().ok_or_else(|| {
-                        ArmError::bad_request(
+                        CloudError::bad_request(
                             "PublicIpPrefixOutOfIpAddressesForPublicIp",
                             format!("Public IP prefix {prefix_id} has no free address left for {}.", cx.id),
                         )
@@ -191,7 +191,7 @@ pub fn build_public_ip(
                 None if method == "Static" => {
                     let bits = if version == "IPv6" { 128 } else { 32 };
                     let net = st.pool.allocate(version == "IPv6", bits).ok_or_else(|| {
-                        ArmError::bad_request(
+                        CloudError::bad_request(
                             "PublicIpAddressCannotBeAllocated",
                             format!("The simulated public address pool is exhausted; cannot allocate {}.", cx.id),
                         )
@@ -213,7 +213,7 @@ pub fn build_public_ip(
     Ok(Built { props: out, extra })
 }
 
-fn sku(req: &Obj, names: &[&'static str], tiers: &[&'static str]) -> ArmResult<Value> {
+fn sku(req: &Obj, names: &[&'static str], tiers: &[&'static str]) -> CloudResult<Value> {
     let s = json::opt_obj(req, "sku", "resource")?;
     let name = match s.and_then(|s| s.get("name")).and_then(Value::as_str) {
         Some(n) => json::canonical_enum(n, names, "sku.name", "resource")?,
@@ -226,11 +226,11 @@ fn sku(req: &Obj, names: &[&'static str], tiers: &[&'static str]) -> ArmResult<V
     Ok(json!({"name": name, "tier": tier}))
 }
 
-fn zones(req: &Obj) -> ArmResult<Vec<String>> {
+fn zones(req: &Obj) -> CloudResult<Vec<String>> {
     json::string_list(req, "zones", "resource")
 }
 
-fn version(p: &Obj, what: &str) -> ArmResult<&'static str> {
+fn version(p: &Obj, what: &str) -> CloudResult<&'static str> {
     match json::opt_str(p, "publicIPAddressVersion", what)? {
         Some(v) => json::canonical_enum(v, &["IPv4", "IPv6"], "publicIPAddressVersion", what),
         None => Ok("IPv4"),
@@ -238,19 +238,19 @@ fn version(p: &Obj, what: &str) -> ArmResult<&'static str> {
 }
 
 /// `ipTags`: `[{ipTagType, tag}]`, both non-empty.
-pub fn ip_tags(p: &Obj, what: &str) -> ArmResult<Value> {
+pub fn ip_tags(p: &Obj, what: &str) -> CloudResult<Value> {
     ip_tags_at(p, "ipTags", what)
 }
 
 /// An IP tag list under `key` (`ipTags`, or `nodePublicIPTags` of an agent pool).
-pub fn ip_tags_at(p: &Obj, key: &str, what: &str) -> ArmResult<Value> {
+pub fn ip_tags_at(p: &Obj, key: &str, what: &str) -> CloudResult<Value> {
     let mut out = Vec::new();
     for t in json::opt_array(p, key, what)? {
         let t = json::as_obj(t, "an IP tag")?;
         let ty = json::opt_str(t, "ipTagType", "ipTag")?.unwrap_or("");
         let tag = json::opt_str(t, "tag", "ipTag")?.unwrap_or("");
         if ty.is_empty() || tag.is_empty() {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "InvalidIpTag",
                 format!("IP tags of {what} need both ipTagType and tag; got '{ty}' / '{tag}'."),
             ));
@@ -281,7 +281,7 @@ fn fixed_at_creation(
     tags: &Value,
     zones: &[String],
     sku: &Value,
-) -> ArmResult<()> {
+) -> CloudResult<()> {
     let op = old.props();
     immutable(
         cx,
@@ -299,9 +299,9 @@ fn fixed_at_creation(
     )
 }
 
-fn immutable(cx: &Cx, field: &str, old: Option<&Value>, new: &Value) -> ArmResult<()> {
+fn immutable(cx: &Cx, field: &str, old: Option<&Value>, new: &Value) -> CloudResult<()> {
     if old.is_some_and(|o| o != new) {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "PropertyChangeNotAllowed",
             format!(
                 "Changing property '{field}' of {} is not allowed: it is fixed at creation (was {}, requested {new}).",
@@ -313,9 +313,9 @@ fn immutable(cx: &Cx, field: &str, old: Option<&Value>, new: &Value) -> ArmResul
     Ok(())
 }
 
-fn immutable_tags(cx: &Cx, old: Option<&Value>, new: &Value) -> ArmResult<()> {
+fn immutable_tags(cx: &Cx, old: Option<&Value>, new: &Value) -> CloudResult<()> {
     if tag_set(old) != tag_set(Some(new)) {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "PropertyChangeNotAllowed",
             format!(
                 "Changing property 'ipTags' of {} is not allowed: IP tags are fixed at creation.",
@@ -326,7 +326,7 @@ fn immutable_tags(cx: &Cx, old: Option<&Value>, new: &Value) -> ArmResult<()> {
     Ok(())
 }
 
-fn immutable_zones(cx: &Cx, old: &Resource, new: &[String]) -> ArmResult<()> {
+fn immutable_zones(cx: &Cx, old: &Resource, new: &[String]) -> CloudResult<()> {
     let old_zones: BTreeSet<String> = old
         .body
         .get("zones")
@@ -344,7 +344,7 @@ fn immutable_zones(cx: &Cx, old: &Resource, new: &[String]) -> ArmResult<()> {
                 z.iter().cloned().collect::<Vec<_>>().join(", ")
             }
         };
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "ResourceAvailabilityZonesCannotBeModified",
             format!(
                 "Resource {} has an existing availability zone constraint {} and the request has availability zone constraint {}, which do not match. Zones cannot be added/updated/removed once the resource is created.",
@@ -415,7 +415,7 @@ pub fn addresses_from_prefix(st: &State, prefix_id: &str) -> Vec<String> {
         .map(|r| r.id.clone())
         .collect();
     for pool in super::aks::pools_using_prefix_res(st, prefix_id) {
-        out.extend(super::aks::node_ip_ids(st, pool));
+        out.extend(super::vmss::node_ip_ids(st, pool));
     }
     out
 }

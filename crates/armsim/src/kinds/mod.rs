@@ -5,10 +5,11 @@ pub mod aks;
 pub mod ip;
 pub mod nsg;
 pub mod route_table;
+pub mod vmss;
 pub mod vnet;
 
 use crate::config::Limits;
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::json::Obj;
 use crate::state::{Kind, Resource, State};
 use serde_json::{Value, json};
@@ -46,7 +47,7 @@ pub fn build(
     cx: &Cx,
     existing: Option<&Resource>,
     req: &Obj,
-) -> ArmResult<Built> {
+) -> CloudResult<Built> {
     match kind {
         Kind::Nsg => nsg::build(st, cx, existing, req).map(Built::props),
         Kind::Asg => Ok(Built::props(simple_props(existing))),
@@ -76,12 +77,12 @@ pub fn resource_guid(existing: Option<&Resource>) -> String {
 }
 
 /// Refuses a DELETE while other resources still use this one, with Azure's codes.
-pub fn check_delete(st: &State, res: &Resource) -> ArmResult<()> {
+pub fn check_delete(st: &State, res: &Resource) -> CloudResult<()> {
     match res.kind {
         Kind::Nsg => {
             let users = vnet::subnets_referencing(st, "networkSecurityGroup", &res.id);
             if !users.is_empty() {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "InUseNetworkSecurityGroupCannotBeDeleted",
                     format!(
                         "Network security group {} cannot be deleted because it is in use by the following resources: {}. In order to delete the Network security group, remove the association with the resource(s).",
@@ -94,7 +95,7 @@ pub fn check_delete(st: &State, res: &Resource) -> ArmResult<()> {
         Kind::RouteTable => {
             let users = vnet::subnets_referencing(st, "routeTable", &res.id);
             if !users.is_empty() {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "InUseRouteTableCannotBeDeleted",
                     format!(
                         "Route table {} is in use and cannot be deleted. In order to delete the route table, remove the association with the resource(s): {}.",
@@ -105,10 +106,10 @@ pub fn check_delete(st: &State, res: &Resource) -> ArmResult<()> {
             }
         }
         Kind::Asg => {
-            let mut users = aks::ip_configs_in_asg(st, &res.id);
+            let mut users = vmss::ip_configs_in_asg(st, &res.id);
             users.extend(nsg::rules_referencing_asg(st, &res.id));
             if !users.is_empty() {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "InUseApplicationSecurityGroupCannotBeDeleted",
                     format!(
                         "Application Security Group {} cannot be deleted because it is referenced by: {}.",
@@ -121,7 +122,7 @@ pub fn check_delete(st: &State, res: &Resource) -> ArmResult<()> {
         Kind::PublicIpPrefix => {
             let users = ip::addresses_from_prefix(st, &res.id);
             if !users.is_empty() {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "InUsePublicIpPrefixCannotBeDeleted",
                     format!(
                         "Public IP prefix {} cannot be deleted since it is in use by public IP addresses: {}. Delete the public IP addresses first.",
@@ -132,7 +133,7 @@ pub fn check_delete(st: &State, res: &Resource) -> ArmResult<()> {
             }
             let pools = aks::pools_using_prefix(st, &res.id);
             if !pools.is_empty() {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "InUsePublicIpPrefixCannotBeDeleted",
                     format!(
                         "Public IP prefix {} cannot be deleted since it is referenced by agent pools: {}.",
@@ -198,11 +199,11 @@ fn refs(key: &str, ids: Vec<String>) -> Vec<(&str, Value)> {
 }
 
 /// Checks that `id` names an existing resource of `kind`, for references in a body.
-pub fn check_ref(st: &State, id: &str, kind: Kind, by: &str) -> ArmResult<()> {
+pub fn check_ref(st: &State, id: &str, kind: Kind, by: &str) -> CloudResult<()> {
     if st.get_kind(id, kind).is_some() {
         Ok(())
     } else {
-        Err(ArmError::invalid_reference(id, by))
+        Err(CloudError::invalid_reference(id, by))
     }
 }
 

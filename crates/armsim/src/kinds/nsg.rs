@@ -2,7 +2,7 @@
 //! Azure's per-NSG limits, and the six default rules Azure adds to every NSG.
 
 use super::{Cx, check_ref, resource_guid};
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::json::{self, Obj};
 use crate::state::{Kind, Resource, State};
 use serde_json::{Value, json};
@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 const RULE_TYPE: &str = "Microsoft.Network/networkSecurityGroups/securityRules";
 const DEFAULT_RULE_TYPE: &str = "Microsoft.Network/networkSecurityGroups/defaultSecurityRules";
 
-pub fn build(st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> ArmResult<Obj> {
+pub fn build(st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> CloudResult<Obj> {
     let p = json::props(req)?;
     let mut rules = Vec::new();
     for raw in json::opt_array(&p, "securityRules", "networkSecurityGroup")? {
@@ -32,17 +32,17 @@ pub fn build(st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> Arm
 
 /// Validates one rule (from an NSG body or a `securityRules/{name}` PUT) and returns it as
 /// Azure returns it: every list present, `provisioningState`, full ID and type.
-pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
+pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> CloudResult<Value> {
     let r = json::as_obj(raw, "a security rule")?;
     let name = json::opt_str(r, "name", "securityRule")?
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| ArmError::invalid_format("Security rule name is missing."))?;
+        .ok_or_else(|| CloudError::invalid_format("Security rule name is missing."))?;
     let rule_id = format!("{}/securityRules/{name}", cx.id);
     let what = format!("security rule {name}");
     let p = json::props(r)?;
 
     let protocol = json::opt_str(&p, "protocol", &what)?.ok_or_else(|| {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "SecurityRuleParameterMissing",
             format!("Security rule {rule_id} is missing required property 'protocol'."),
         )
@@ -54,27 +54,27 @@ pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
         &what,
     )?;
     let access = json::opt_str(&p, "access", &what)?.ok_or_else(|| {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "SecurityRuleParameterMissing",
             format!("Security rule {rule_id} is missing required property 'access'."),
         )
     })?;
     let access = json::canonical_enum(access, &["Allow", "Deny"], "access", &what)?;
     let direction = json::opt_str(&p, "direction", &what)?.ok_or_else(|| {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "SecurityRuleParameterMissing",
             format!("Security rule {rule_id} is missing required property 'direction'."),
         )
     })?;
     let direction = json::canonical_enum(direction, &["Inbound", "Outbound"], "direction", &what)?;
     let priority = json::opt_i64(&p, "priority", &what)?.ok_or_else(|| {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "SecurityRuleInvalidPriority",
             format!("Security rule {rule_id} has invalid Priority. Value provided: null Allowed range 100-4096."),
         )
     })?;
     if !(100..=4096).contains(&priority) {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "SecurityRuleInvalidPriority",
             format!(
                 "Security rule has invalid Priority. Value provided: {priority} Allowed range 100-4096."
@@ -95,13 +95,13 @@ pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
         let single = json::opt_str(&p, &single_key, &what)?;
         let list = json::string_list(&p, &list_key, &what)?;
         if single.is_none() && list.is_empty() {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "SecurityRuleParameterMissing",
                 format!("Security rule {rule_id} must specify {single_key} or {list_key}."),
             ));
         }
         if single.is_some() && !list.is_empty() {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "SecurityRuleParameterContainsUnsupportedValue",
                 format!("Security rule {rule_id} cannot specify both {single_key} and {list_key}."),
             ));
@@ -129,7 +129,7 @@ pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
             + usize::from(!list.is_empty())
             + usize::from(!asgs.is_empty());
         if given == 0 {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "SecurityRuleParameterMissing",
                 format!(
                     "Security rule {rule_id} must specify one of {single_key}, {list_key} or {asg_key}."
@@ -137,7 +137,7 @@ pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
             ));
         }
         if given > 1 {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "SecurityRuleParameterContainsUnsupportedValue",
                 format!(
                     "Security rule {rule_id} can specify only one of {single_key}, {list_key} and {asg_key}."
@@ -150,7 +150,7 @@ pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
             .chain(list.iter().map(String::as_str))
         {
             if !valid_address_prefix(prefix) {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "SecurityRuleInvalidAddressPrefix",
                     format!(
                         "Security rule {rule_id} has invalid Address prefix. Value provided: {prefix}"
@@ -159,7 +159,7 @@ pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
             }
         }
         if asgs.len() > cx.limits.asgs_per_rule_side {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "SecurityRuleTooManyApplicationSecurityGroups",
                 format!(
                     "Security rule {rule_id} references {} application security groups in {asg_key}; the limit is {}.",
@@ -209,9 +209,9 @@ pub fn canonical_rule(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
 }
 
 /// Checks that concern the rules together: names, priorities per direction, Azure's limits.
-fn check_rule_set(cx: &Cx, rules: &[Value]) -> ArmResult<()> {
+fn check_rule_set(cx: &Cx, rules: &[Value]) -> CloudResult<()> {
     if rules.len() > cx.limits.rules_per_nsg {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "SecurityRulesLimitReached",
             format!(
                 "Network security group {} has {} security rules, which exceeds the limit of {}.",
@@ -229,7 +229,7 @@ fn check_rule_set(cx: &Cx, rules: &[Value]) -> ArmResult<()> {
     for rule in rules {
         let name = rule["name"].as_str().unwrap_or("");
         if names.insert(name.to_ascii_lowercase(), name).is_some() {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "DuplicateResourceName",
                 format!(
                     "Resource {} has two child resources with the same name ({name}).",
@@ -241,7 +241,7 @@ fn check_rule_set(cx: &Cx, rules: &[Value]) -> ArmResult<()> {
         let prio = p["priority"].as_i64().unwrap_or(0);
         let dir = p["direction"].as_str().unwrap_or("").to_string();
         if let Some(other) = slots.insert((prio, dir), name) {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "SecurityRuleConflict",
                 format!(
                     "Security rule {other} conflicts with rule {name}. Rules cannot have the same Priority and Direction."
@@ -264,7 +264,7 @@ fn check_rule_set(cx: &Cx, rules: &[Value]) -> ArmResult<()> {
     if src_addresses > cx.limits.source_addresses_per_nsg
         || dst_addresses > cx.limits.destination_addresses_per_nsg
     {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "SecurityRuleAddressesLimitReached",
             format!(
                 "Network security group {} has {src_addresses} source and {dst_addresses} destination addresses/ranges across its rules; the limits are {} and {}.",
@@ -273,7 +273,7 @@ fn check_rule_set(cx: &Cx, rules: &[Value]) -> ArmResult<()> {
         ));
     }
     if asgs.len() > cx.limits.asgs_per_nsg {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "SecurityRuleApplicationSecurityGroupsLimitReached",
             format!(
                 "Network security group {} references {} distinct application security groups; the limit is {}.",
@@ -300,9 +300,9 @@ fn address_count(p: &Value, side: &str) -> usize {
 }
 
 /// `*`, a port, or `low-high`, all within 0-65535.
-pub fn check_port_range(range: &str) -> ArmResult<()> {
+pub fn check_port_range(range: &str) -> CloudResult<()> {
     let err = || {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "SecurityRuleInvalidPortRange",
             format!(
                 "Security rule has invalid Port range. Value provided: {range}. Value should be an integer OR integer range with '-' delimiter. Valid range 0-65535."

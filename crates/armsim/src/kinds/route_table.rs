@@ -1,7 +1,7 @@
 //! Route tables: route validation (prefix, next hop), one route per prefix, the route limit.
 
 use super::{Cx, resource_guid};
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::json::{self, Obj};
 use crate::state::{Resource, State};
 use serde_json::{Value, json};
@@ -16,14 +16,14 @@ const NEXT_HOPS: &[&str] = &[
     "None",
 ];
 
-pub fn build(_st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> ArmResult<Obj> {
+pub fn build(_st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> CloudResult<Obj> {
     let p = json::props(req)?;
     let mut routes = Vec::new();
     for raw in json::opt_array(&p, "routes", "routeTable")? {
         routes.push(canonical_route(cx, raw)?);
     }
     if routes.len() > cx.limits.routes_per_table {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "RouteTableRoutesLimitReached",
             format!(
                 "Route table {} has {} routes, which exceeds the limit of {} routes per route table.",
@@ -38,7 +38,7 @@ pub fn build(_st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> Ar
     for r in &routes {
         let name = r["name"].as_str().unwrap_or("");
         if names.insert(name.to_ascii_lowercase(), name).is_some() {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "DuplicateResourceName",
                 format!(
                     "Resource {} has two child resources with the same name ({name}).",
@@ -48,7 +48,7 @@ pub fn build(_st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> Ar
         }
         let prefix = r["properties"]["addressPrefix"].as_str().unwrap_or("");
         if let Some(other) = prefixes.insert(prefix.to_ascii_lowercase(), name) {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "RouteConflict",
                 format!(
                     "Route {name} conflicts with Route {other}. Routes cannot have the same AddressPrefix."
@@ -67,16 +67,16 @@ pub fn build(_st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> Ar
     Ok(out)
 }
 
-pub fn canonical_route(cx: &Cx, raw: &Value) -> ArmResult<Value> {
+pub fn canonical_route(cx: &Cx, raw: &Value) -> CloudResult<Value> {
     let r = json::as_obj(raw, "a route")?;
     let name = json::opt_str(r, "name", "route")?
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| ArmError::invalid_format("Route name is missing."))?;
+        .ok_or_else(|| CloudError::invalid_format("Route name is missing."))?;
     let route_id = format!("{}/routes/{name}", cx.id);
     let what = format!("route {name}");
     let p = json::props(r)?;
     let prefix = json::opt_str(&p, "addressPrefix", &what)?.ok_or_else(|| {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "RouteParameterMissing",
             format!("Route {route_id} is missing required property 'addressPrefix'."),
         )
@@ -87,7 +87,7 @@ pub fn canonical_route(cx: &Cx, raw: &Value) -> ArmResult<Value> {
         super::nsg::valid_address_prefix(prefix) && !prefix.contains('.') && prefix != "*"
     };
     if !prefix_ok {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "InvalidRouteAddressPrefix",
             format!(
                 "Route {route_id} has invalid AddressPrefix {prefix}. It must be a CIDR or a service tag."
@@ -95,7 +95,7 @@ pub fn canonical_route(cx: &Cx, raw: &Value) -> ArmResult<Value> {
         ));
     }
     let hop = json::opt_str(&p, "nextHopType", &what)?.ok_or_else(|| {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "RouteParameterMissing",
             format!("Route {route_id} is missing required property 'nextHopType'."),
         )
@@ -104,7 +104,7 @@ pub fn canonical_route(cx: &Cx, raw: &Value) -> ArmResult<Value> {
     let hop_ip = json::opt_str(&p, "nextHopIpAddress", &what)?.filter(|s| !s.is_empty());
     match (hop, hop_ip) {
         ("VirtualAppliance", None) => {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "InvalidNextHopIpAddress",
                 format!(
                     "Route {route_id} has next hop type VirtualAppliance and needs a nextHopIpAddress."
@@ -112,13 +112,13 @@ pub fn canonical_route(cx: &Cx, raw: &Value) -> ArmResult<Value> {
             ));
         }
         ("VirtualAppliance", Some(ip)) if ip.parse::<std::net::IpAddr>().is_err() => {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "InvalidNextHopIpAddress",
                 format!("Route {route_id} has invalid nextHopIpAddress {ip}."),
             ));
         }
         (other, Some(ip)) if other != "VirtualAppliance" => {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "NextHopIpAddressNotAllowed",
                 format!(
                     "Route {route_id} has next hop type {other}; nextHopIpAddress {ip} is only allowed with VirtualAppliance."

@@ -2,7 +2,7 @@
 //! association, delegations, and the in-use checks that protect subnets AKS uses.
 
 use super::{Cx, check_ref, resource_guid};
-use crate::error::{ArmError, ArmResult};
+use crate::error::{CloudError, CloudResult};
 use crate::json::{self, Obj};
 use crate::state::{Kind, Resource, State};
 use ipnet::IpNet;
@@ -12,10 +12,10 @@ use std::collections::HashMap;
 const SUBNET_TYPE: &str = "Microsoft.Network/virtualNetworks/subnets";
 const DELEGATION_TYPE: &str = "Microsoft.Network/virtualNetworks/subnets/delegations";
 
-pub fn build(st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> ArmResult<Obj> {
+pub fn build(st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> CloudResult<Obj> {
     let p = json::props(req)?;
     let space = json::opt_obj(&p, "addressSpace", "virtualNetwork")?.ok_or_else(|| {
-        ArmError::bad_request(
+        CloudError::bad_request(
             "InvalidAddressSpace",
             format!(
                 "Virtual network {} must specify addressSpace.addressPrefixes.",
@@ -25,7 +25,7 @@ pub fn build(st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> Arm
     })?;
     let prefixes = json::string_list(space, "addressPrefixes", "addressSpace")?;
     if prefixes.is_empty() {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "InvalidAddressSpace",
             format!(
                 "Virtual network {} must have at least one address prefix.",
@@ -36,7 +36,7 @@ pub fn build(st: &State, cx: &Cx, existing: Option<&Resource>, req: &Obj) -> Arm
     let mut nets = Vec::new();
     for prefix in &prefixes {
         nets.push(parse_cidr(prefix).ok_or_else(|| {
-            ArmError::bad_request(
+            CloudError::bad_request(
                 "InvalidAddressPrefixFormat",
                 format!(
                     "Address prefix {prefix} of virtual network {} is not a valid CIDR.",
@@ -85,18 +85,18 @@ fn parse_cidr(s: &str) -> Option<IpNet> {
     (net.network() == net.addr()).then_some(net)
 }
 
-pub fn canonical_subnet(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
+pub fn canonical_subnet(st: &State, cx: &Cx, raw: &Value) -> CloudResult<Value> {
     let s = json::as_obj(raw, "a subnet")?;
     let name = json::opt_str(s, "name", "subnet")?
         .filter(|n| !n.is_empty())
-        .ok_or_else(|| ArmError::invalid_format("Subnet name is missing."))?;
+        .ok_or_else(|| CloudError::invalid_format("Subnet name is missing."))?;
     let subnet_id = format!("{}/subnets/{name}", cx.id);
     let what = format!("subnet {name}");
     let p = json::props(s)?;
     let single = json::opt_str(&p, "addressPrefix", &what)?;
     let list = json::string_list(&p, "addressPrefixes", &what)?;
     if single.is_none() && list.is_empty() {
-        return Err(ArmError::bad_request(
+        return Err(CloudError::bad_request(
             "NetcfgInvalidSubnet",
             format!("Subnet {subnet_id} must specify addressPrefix or addressPrefixes."),
         ));
@@ -107,7 +107,7 @@ pub fn canonical_subnet(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
         .chain(list.iter().map(String::as_str))
     {
         if parse_cidr(prefix).is_none() {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "NetcfgInvalidSubnet",
                 format!(
                     "Subnet '{name}' is not valid in virtual network '{}': address prefix {prefix} is not a valid CIDR.",
@@ -137,12 +137,12 @@ pub fn canonical_subnet(st: &State, cx: &Cx, raw: &Value) -> ArmResult<Value> {
         let d = json::as_obj(d, "a delegation")?;
         let dname = json::opt_str(d, "name", "delegation")?
             .filter(|n| !n.is_empty())
-            .ok_or_else(|| ArmError::invalid_format("Delegation name is missing."))?;
+            .ok_or_else(|| CloudError::invalid_format("Delegation name is missing."))?;
         let dp = json::props(d)?;
         let service = json::opt_str(&dp, "serviceName", "delegation")?
             .filter(|n| !n.is_empty())
             .ok_or_else(|| {
-                ArmError::bad_request(
+                CloudError::bad_request(
                     "InvalidServiceNameOnDelegation",
                     format!("Delegation {dname} of subnet {subnet_id} must name a service."),
                 )
@@ -189,13 +189,13 @@ fn subnet_nets(subnet: &Value) -> Vec<IpNet> {
         .collect()
 }
 
-fn check_subnets(cx: &Cx, space: &[IpNet], subnets: &[Value]) -> ArmResult<()> {
+fn check_subnets(cx: &Cx, space: &[IpNet], subnets: &[Value]) -> CloudResult<()> {
     let mut names: HashMap<String, &str> = HashMap::new();
     let mut seen: Vec<(IpNet, &str)> = Vec::new();
     for s in subnets {
         let name = s["name"].as_str().unwrap_or("");
         if names.insert(name.to_ascii_lowercase(), name).is_some() {
-            return Err(ArmError::bad_request(
+            return Err(CloudError::bad_request(
                 "DuplicateResourceName",
                 format!(
                     "Resource {} has two child resources with the same name ({name}).",
@@ -205,7 +205,7 @@ fn check_subnets(cx: &Cx, space: &[IpNet], subnets: &[Value]) -> ArmResult<()> {
         }
         for net in subnet_nets(s) {
             if !space.iter().any(|v| v.contains(&net)) {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "NetcfgSubnetRangeOutsideVnet",
                     format!(
                         "Subnet '{name}' is not valid because its IP address range is outside the IP address range of virtual network '{}'.",
@@ -217,7 +217,7 @@ fn check_subnets(cx: &Cx, space: &[IpNet], subnets: &[Value]) -> ArmResult<()> {
                 .iter()
                 .find(|(o, _)| o.contains(&net) || net.contains(o))
             {
-                return Err(ArmError::bad_request(
+                return Err(CloudError::bad_request(
                     "NetcfgSubnetRangesOverlap",
                     format!(
                         "Subnet '{name}' is not valid because its IP address range overlaps with that of an existing subnet '{other}' in virtual network '{}'.",
@@ -265,7 +265,7 @@ pub fn subnets_referencing(st: &State, property: &str, id: &str) -> Vec<String> 
 }
 
 /// Refuses to remove a subnet an AKS agent pool runs in.
-pub fn check_subnet_unused(st: &State, subnet_id: &str) -> ArmResult<()> {
+pub fn check_subnet_unused(st: &State, subnet_id: &str) -> CloudResult<()> {
     let users: Vec<String> = st
         .of_kind(Kind::AgentPool)
         .filter(|p| {
@@ -279,7 +279,7 @@ pub fn check_subnet_unused(st: &State, subnet_id: &str) -> ArmResult<()> {
     if users.is_empty() {
         Ok(())
     } else {
-        Err(ArmError::bad_request(
+        Err(CloudError::bad_request(
             "InUseSubnetCannotBeDeleted",
             format!(
                 "Subnet {subnet_id} is in use by {} and cannot be deleted. In order to delete the subnet, delete all the resources within the subnet.",
