@@ -90,13 +90,8 @@ kubectl create namespace poolnet-system --dry-run=client -o yaml | kubectl apply
 
 say "Registering poolnet's admission webhooks (config/webhook/, called by url on 127.0.0.1)"
 webhook_port=$(free_port)
-python3 - "$repo/config/webhook/webhooks.yaml" "$webhook_port" >"$dir/webhooks.yaml" <<'PY'
-import re, sys
-text = open(sys.argv[1]).read()
-service = re.compile(
-    r"( +)service:\n +name: poolnet-webhook\n +namespace: poolnet-system\n +path: (\S+)\n +port: 443\n")
-print(service.sub(lambda m: f"{m.group(1)}url: https://127.0.0.1:{sys.argv[2]}{m.group(2)}\n", text), end="")
-PY
+"$target/debug/poolnet-operator" webhook-config --url-base "https://127.0.0.1:$webhook_port" \
+    -f "$repo/config/webhook/webhooks.yaml" >"$dir/webhooks.yaml"
 run kubectl apply --server-side -f "$dir/webhooks.yaml"
 
 say "Starting poolnet-operator"

@@ -9,6 +9,15 @@ use crate::error::{FieldError, FieldErrors};
 
 pub use crate::ownership::ROUTE_PREFIX as OWNED_ROUTE_PREFIX;
 
+/// Whether a route named `name` is poolnet's (ARM compares route names case-insensitively).
+pub fn is_owned_route_name(name: &str) -> bool {
+    // Bytes, not a string slice: a name with a multi-byte character across the prefix's
+    // length must not panic.
+    name.as_bytes()
+        .get(..OWNED_ROUTE_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(OWNED_ROUTE_PREFIX.as_bytes()))
+}
+
 /// ARM `nextHopType` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum NextHopKind {
@@ -135,6 +144,15 @@ pub fn validate_route(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn owned_route_names_ignore_case_and_never_panic() {
+        assert!(is_owned_route_name("poolnet-onprem"));
+        assert!(is_owned_route_name("PoolNet-onprem"));
+        assert!(!is_owned_route_name("aks-node-0"));
+        assert!(!is_owned_route_name("poolnet"));
+        assert!(!is_owned_route_name("poolnet\u{e9}x"));
+    }
 
     #[test]
     fn default_route_to_appliance_is_valid() {

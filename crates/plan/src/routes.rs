@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use poolnet_api::cidr::parse_address_prefix;
-use poolnet_api::route::{NextHopKind, OWNED_ROUTE_PREFIX};
+use poolnet_api::route::{NextHopKind, OWNED_ROUTE_PREFIX, is_owned_route_name};
 
 pub use poolnet_api::ownership::CLUSTER_TAG;
 
@@ -166,15 +166,15 @@ pub fn plan_routes(
     plan.tag = table.cluster_tag.is_none() && !desired.is_empty();
     plan.untag = table.cluster_tag.is_some() && desired.is_empty();
 
-    let is_owned = |name: &str| {
-        name.len() >= OWNED_ROUTE_PREFIX.len()
-            && name[..OWNED_ROUTE_PREFIX.len()].eq_ignore_ascii_case(OWNED_ROUTE_PREFIX)
-    };
-    let foreign: Vec<&Route> = table.routes.iter().filter(|r| !is_owned(&r.name)).collect();
+    let foreign: Vec<&Route> = table
+        .routes
+        .iter()
+        .filter(|r| !is_owned_route_name(&r.name))
+        .collect();
     let owned: BTreeMap<String, &Route> = table
         .routes
         .iter()
-        .filter(|r| is_owned(&r.name))
+        .filter(|r| is_owned_route_name(&r.name))
         .map(|r| (r.name.to_ascii_lowercase(), r))
         .collect();
 

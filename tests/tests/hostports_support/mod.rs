@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use futures::StreamExt;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
@@ -26,10 +26,10 @@ use poolnet_operator::hostports::{
     HostPortIndex, ReleasePolicy, RepairConfig, Repairer, Reserver, run_index,
 };
 use poolnet_operator::runtime::{CancellationToken, Metrics};
+use poolnet_operator::webhook::configs::{AnyWebhookConfiguration, configs_at_url};
 use poolnet_operator::webhook::{
     self, CertSource, PodWebhook, PolicyValidator, SelfManaged, ServeConfig, WebhookState,
 };
-use serde::Deserialize;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -57,15 +57,6 @@ impl Configs {
     }
 }
 
-fn url_config(base: &str, path: Option<&str>) -> WebhookClientConfig {
-    WebhookClientConfig {
-        url: Some(format!("{base}{}", path.unwrap_or("/"))),
-        // Left empty on purpose: poolnet writes its CA bundle here.
-        ca_bundle: None,
-        service: None,
-    }
-}
-
 fn only_namespace(selector: Option<LabelSelector>, ns: &str) -> LabelSelector {
     let mut s = selector.unwrap_or_default();
     s.match_expressions
@@ -79,42 +70,29 @@ fn only_namespace(selector: Option<LabelSelector>, ns: &str) -> LabelSelector {
 }
 
 /// Installs `config/webhook/webhooks.yaml` for namespace `ns`, calling `base`
-/// (`https://127.0.0.1:<port>`). Everything else (matchConditions, failurePolicy,
-/// sideEffects, reinvocationPolicy, timeouts) is used as shipped.
+/// (`https://127.0.0.1:<port>`) by URL as `poolnet-operator webhook-config` does for the
+/// demo, with no caBundle (poolnet writes its own). Everything else (matchConditions,
+/// failurePolicy, sideEffects, reinvocationPolicy, timeouts) is used as shipped.
 pub async fn install_webhooks(client: &Client, ns: &str, base: &str) -> Result<Configs> {
     let names = Configs::for_namespace(ns);
     let path = poolnet_tests::repo_root().join("config/webhook/webhooks.yaml");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    for doc in serde_yaml::Deserializer::from_str(&text) {
-        let value = serde_yaml::Value::deserialize(doc)?;
-        match value.get("kind").and_then(|k| k.as_str()) {
-            Some("MutatingWebhookConfiguration") => {
-                let mut c: MutatingWebhookConfiguration = serde_yaml::from_value(value)?;
+    let configs = configs_at_url(&text, base).with_context(|| format!("in {}", path.display()))?;
+    for config in configs {
+        match config {
+            AnyWebhookConfiguration::Mutating(mut c) => {
                 c.metadata.name = Some(names.mutating.clone());
                 for h in c.webhooks.iter_mut().flatten() {
-                    let path = h
-                        .client_config
-                        .service
-                        .as_ref()
-                        .and_then(|s| s.path.clone());
-                    h.client_config = url_config(base, path.as_deref());
                     h.namespace_selector = Some(only_namespace(h.namespace_selector.take(), ns));
                 }
                 Api::<MutatingWebhookConfiguration>::all(client.clone())
                     .create(&PostParams::default(), &c)
                     .await?;
             }
-            Some("ValidatingWebhookConfiguration") => {
-                let mut c: ValidatingWebhookConfiguration = serde_yaml::from_value(value)?;
+            AnyWebhookConfiguration::Validating(mut c) => {
                 c.metadata.name = Some(names.validating.clone());
                 for h in c.webhooks.iter_mut().flatten() {
-                    let path = h
-                        .client_config
-                        .service
-                        .as_ref()
-                        .and_then(|s| s.path.clone());
-                    h.client_config = url_config(base, path.as_deref());
                     h.namespace_selector = Some(only_namespace(h.namespace_selector.take(), ns));
                     h.object_selector = Some(LabelSelector {
                         match_labels: Some(BTreeMap::from([(
@@ -128,7 +106,6 @@ pub async fn install_webhooks(client: &Client, ns: &str, base: &str) -> Result<C
                     .create(&PostParams::default(), &c)
                     .await?;
             }
-            other => bail!("unexpected document {other:?} in {}", path.display()),
         }
     }
     Ok(names)

@@ -8,7 +8,9 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, JSONSchemaProps,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -117,6 +119,36 @@ pub struct HostPortClaimSpec {
     pub created_at: Time,
 }
 
+/// Name of the claim for a host port, e.g. `tcp-41932`: one object per port, so the API server
+/// refusing a second object with the same name is what keeps a port with one pod.
+pub fn claim_name(protocol: crate::portspec::Protocol, port: u16) -> String {
+    format!("{protocol}-{port}")
+}
+
+impl HostPortClaim {
+    /// The claim to create for `spec`: named after its port ([`claim_name`]) and labelled
+    /// with its reservation token, its pod's namespace and its policy, by which pods,
+    /// the index and the policy controller find it.
+    pub fn for_spec(spec: HostPortClaimSpec) -> Self {
+        let mut labels = BTreeMap::from([
+            (RESERVATION_LABEL.to_string(), spec.request_uid.clone()),
+            (POD_NAMESPACE_LABEL.to_string(), spec.pod_namespace.clone()),
+        ]);
+        if let Some(policy) = &spec.policy {
+            labels.insert(POLICY_LABEL.to_string(), policy.clone());
+        }
+        Self {
+            metadata: ObjectMeta {
+                name: Some(claim_name(spec.protocol.into(), spec.port)),
+                labels: Some(labels),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+        }
+    }
+}
+
 /// How a claimed port was chosen.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum HostPortSource {
@@ -152,4 +184,44 @@ pub struct HostPortClaimStatus {
 pub struct BoundPod {
     pub name: String,
     pub uid: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(policy: Option<&str>) -> HostPortClaimSpec {
+        HostPortClaimSpec {
+            protocol: PortProtocol::UDP,
+            port: 41932,
+            container_port: Some(7777),
+            source: HostPortSource::Automatic,
+            pod_namespace: "games".into(),
+            pod_name: None,
+            pod_generate_name: Some("echo-".into()),
+            policy: policy.map(String::from),
+            request_uid: "token-1".into(),
+            created_at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+        }
+    }
+
+    #[test]
+    fn a_claim_is_named_after_its_port_and_labelled_from_its_spec() {
+        let claim = HostPortClaim::for_spec(spec(Some("echoserver")));
+        assert_eq!(claim.metadata.name.as_deref(), Some("udp-41932"));
+        assert_eq!(
+            claim.metadata.labels,
+            Some(BTreeMap::from([
+                (RESERVATION_LABEL.to_string(), "token-1".to_string()),
+                (POD_NAMESPACE_LABEL.to_string(), "games".to_string()),
+                (POLICY_LABEL.to_string(), "echoserver".to_string()),
+            ]))
+        );
+        assert_eq!(claim.spec, spec(Some("echoserver")));
+        assert!(claim.status.is_none());
+
+        let without_policy = HostPortClaim::for_spec(spec(None));
+        let labels = without_policy.metadata.labels.unwrap_or_default();
+        assert!(!labels.contains_key(POLICY_LABEL), "{labels:?}");
+    }
 }

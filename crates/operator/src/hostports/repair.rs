@@ -11,16 +11,12 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{
-    Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams, Preconditions,
-};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use poolnet_api::portspec::{PortRange, Protocol};
-use poolnet_api::v1alpha1::host_port_claim::{POD_NAMESPACE_LABEL, RESERVATION_LABEL};
-use poolnet_api::v1alpha1::{
-    HostPortClaim, HostPortClaimSpec, HostPortPolicy, HostPortSource, PortProtocol,
-};
+use poolnet_api::v1alpha1::host_port_claim::RESERVATION_LABEL;
+use poolnet_api::v1alpha1::{HostPortClaim, HostPortClaimSpec, HostPortPolicy, HostPortSource};
 use poolnet_plan::hostports::request::default_range;
 use poolnet_plan::hostports::{
     ClaimFacts, Key, PodRef, ReleasePolicy, ReleaseReason, Repair, decide,
@@ -328,35 +324,18 @@ impl Repairer {
     }
 
     async fn adopt_one(&self, pod: &PodEntry, key: Key) -> Result<bool, kube::Error> {
-        let claim = HostPortClaim {
-            metadata: ObjectMeta {
-                name: Some(key.claim_name()),
-                labels: Some(
-                    [
-                        (RESERVATION_LABEL.to_string(), pod.uid.clone()),
-                        (POD_NAMESPACE_LABEL.to_string(), pod.namespace.clone()),
-                    ]
-                    .into(),
-                ),
-                ..ObjectMeta::default()
-            },
-            spec: HostPortClaimSpec {
-                protocol: match key.protocol {
-                    Protocol::Tcp => PortProtocol::TCP,
-                    Protocol::Udp => PortProtocol::UDP,
-                },
-                port: key.port,
-                container_port: None,
-                source: HostPortSource::Adopted,
-                pod_namespace: pod.namespace.clone(),
-                pod_name: Some(pod.name.clone()),
-                pod_generate_name: None,
-                policy: None,
-                request_uid: pod.uid.clone(),
-                created_at: Time(k8s_openapi::jiff::Timestamp::now()),
-            },
-            status: None,
-        };
+        let claim = HostPortClaim::for_spec(HostPortClaimSpec {
+            protocol: key.protocol.into(),
+            port: key.port,
+            container_port: None,
+            source: HostPortSource::Adopted,
+            pod_namespace: pod.namespace.clone(),
+            pod_name: Some(pod.name.clone()),
+            pod_generate_name: None,
+            policy: None,
+            request_uid: pod.uid.clone(),
+            created_at: Time(k8s_openapi::jiff::Timestamp::now()),
+        });
         let created = match self.claims.create(&PostParams::default(), &claim).await {
             Ok(c) => c,
             Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),

@@ -15,13 +15,10 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Client, ResourceExt};
-use poolnet_api::portspec::Protocol;
-use poolnet_api::v1alpha1::host_port_claim::{
-    POD_NAMESPACE_LABEL, POLICY_LABEL, RESERVATION_LABEL,
-};
-use poolnet_api::v1alpha1::{HostPortClaim, HostPortClaimSpec, HostPortSource, PortProtocol};
+use poolnet_api::v1alpha1::host_port_claim::RESERVATION_LABEL;
+use poolnet_api::v1alpha1::{HostPortClaim, HostPortClaimSpec, HostPortSource};
 use poolnet_plan::hostports::{
     AllocError, Assignment, Key, KeySet, RequestPlan, Reservation, Source, Step,
 };
@@ -308,40 +305,22 @@ fn draft(who: &Claimant<'_>, plan: &RequestPlan, i: usize, key: Key) -> HostPort
             Some((_, name)) => name.to_string(),
             None => p,
         });
-    let mut labels = std::collections::BTreeMap::from([
-        (RESERVATION_LABEL.to_string(), who.token.to_string()),
-        (POD_NAMESPACE_LABEL.to_string(), who.namespace.to_string()),
-    ]);
-    if let Some(p) = &policy {
-        labels.insert(POLICY_LABEL.to_string(), p.clone());
-    }
-    HostPortClaim {
-        metadata: ObjectMeta {
-            name: Some(key.claim_name()),
-            labels: Some(labels),
-            ..ObjectMeta::default()
+    HostPortClaim::for_spec(HostPortClaimSpec {
+        protocol: key.protocol.into(),
+        port: key.port,
+        container_port: Some(request.container_port),
+        source: match request.source {
+            Source::Auto(_) => HostPortSource::Automatic,
+            Source::Static(_) => HostPortSource::Static,
         },
-        spec: HostPortClaimSpec {
-            protocol: match key.protocol {
-                Protocol::Tcp => PortProtocol::TCP,
-                Protocol::Udp => PortProtocol::UDP,
-            },
-            port: key.port,
-            container_port: Some(request.container_port),
-            source: match request.source {
-                Source::Auto(_) => HostPortSource::Automatic,
-                Source::Static(_) => HostPortSource::Static,
-            },
-            pod_namespace: who.namespace.to_string(),
-            pod_name: who.pod_name.filter(|n| !n.is_empty()).map(String::from),
-            pod_generate_name: who
-                .generate_name
-                .filter(|n| !n.is_empty())
-                .map(String::from),
-            policy,
-            request_uid: who.token.to_string(),
-            created_at: Time(k8s_openapi::jiff::Timestamp::now()),
-        },
-        status: None,
-    }
+        pod_namespace: who.namespace.to_string(),
+        pod_name: who.pod_name.filter(|n| !n.is_empty()).map(String::from),
+        pod_generate_name: who
+            .generate_name
+            .filter(|n| !n.is_empty())
+            .map(String::from),
+        policy,
+        request_uid: who.token.to_string(),
+        created_at: Time(k8s_openapi::jiff::Timestamp::now()),
+    })
 }

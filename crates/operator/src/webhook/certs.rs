@@ -19,7 +19,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingWebhookConfiguration, WebhookClientConfig,
+    MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::jiff::Timestamp;
@@ -31,6 +31,7 @@ use rcgen::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::configs::{WebhookConfiguration, ca_bundle_patch};
 use super::tls::CertResolver;
 
 const CA_COMMON_NAME: &str = "poolnet-webhook-ca";
@@ -474,71 +475,38 @@ async fn write_secret(
 
 /// Writes `bundle` into every webhook of the named configurations that lacks it.
 async fn inject_ca_bundle(client: &Client, cfg: &SelfManaged, bundle: &[u8]) -> Result<()> {
-    let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
-    for name in &cfg.mutating_configs {
-        let Some(config) = mutating.get_opt(name).await? else {
-            tracing::debug!(%name, "MutatingWebhookConfiguration not found (yet)");
-            continue;
-        };
-        let hooks = config
-            .webhooks
-            .iter()
-            .flatten()
-            .map(|h| (&h.name, &h.client_config));
-        patch_bundle(&mutating, name, hooks, bundle).await?;
-    }
-    let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    for name in &cfg.validating_configs {
-        let Some(config) = validating.get_opt(name).await? else {
-            tracing::debug!(%name, "ValidatingWebhookConfiguration not found (yet)");
-            continue;
-        };
-        let hooks = config
-            .webhooks
-            .iter()
-            .flatten()
-            .map(|h| (&h.name, &h.client_config));
-        patch_bundle(&validating, name, hooks, bundle).await?;
-    }
-    Ok(())
+    inject_into::<MutatingWebhookConfiguration>(client, &cfg.mutating_configs, bundle).await?;
+    inject_into::<ValidatingWebhookConfiguration>(client, &cfg.validating_configs, bundle).await
 }
 
-/// One JSON patch per configuration setting `caBundle` where it differs; each entry is
-/// guarded by a `test` of the webhook's name, so a configuration reordered meanwhile is
-/// left for the next check instead of being patched at the wrong index.
-async fn patch_bundle<'a, K>(
-    api: &Api<K>,
-    name: &str,
-    hooks: impl Iterator<Item = (&'a String, &'a WebhookClientConfig)>,
+/// One JSON patch per configuration of kind `K` ([`ca_bundle_patch`]).
+async fn inject_into<K: WebhookConfiguration>(
+    client: &Client,
+    names: &[String],
     bundle: &[u8],
-) -> Result<()>
-where
-    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let encoded = ByteString(bundle.to_vec());
-    let mut ops = Vec::new();
-    for (i, (hook, client_config)) in hooks.enumerate() {
-        if client_config.ca_bundle.as_ref().map(|b| b.0.as_slice()) == Some(bundle) {
+) -> Result<()> {
+    let api: Api<K> = Api::all(client.clone());
+    for name in names {
+        let Some(config) = api.get_opt(name).await? else {
+            tracing::debug!(%name, "{} not found (yet)", K::kind(&()));
+            continue;
+        };
+        let ops = ca_bundle_patch(&config, bundle);
+        if ops.is_empty() {
             continue;
         }
-        ops.push(
-            serde_json::json!({"op": "test", "path": format!("/webhooks/{i}/name"), "value": hook}),
-        );
-        ops.push(serde_json::json!({"op": "add", "path": format!("/webhooks/{i}/clientConfig/caBundle"), "value": encoded}));
+        let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))?;
+        match api
+            .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+            .await
+        {
+            Ok(_) => {}
+            // A failed `test` (reordered meanwhile): the next check looks again.
+            Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => {}
+            Err(e) => return Err(e).with_context(|| format!("writing the CA bundle into {name}")),
+        }
     }
-    if ops.is_empty() {
-        return Ok(());
-    }
-    let patch: json_patch::Patch = serde_json::from_value(serde_json::Value::Array(ops))?;
-    match api
-        .patch(name, &PatchParams::default(), &Patch::Json::<()>(patch))
-        .await
-    {
-        Ok(_) => Ok(()),
-        // A failed `test` (reordered meanwhile): the next check looks again.
-        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => Ok(()),
-        Err(e) => Err(e).with_context(|| format!("writing the CA bundle into {name}")),
-    }
+    Ok(())
 }
 
 #[cfg(test)]

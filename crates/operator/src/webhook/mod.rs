@@ -7,11 +7,13 @@
 //!
 //! The serving certificate is poolnet's own (a CA and a leaf kept in a Secret, the CA bundle
 //! written into the webhook configurations, renewed before expiry) or read from files that
-//! cert-manager maintains ([`certs`]). The configurations shipped in `config/webhook/`
+//! cert-manager maintains ([`certs`]); both kinds of webhook configuration are handled alike
+//! ([`configs`]). The configurations shipped in `config/webhook/`
 //! explain which requests reach these routes and why.
 
 pub mod args;
 pub mod certs;
+pub mod configs;
 pub mod patch;
 pub mod pods;
 pub mod tls;

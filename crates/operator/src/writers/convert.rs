@@ -2,7 +2,7 @@
 //! rebuilt; foreign rules and routes travel back to ARM exactly as they were read.
 
 use poolnet_api::portspec::{PortRange, Protocol};
-use poolnet_api::route::NextHopKind;
+use poolnet_api::route::{NextHopKind, is_owned_route_name};
 use poolnet_arm::models::{
     ApplicationSecurityGroup, NetworkSecurityGroup, Resource, Route as ArmRoute, RouteNextHopType,
     RoutePropertiesFormat, RouteTable, SecurityRule, SecurityRuleAccess, SecurityRuleDirection,
@@ -245,13 +245,9 @@ pub fn apply_route_plan(table: &RouteTable, owned: &[Route], cluster: &str) -> R
         );
     }
     let props = out.properties.get_or_insert_with(Default::default);
-    props.routes.retain(|r| {
-        !r.name.as_deref().is_some_and(|n| {
-            n.len() >= poolnet_api::route::OWNED_ROUTE_PREFIX.len()
-                && n[..poolnet_api::route::OWNED_ROUTE_PREFIX.len()]
-                    .eq_ignore_ascii_case(poolnet_api::route::OWNED_ROUTE_PREFIX)
-        })
-    });
+    props
+        .routes
+        .retain(|r| !r.name.as_deref().is_some_and(is_owned_route_name));
     props.routes.extend(owned.iter().map(|r| {
         let mut p = RoutePropertiesFormat::new(arm_next_hop(r.next_hop_type));
         p.address_prefix = Some(r.address_prefix.clone());

@@ -10,6 +10,10 @@
 //!
 //! Every write is the whole resource with `If-Match: <etag>`; a 412 (someone else wrote in
 //! between, e.g. AKS or the cloud controller) re-reads and retries a bounded number of times.
+//!
+//! One generic [`Writer`] (`rmw.rs`) does all of that; `nsg.rs` and `routes.rs` only say how
+//! to read, plan, apply and PUT their kind of resource, and `convert.rs` is the one place
+//! the ARM request bodies of rules and routes are assembled.
 
 pub mod convert;
 mod nsg;
@@ -17,10 +21,9 @@ mod rmw;
 mod routes;
 
 pub use nsg::{NsgSync, NsgWriter};
+pub use rmw::{Synced, Writer};
 pub use routes::{RouteBudget, RouteSync, RouteWriter};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How a sync may use what the writer remembers.
@@ -40,24 +43,3 @@ pub const PRECONDITION_ATTEMPTS: usize = 4;
 /// How long a write may wait for its long-running operation before handing the caller a
 /// pending result to requeue on.
 pub const LRO_WAIT: Duration = Duration::from_secs(10);
-
-/// One async mutex per resource (lower-cased ID), created on first use.
-#[derive(Debug)]
-struct PerResource<T> {
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<T>>>>,
-}
-
-impl<T: Default> PerResource<T> {
-    fn new() -> Self {
-        Self {
-            slots: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<T>> {
-        // A poisoned map only means another task panicked while inserting; the map itself
-        // is still consistent, so keep using it.
-        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
-        slots.entry(id.to_ascii_lowercase()).or_default().clone()
-    }
-}

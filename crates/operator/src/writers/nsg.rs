@@ -1,7 +1,5 @@
 //! The NSG writer.
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 
 use poolnet_arm::models::NetworkSecurityGroup;
@@ -10,7 +8,7 @@ use poolnet_plan::nsg::{DesiredRule, NsgPlan, plan_nsg};
 
 use super::Freshness;
 use super::convert::{apply_nsg_plan, existing_rules};
-use super::rmw::{Rmw, Synced, Target};
+use super::rmw::{Synced, Target, Writer};
 
 /// Result of one NSG sync.
 pub type NsgSync = Synced<NsgPlan>;
@@ -66,20 +64,9 @@ impl Target for NsgTarget<'_> {
 }
 
 /// Writes NSGs for one cluster's poolnet; see the module docs of `writers`.
-#[derive(Debug)]
-pub struct NsgWriter {
-    arm: Arc<dyn ArmNetwork>,
-    rmw: Rmw<NetworkSecurityGroup>,
-}
+pub type NsgWriter = Writer<NetworkSecurityGroup>;
 
 impl NsgWriter {
-    pub fn new(arm: Arc<dyn ArmNetwork>) -> Self {
-        Self {
-            arm,
-            rmw: Rmw::new(),
-        }
-    }
-
     /// Make poolnet's rules in `id` (those named `owned_prefix…`) exactly `desired`.
     pub async fn sync(
         &self,
@@ -92,13 +79,6 @@ impl NsgWriter {
             desired,
             owned_prefix,
         };
-        self.rmw
-            .sync(self.arm.as_ref(), id, &target, freshness)
-            .await
-    }
-
-    /// Forget what is remembered about `id` (after an out-of-band change).
-    pub async fn forget(&self, id: &ResourceId) {
-        self.rmw.forget(id).await;
+        self.sync_target(id, &target, freshness).await
     }
 }

@@ -1,18 +1,20 @@
-//! The read-modify-write engine both writers share: per-resource serialisation, the
+//! The read-modify-write writer both resource kinds share: per-resource serialisation, the
 //! remembered state, `If-Match` with a bounded retry on 412, and long-running operations
 //! that are waited for briefly, then handed back to the caller to requeue on.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 
-use poolnet_arm::{ArmError, Etagged, Lro, OperationHandle, ResourceId};
+use poolnet_arm::{ArmError, ArmNetwork, Etagged, Lro, OperationHandle, ResourceId};
 use tracing::{debug, info};
 
-use super::{Freshness, LRO_WAIT, PRECONDITION_ATTEMPTS, PerResource};
-use poolnet_arm::ArmNetwork;
+use super::{Freshness, LRO_WAIT, PRECONDITION_ATTEMPTS};
 
-/// What differs between writers: how to read, write, plan and apply one kind of resource.
+/// What differs between resource kinds: how to read, write, plan and apply one of them,
+/// given what the caller wants in it.
 pub trait Target {
     type Resource: Clone + Send + Sync;
     type Plan: Clone + Default + Send;
@@ -44,6 +46,27 @@ pub trait Target {
 
     /// `(added, changed, removed)` for logs and Events.
     fn counts(plan: &Self::Plan) -> (usize, usize, usize);
+}
+
+/// One async mutex per resource (lower-cased ID), created on first use.
+#[derive(Debug)]
+struct PerResource<T> {
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<T>>>>,
+}
+
+impl<T: Default> PerResource<T> {
+    fn new() -> Self {
+        Self {
+            slots: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn slot(&self, id: &str) -> Arc<tokio::sync::Mutex<T>> {
+        // A poisoned map only means another task panicked while inserting; the map itself
+        // is still consistent, so keep using it.
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.entry(id.to_ascii_lowercase()).or_default().clone()
+    }
 }
 
 #[derive(Debug)]
@@ -87,27 +110,30 @@ impl<P: Default> Synced<P> {
     }
 }
 
-/// Serialised, remembering read-modify-write of one kind of resource.
+/// Serialised, remembering read-modify-write of one kind of resource (`R`) for one
+/// cluster's poolnet; see the module docs of `writers`. The kinds add their own `sync`.
 #[derive(Debug)]
-pub struct Rmw<R> {
+pub struct Writer<R> {
+    arm: Arc<dyn ArmNetwork>,
     state: PerResource<Remembered<R>>,
 }
 
-impl<R: Clone + Send + Sync> Rmw<R> {
-    pub fn new() -> Self {
+impl<R: Clone + Send + Sync> Writer<R> {
+    pub fn new(arm: Arc<dyn ArmNetwork>) -> Self {
         Self {
+            arm,
             state: PerResource::new(),
         }
     }
 
     /// Bring `id` to what `target` plans, writing only when the plan says so.
-    pub async fn sync<T: Target<Resource = R>>(
+    pub(super) async fn sync_target<T: Target<Resource = R>>(
         &self,
-        arm: &dyn ArmNetwork,
         id: &ResourceId,
         target: &T,
         freshness: Freshness,
     ) -> Result<Synced<T::Plan>, ArmError> {
+        let arm = self.arm.as_ref();
         let slot = self.state.slot(&id.to_string());
         let mut mem = slot.lock().await;
 
@@ -195,11 +221,5 @@ impl<R: Clone + Send + Sync> Rmw<R> {
     pub async fn forget(&self, id: &ResourceId) {
         let slot = self.state.slot(&id.to_string());
         slot.lock().await.resource = None;
-    }
-}
-
-impl<R: Clone + Send + Sync> Default for Rmw<R> {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -1,17 +1,15 @@
 //! The route-table writer.
 
-use std::sync::Arc;
-
 use futures::future::BoxFuture;
 
-use poolnet_api::route::OWNED_ROUTE_PREFIX;
+use poolnet_api::route::is_owned_route_name;
 use poolnet_arm::models::RouteTable;
 use poolnet_arm::{ArmError, ArmNetwork, Etagged, Lro, Precondition, ResourceId};
 use poolnet_plan::routes::{DesiredRoute, RoutePlan, plan_routes};
 
 use super::Freshness;
 use super::convert::{apply_route_plan, route_table_view};
-use super::rmw::{Rmw, Synced, Target};
+use super::rmw::{Synced, Target, Writer};
 
 /// Result of one route-table sync; `plan.problems` non-empty means nothing was written, and why.
 pub type RouteSync = Synced<RoutePlan>;
@@ -72,7 +70,7 @@ impl Target for RouteTarget<'_> {
         let owned: Vec<_> = plan
             .routes
             .iter()
-            .filter(|r| r.name.to_ascii_lowercase().starts_with(OWNED_ROUTE_PREFIX))
+            .filter(|r| is_owned_route_name(&r.name))
             .cloned()
             .collect();
         apply_route_plan(current, &owned, self.cluster)
@@ -83,21 +81,10 @@ impl Target for RouteTarget<'_> {
     }
 }
 
-/// Writes route tables for one cluster's poolnet.
-#[derive(Debug)]
-pub struct RouteWriter {
-    arm: Arc<dyn ArmNetwork>,
-    rmw: Rmw<RouteTable>,
-}
+/// Writes route tables for one cluster's poolnet; see the module docs of `writers`.
+pub type RouteWriter = Writer<RouteTable>;
 
 impl RouteWriter {
-    pub fn new(arm: Arc<dyn ArmNetwork>) -> Self {
-        Self {
-            arm,
-            rmw: Rmw::new(),
-        }
-    }
-
     /// Make poolnet's routes in table `id` exactly `desired` for `cluster`.
     pub async fn sync(
         &self,
@@ -112,8 +99,6 @@ impl RouteWriter {
             cluster,
             budget,
         };
-        self.rmw
-            .sync(self.arm.as_ref(), id, &target, freshness)
-            .await
+        self.sync_target(id, &target, freshness).await
     }
 }

@@ -29,7 +29,7 @@ impl Key {
     /// Naming the record after the key is what makes reservation linearizable: the API
     /// server refuses a second object with the same name.
     pub fn claim_name(self) -> String {
-        self.to_string()
+        poolnet_api::v1alpha1::host_port_claim::claim_name(self.protocol, self.port)
     }
 }
 
