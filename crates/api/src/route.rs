@@ -7,15 +7,15 @@ use crate::armid::{RESOURCE_NAME_RULE, valid_resource_name};
 use crate::cidr::{AddressPrefix, parse_address_prefix, parse_ip, reserved_containing};
 use crate::error::{FieldError, FieldErrors};
 
-pub use crate::ownership::ROUTE_PREFIX as OWNED_ROUTE_PREFIX;
+use crate::ownership::ROUTE_PREFIX;
 
 /// Whether a route named `name` is poolnet's (ARM compares route names case-insensitively).
 pub fn is_owned_route_name(name: &str) -> bool {
     // Bytes, not a string slice: a name with a multi-byte character across the prefix's
     // length must not panic.
     name.as_bytes()
-        .get(..OWNED_ROUTE_PREFIX.len())
-        .is_some_and(|head| head.eq_ignore_ascii_case(OWNED_ROUTE_PREFIX.as_bytes()))
+        .get(..ROUTE_PREFIX.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(ROUTE_PREFIX.as_bytes()))
 }
 
 /// ARM `nextHopType` values.
@@ -89,14 +89,14 @@ pub fn validate_route(
             "not a valid route name",
             RESOURCE_NAME_RULE,
         ));
-    } else if name.len() + OWNED_ROUTE_PREFIX.len() > 80 {
+    } else if name.len() + ROUTE_PREFIX.len() > 80 {
         errs.push(FieldError::new(
             format!("{path}.name"),
             name,
             format!(
-                "too long once poolnet prefixes it with {OWNED_ROUTE_PREFIX:?} (ARM allows 80 characters)"
+                "too long once poolnet prefixes it with {ROUTE_PREFIX:?} (ARM allows 80 characters)"
             ),
-            format!("at most {} characters", 80 - OWNED_ROUTE_PREFIX.len()),
+            format!("at most {} characters", 80 - ROUTE_PREFIX.len()),
         ));
     }
     match parse_address_prefix(address_prefix) {

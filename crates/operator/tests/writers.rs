@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use armsim::{Fixture, OtherWriter, OtherWriterAction, RunningSim, SimConfig};
+use poolnet_api::ownership::{cluster_rule_prefix, route_name};
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, ResourceId, Secret, Url};
 use poolnet_operator::writers::{Freshness, NsgWriter, RouteBudget, RouteWriter};
-use poolnet_plan::nsg::{Owner, cluster_rule_prefix, consolidate};
-use poolnet_plan::routes::{DesiredRoute, Route, azure_route_name};
+use poolnet_plan::nsg::{Owner, consolidate};
+use poolnet_plan::routes::{DesiredRoute, Route};
 
 const SUB: &str = "00000000-1111-2222-3333-444444444444";
 const CLUSTER: &str = "/subscriptions/00000000-1111-2222-3333-444444444444/resourcegroups/rg-poolnet-demo/providers/microsoft.containerservice/managedclusters/aks-demo";
@@ -163,7 +164,7 @@ async fn route_writer_merges_and_refuses_over_the_limit() {
     let want = [DesiredRoute {
         owner: "NodePoolNetwork kubenet".into(),
         route: Route {
-            name: azure_route_name("default"),
+            name: route_name("default"),
             address_prefix: "0.0.0.0/0".into(),
             next_hop_type: poolnet_api::route::NextHopKind::VirtualAppliance,
             next_hop_ip: Some("10.241.1.4".into()),

@@ -10,7 +10,9 @@ use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
 use poolnet_api::validation::{allowed_host_ports, managed_asg_enabled};
 
 use crate::nsg::{DesiredRule, Owner, consolidate};
-use crate::routes::{DesiredRoute, Route, azure_route_name};
+use poolnet_api::ownership::{managed_asg_name, route_name};
+
+use crate::routes::{DesiredRoute, Route};
 
 /// The managed cluster an agent pool belongs to (lower-cased ARM ID), or `None` if the ID is
 /// not an agent pool ID.
@@ -20,8 +22,6 @@ pub fn cluster_of(agent_pool_id: &str) -> Option<String> {
         .and_then(|id| id.parent())
         .map(|c| c.to_string().to_ascii_lowercase())
 }
-
-pub use poolnet_api::ownership::managed_asg_name;
 
 /// ARM ID of the managed ASG: in the cluster's resource group, named after the object.
 pub fn managed_asg_id(npn: &NodePoolNetwork) -> Option<String> {
@@ -200,7 +200,7 @@ pub fn desired_routes_for_table(
         out.extend(rt.routes.iter().map(|r| DesiredRoute {
             owner: owner.clone(),
             route: Route {
-                name: azure_route_name(&r.name),
+                name: route_name(&r.name),
                 address_prefix: r.address_prefix.clone(),
                 next_hop_type: r.next_hop_type.into(),
                 next_hop_ip: r.next_hop_ip_address.clone(),

@@ -6,9 +6,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use poolnet_api::cidr::parse_address_prefix;
-use poolnet_api::route::{NextHopKind, OWNED_ROUTE_PREFIX, is_owned_route_name};
-
-pub use poolnet_api::ownership::CLUSTER_TAG;
+use poolnet_api::ownership::CLUSTER_TAG;
+use poolnet_api::route::{NextHopKind, is_owned_route_name};
 
 /// One route, as poolnet compares them (names case-insensitively, like ARM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +40,6 @@ pub struct DesiredRoute {
     pub owner: String,
     pub route: Route,
 }
-
-pub use poolnet_api::ownership::route_name as azure_route_name;
 
 /// Why a route table cannot take poolnet's routes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,6 +268,7 @@ pub fn plan_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use poolnet_api::ownership::route_name;
     use proptest::prelude::*;
 
     const CLUSTER: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks";
@@ -288,7 +286,7 @@ mod tests {
         DesiredRoute {
             owner: owner.into(),
             route: route(
-                &azure_route_name(name),
+                &route_name(name),
                 prefix,
                 NextHopKind::VirtualAppliance,
                 Some("10.0.2.4"),
@@ -491,7 +489,7 @@ mod tests {
         ) {
             let mut routes = node_routes(foreign_n);
             routes.push(route("default", "0.0.0.0/0", NextHopKind::Internet, None));
-            routes.extend(stale.iter().map(|i| route(&azure_route_name(&format!("r{i}")), &format!("10.{i}.0.0/16"), NextHopKind::VnetLocal, None)));
+            routes.extend(stale.iter().map(|i| route(&route_name(&format!("r{i}")), &format!("10.{i}.0.0/16"), NextHopKind::VnetLocal, None)));
             let table = RouteTableView { routes: routes.clone(), cluster_tag: None };
             let desired: Vec<DesiredRoute> = wanted.iter().map(|i| want("npn/x", &format!("r{i}"), &format!("10.{i}.0.0/16"))).collect();
             let plan = plan_routes(&table, &desired, CLUSTER, foreign_n, 400);

@@ -1,6 +1,7 @@
 //! Between the SDK's ARM models and the planners' pure types. Only the parts poolnet owns are
 //! rebuilt; foreign rules and routes travel back to ARM exactly as they were read.
 
+use poolnet_api::ownership::CLUSTER_TAG;
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_api::route::{NextHopKind, is_owned_route_name};
 use poolnet_arm::models::{
@@ -10,7 +11,7 @@ use poolnet_arm::models::{
     security_rule_properties_format::Protocol as ArmProtocol,
 };
 use poolnet_plan::nsg::{Direction, ExistingRule, NsgPlan, PlannedRule, RuleContent};
-use poolnet_plan::routes::{CLUSTER_TAG, Route, RouteTableView};
+use poolnet_plan::routes::{Route, RouteTableView};
 
 fn parse_port_range(s: &str) -> Option<PortRange> {
     match s.split_once('-') {
@@ -283,7 +284,7 @@ mod tests {
             "properties": {"securityRules": [foreign]}
         }))
         .unwrap();
-        let prefix = poolnet_plan::nsg::cluster_rule_prefix(CLUSTER);
+        let prefix = poolnet_api::ownership::cluster_rule_prefix(CLUSTER);
         let desired = consolidate(
             CLUSTER,
             &Owner::NodePoolNetwork { name: "game".into() },

@@ -14,9 +14,7 @@ use poolnet_api::portspec::{PortRange, Protocol};
 
 pub mod priority;
 
-pub use poolnet_api::ownership::{
-    MAX_RULE_NAME, MAX_RULES_PER_NSG, RULE_PREFIX, cluster_rule_prefix, cluster_tag, short_hash,
-};
+use poolnet_api::ownership::{MAX_RULE_NAME, cluster_rule_prefix, short_hash};
 pub use priority::{Placement, allocate_priorities};
 
 /// Rule direction; poolnet only writes inbound rules but must avoid priorities in both.

@@ -2,11 +2,12 @@
 //! the NodePoolNetwork controller's writes and these coalesce into one write per NSG.
 
 use kube::ResourceExt;
+use poolnet_api::ownership::cluster_rule_prefix;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork, ReconcilePolicy, RuleRef};
 use poolnet_arm::ResourceId;
 use poolnet_plan::desired::{cluster_of, desired_rules_for_nsg, destination_asgs};
-use poolnet_plan::nsg::{Owner, cluster_rule_prefix, plan_nsg};
+use poolnet_plan::nsg::{Owner, plan_nsg};
 
 use super::super::conditions::PartState;
 use super::Reconciler;

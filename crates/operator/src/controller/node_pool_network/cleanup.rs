@@ -9,6 +9,7 @@ use std::time::Duration;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use poolnet_api::ownership::cluster_rule_prefix;
 use poolnet_api::v1alpha1::{NodePoolNetwork, ReconcilePolicy};
 use poolnet_api::validation::managed_asg_enabled;
 use poolnet_arm::{Lro, NotFoundExt, ResourceId};
@@ -16,7 +17,6 @@ use poolnet_plan::agent_pool::differs_from_original;
 use poolnet_plan::desired::{
     cluster_of, desired_routes_for_table, desired_rules_for_nsg, managed_asg_id,
 };
-use poolnet_plan::nsg::cluster_rule_prefix;
 use poolnet_plan::prefix::managed_prefix_id;
 use poolnet_plan::routes::RouteProblem;
 use tracing::info;

@@ -64,8 +64,6 @@ pub const FINALIZER: &str = "poolnet.dev/cleanup";
 pub const CONTROLLER: &str = "nodepoolnetwork";
 /// Server-side-apply field manager of the status.
 pub const MANAGER: &str = "poolnet/nodepoolnetwork";
-/// Tag on Azure resources poolnet created: `NodePoolNetwork/<name>`.
-pub use crate::arm_models::OWNER_TAG;
 /// The label AKS puts on every node, naming its pool.
 pub const AGENT_POOL_LABEL: &str = "kubernetes.azure.com/agentpool";
 
@@ -377,7 +375,7 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
 
 /// `base` ±10%, fixed per object so resyncs of many objects spread out.
 fn jittered(base: Duration, name: &str) -> Duration {
-    let h = poolnet_plan::nsg::short_hash(&[name]);
+    let h = poolnet_api::ownership::short_hash(&[name]);
     let frac = u64::from_str_radix(&h[..4], 16).unwrap_or(0) as f64 / 65535.0;
     base.mul_f64(0.9 + 0.2 * frac)
 }

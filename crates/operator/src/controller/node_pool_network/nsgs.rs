@@ -7,12 +7,13 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
+use poolnet_api::ownership::cluster_rule_prefix;
 use poolnet_api::portspec::Protocol;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_api::v1alpha1::{AsgStatus, NsgStatus, RuleStatus};
 use poolnet_arm::ResourceId;
 use poolnet_plan::desired::{desired_rules_for_nsg, destination_asgs};
-use poolnet_plan::nsg::{NsgPlan, Owner, cluster_rule_prefix, plan_nsg};
+use poolnet_plan::nsg::{NsgPlan, Owner, plan_nsg};
 
 use super::super::conditions::PartState;
 use super::Pass;

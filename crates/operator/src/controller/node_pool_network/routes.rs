@@ -3,11 +3,12 @@
 //! cluster's routes into one read-modify-write, within the table's route limit.
 
 use kube::runtime::events::EventType;
+use poolnet_api::ownership::route_name;
 use poolnet_api::v1alpha1::RouteTableStatus;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_arm::ResourceId;
 use poolnet_plan::desired::desired_routes_for_table;
-use poolnet_plan::routes::{RouteProblem, azure_route_name, plan_routes};
+use poolnet_plan::routes::{RouteProblem, plan_routes};
 
 use super::super::conditions::PartState;
 use super::Pass;
@@ -88,11 +89,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
         }
         Ok((plan, wrote, None)) => (plan, wrote),
     };
-    let mine: Vec<String> = rt
-        .routes
-        .iter()
-        .map(|x| azure_route_name(&x.name))
-        .collect();
+    let mine: Vec<String> = rt.routes.iter().map(|x| route_name(&x.name)).collect();
     let status = RouteTableStatus {
         id: rt.id.clone(),
         owned_routes: mine.clone(),
