@@ -303,3 +303,87 @@ async fn objects_that_exist_when_the_operator_starts_are_all_reconciled() -> Res
     }
     Ok(())
 }
+
+/// An NSG of poolnet's own making for one test, in no subnet (so it can be deleted).
+async fn standalone_nsg(h: &Harness, name: &str) -> Result<String> {
+    let id = network_id(RG, "networkSecurityGroups", name);
+    let nsg = poolnet_arm::models::NetworkSecurityGroup {
+        resource: poolnet_arm::models::Resource {
+            location: Some("westeurope".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let lro = h
+        .arm
+        .put_nsg(
+            &Harness::id(&id)?,
+            &nsg,
+            poolnet_arm::Precondition::IfNoneMatch,
+        )
+        .await?;
+    settle(h, lro).await?;
+    Ok(id)
+}
+
+/// Issue 12 item 2: the NSG an object wrote to was deleted in Azure, then the object. A parent
+/// already gone means nothing of ours is left there: deletion finishes.
+#[tokio::test]
+async fn deletion_finishes_when_the_nsg_is_already_gone_in_azure() -> Result<()> {
+    let h = Harness::start().await?;
+    let nsg = standalone_nsg(&h, "nsg-gone").await?;
+    let mut game = sample("game-pool.yaml")?;
+    game.spec.network_security_groups[0].id = nsg.clone();
+    h.apply(&game).await?;
+    h.wait_ready("game").await?;
+    let lro = h.arm.delete_nsg(&Harness::id(&nsg)?).await?;
+    settle(&h, lro).await?;
+    ensure!(h.sim.resource(&nsg).is_none(), "the NSG is gone in armsim");
+
+    h.delete("game").await?;
+    h.wait_gone("game").await?;
+    Ok(())
+}
+
+/// Issue 12 item 2: while deletion cannot finish, the object says so (a condition and an
+/// Event with ARM's message) and never reads Ready/Reconciled; once ARM recovers it goes.
+#[tokio::test]
+async fn a_cleanup_that_cannot_finish_says_so_and_is_never_ready() -> Result<()> {
+    let h = Harness::start().await?;
+    h.apply(&sample("game-pool.yaml")?).await?;
+    h.wait_ready("game").await?;
+    h.sim.faults().add_rule(
+        FaultRule::new(FaultAction::Error {
+            status: 409,
+            code: "InjectedDeleteRefused".into(),
+            message: Some("the ASG cannot be deleted right now (injected)".into()),
+        })
+        .method("DELETE")
+        .resource_type("applicationSecurityGroups"),
+    );
+    h.delete("game").await?;
+    let npn = h
+        .wait_npn("game", "Ready=False with the cleanup's problem", |n| {
+            n.metadata.deletion_timestamp.is_some()
+                && condition(n, "Ready").is_some_and(|c| {
+                    c.status == "False"
+                        && c.reason == "CleanupFailed"
+                        && c.message.contains("InjectedDeleteRefused")
+                })
+        })
+        .await?;
+    ensure!(!is_ready(&npn), "a Terminating object is never Ready");
+    let events = h.wait_event("game", &["CleanupFailed"]).await?;
+    ensure!(
+        events.iter().any(|e| e
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("InjectedDeleteRefused")),
+        "the Event carries ARM's message: {:?}",
+        summary(&events)
+    );
+    h.sim.faults().clear();
+    h.wait_gone("game").await?;
+    Ok(())
+}

@@ -31,6 +31,10 @@ pub mod reason {
     pub const ROUTE_TABLE_IN_USE: &str = "RouteTableOwnedByAnotherCluster";
     pub const PRIORITY_BAND_FULL: &str = "PriorityBandFull";
     pub const OBSERVE_ONLY: &str = "ObserveOnly";
+    /// The object is being deleted and poolnet is removing what it wrote.
+    pub const DELETING: &str = "Deleting";
+    /// Deletion cannot finish (the message carries ARM's).
+    pub const CLEANUP_FAILED: &str = "CleanupFailed";
     pub const POOL_NOT_FOUND: &str = "NodePoolNetworkNotFound";
     pub const NAMESPACE_NOT_ADMITTED: &str = "NamespaceNotAdmitted";
     pub const RANGE_EXHAUSTED: &str = "RangeExhausted";

@@ -6,13 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use poolnet_api::ownership::cluster_rule_prefix;
-use poolnet_api::v1alpha1::{NodePoolNetwork, ReconcilePolicy};
+use poolnet_api::v1alpha1::conditions::{self as cond, reason};
+use poolnet_api::v1alpha1::{NodePoolNetwork, NodePoolNetworkStatus, ReconcilePolicy};
 use poolnet_api::validation::managed_asg_enabled;
-use poolnet_arm::{Lro, NotFoundExt, ResourceId};
+use poolnet_arm::{ArmError, Lro, NotFoundExt, ResourceId};
 use poolnet_plan::agent_pool::differs_from_original;
 use poolnet_plan::desired::{
     cluster_of, desired_routes_for_table, desired_rules_for_nsg, managed_asg_id,
@@ -23,7 +25,7 @@ use tracing::info;
 
 use super::super::Context;
 use super::super::status::publish;
-use super::{Error, pools_with};
+use super::{Error, pools_with, write_status};
 use crate::arm_models::{agent_pool_body, observed_pool, ours, pool_updating};
 use crate::writers::{Freshness, RouteBudget};
 
@@ -52,13 +54,117 @@ pub(super) async fn cleanup(npn: Arc<NodePoolNetwork>, ctx: &Context) -> Result<
         }
         ReconcilePolicy::Manage => {}
     }
+    let reported = npn
+        .status
+        .iter()
+        .flat_map(|s| s.conditions.iter())
+        .any(|c| {
+            c.type_ == cond::READY
+                && c.status == "False"
+                && [reason::DELETING, reason::CLEANUP_FAILED].contains(&c.reason.as_str())
+        });
+    if !reported {
+        report(&npn, ctx, reason::DELETING, DELETING_MESSAGE.to_string()).await?;
+    }
     let cluster = cluster_of(&npn.spec.node_pool.agent_pool_id).unwrap_or_default();
-    remove_rules(&npn, ctx, &cluster).await?;
-    remove_routes(&npn, ctx, &cluster).await?;
-    restore_agent_pool(&npn, ctx).await?;
-    delete_managed(&npn, ctx).await?;
-    info!(%name, "cleaned up Azure resources");
-    Ok(Action::await_change())
+    let done = async {
+        remove_rules(&npn, ctx, &cluster).await?;
+        remove_routes(&npn, ctx, &cluster).await?;
+        restore_agent_pool(&npn, ctx).await?;
+        delete_managed(&npn, ctx).await
+    }
+    .await;
+    match done {
+        Ok(()) => {
+            info!(%name, "cleaned up Azure resources");
+            Ok(Action::await_change())
+        }
+        Err(Error::CleanupInProgress { what, retry_in }) => {
+            report(
+                &npn,
+                ctx,
+                reason::DELETING,
+                format!("{DELETING_MESSAGE}; waiting for {what}"),
+            )
+            .await?;
+            Err(Error::CleanupInProgress { what, retry_in })
+        }
+        Err(e) => {
+            let message = format!("deletion cannot finish: {e}");
+            if report(&npn, ctx, reason::CLEANUP_FAILED, message.clone()).await? {
+                publish(
+                    &ctx.recorder,
+                    npn.as_ref(),
+                    "Delete",
+                    [(EventType::Warning, reason::CLEANUP_FAILED, message)],
+                )
+                .await;
+            }
+            Err(e)
+        }
+    }
+}
+
+const DELETING_MESSAGE: &str =
+    "the object is being deleted: poolnet is removing what it wrote in Azure";
+
+/// Put the deletion's state in `Ready` (False: a Terminating object is never Ready), keeping
+/// the other conditions as they were. Returns whether the condition changed (a changed
+/// failure is worth an Event; the same one again is not).
+async fn report(
+    npn: &NodePoolNetwork,
+    ctx: &Context,
+    reason: &'static str,
+    message: String,
+) -> Result<bool, Error> {
+    let previous = npn.status.clone().unwrap_or_default();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = NodePoolNetworkStatus {
+        conditions: deletion_conditions(
+            &previous.conditions,
+            npn.metadata.generation,
+            reason,
+            &message,
+            &now,
+        ),
+        ..previous.clone()
+    };
+    if status == previous {
+        return Ok(false);
+    }
+    write_status(ctx, npn, &status).await?;
+    Ok(true)
+}
+
+/// `previous` with `Ready` set False for `reason` (its transition time kept when it was
+/// already False).
+fn deletion_conditions(
+    previous: &[Condition],
+    generation: Option<i64>,
+    reason: &str,
+    message: &str,
+    now: &Time,
+) -> Vec<Condition> {
+    let since = previous
+        .iter()
+        .find(|c| c.type_ == cond::READY && c.status == "False")
+        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    let ready = Condition {
+        type_: cond::READY.to_string(),
+        status: "False".to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        observed_generation: generation,
+        last_transition_time: since,
+    };
+    std::iter::once(ready)
+        .chain(previous.iter().filter(|c| c.type_ != cond::READY).cloned())
+        .collect()
+}
+
+/// A parent already gone in Azure holds nothing of ours: there is nothing left to remove.
+fn gone<T>(result: Result<T, ArmError>) -> Result<Option<T>, ArmError> {
+    result.optional()
 }
 
 /// Rewrite each NSG without this object's rules (it carries its deletion timestamp, so the
@@ -72,10 +178,15 @@ async fn remove_rules(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Re
         let desired = desired_rules_for_nsg(cluster, &target.id, &pools, &policies, &|h, p| {
             ctx.stores.admits(h, p)
         });
-        let sync = ctx
-            .nsg_writer
-            .sync(&id, &desired, &prefix, Freshness::Reread)
-            .await?;
+        let Some(sync) = gone(
+            ctx.nsg_writer
+                .sync(&id, &desired, &prefix, Freshness::Reread)
+                .await,
+        )?
+        else {
+            info!(nsg = %target.id, "the NSG is gone in Azure: none of this object's rules are left there");
+            continue;
+        };
         if let Some(wait) = sync.pending {
             return Err(in_progress(format!("NSG {}", target.id), wait));
         }
@@ -96,10 +207,15 @@ async fn remove_routes(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> R
         node_routes: 0,
         limit: usize::MAX,
     };
-    let sync = ctx
-        .route_writer
-        .sync(&id, &desired, cluster, budget, Freshness::Reread)
-        .await?;
+    let Some(sync) = gone(
+        ctx.route_writer
+            .sync(&id, &desired, cluster, budget, Freshness::Reread)
+            .await,
+    )?
+    else {
+        info!(table = %rt.id, "the route table is gone in Azure: none of this object's routes are left there");
+        return Ok(());
+    };
     if let Some(wait) = sync.pending {
         return Err(in_progress(format!("route table {}", rt.id), wait));
     }
