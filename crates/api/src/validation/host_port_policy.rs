@@ -1,0 +1,243 @@
+//! HostPortPolicy: the policy's own fields, and (with a [`PolicyContext`] from the webhook)
+//! the cross-object checks against its NodePoolNetwork and the other policies.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::core::{Selector, SelectorExt};
+
+use super::{MAX_NAME_LEN, allowed_host_ports, validate_sources};
+use crate::error::{FieldError, FieldErrors};
+use crate::portspec::{self, PortRange, PortSet, Protocol};
+use crate::v1alpha1::{HostPortPolicy, NodePoolNetwork, PolicyNamespaces};
+
+/// Cross-object facts a HostPortPolicy is checked against (gathered by the webhook).
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyContext<'a> {
+    /// The NodePoolNetwork named by spec.nodePoolNetwork, if it exists.
+    pub pool: Option<&'a NodePoolNetwork>,
+    /// Labels of the policy's namespace.
+    pub namespace_labels: &'a BTreeMap<String, String>,
+    /// Every other HostPortPolicy in the cluster (static ports are cluster-unique).
+    pub other_policies: &'a [HostPortPolicy],
+}
+
+/// Validate a HostPortPolicy on create or update; `ctx` adds the cross-object checks.
+pub fn validate_host_port_policy(
+    new: &HostPortPolicy,
+    old: Option<&HostPortPolicy>,
+    ctx: Option<&PolicyContext<'_>>,
+) -> Result<(), FieldErrors> {
+    let mut errs = FieldErrors::new();
+    let spec = &new.spec;
+    let pool_name = &spec.node_pool_network;
+    let dns_label = !pool_name.is_empty()
+        && pool_name.len() <= MAX_NAME_LEN
+        && pool_name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !pool_name.starts_with('-')
+        && !pool_name.ends_with('-');
+    if !dns_label {
+        errs.push(FieldError::new(
+            "spec.nodePoolNetwork",
+            pool_name,
+            "not a NodePoolNetwork name",
+            "a name of lower-case letters, digits and '-', at most 63 characters",
+        ));
+    }
+    if let Err(e) = Selector::try_from(spec.pod_selector.clone()) {
+        errs.push(FieldError::new(
+            "spec.podSelector",
+            format!("{:?}", spec.pod_selector),
+            format!("not a valid label selector: {e}"),
+            "matchLabels and/or matchExpressions with operators In, NotIn, Exists, DoesNotExist",
+        ));
+    }
+    if spec.ports.is_empty() {
+        errs.push(FieldError::new(
+            "spec.ports",
+            "[]",
+            "no ports to assign",
+            "at least one containerPort, e.g. {containerPort: 8080, protocol: TCP}",
+        ));
+    }
+    let range = PortRange::new(spec.host_port_range.start, spec.host_port_range.end);
+    if range.is_none() {
+        errs.push(FieldError::new(
+            "spec.hostPortRange",
+            format!(
+                "{}-{}",
+                spec.host_port_range.start, spec.host_port_range.end
+            ),
+            "start must be at least 1 and not greater than end",
+            "a range such as 40000-59999",
+        ));
+    }
+    let mut keys = BTreeMap::new();
+    let mut statics = BTreeMap::new();
+    for (i, p) in spec.ports.iter().enumerate() {
+        let path = format!("spec.ports[{i}]");
+        if p.container_port == 0 {
+            errs.push(FieldError::new(
+                format!("{path}.containerPort"),
+                "0",
+                "port 0",
+                "1-65535",
+            ));
+        }
+        if let Some(j) = keys.insert((p.container_port, p.protocol), i) {
+            errs.push(FieldError::new(
+                format!("{path}.containerPort"),
+                format!("{}/{:?}", p.container_port, p.protocol),
+                format!("listed twice (also spec.ports[{j}])"),
+                "each containerPort and protocol once",
+            ));
+        }
+        if let Some(hp) = p.host_port {
+            if hp == 0 {
+                errs.push(FieldError::new(
+                    format!("{path}.hostPort"),
+                    "0",
+                    "port 0",
+                    "1-65535",
+                ));
+            }
+            if let Some(j) = statics.insert((hp, p.protocol), i) {
+                errs.push(FieldError::new(
+                    format!("{path}.hostPort"),
+                    hp.to_string(),
+                    format!("the same static hostPort and protocol as spec.ports[{j}]"),
+                    "each static hostPort once per protocol",
+                ));
+            }
+        }
+    }
+    errs.extend(validate_sources(
+        &spec.source_address_prefixes,
+        "spec.sourceAddressPrefixes",
+    ));
+
+    if let Some(old) = old
+        && old.spec.node_pool_network != spec.node_pool_network
+    {
+        errs.push(FieldError::new(
+            "spec.nodePoolNetwork",
+            pool_name,
+            "nodePoolNetwork is immutable",
+            format!(
+                "the original value {:?}; create a new HostPortPolicy for another pool",
+                old.spec.node_pool_network
+            ),
+        ));
+    }
+
+    if let Some(ctx) = ctx {
+        errs.extend(validate_policy_against_context(new, range, ctx));
+    }
+    errs.into_result()
+}
+
+fn validate_policy_against_context(
+    new: &HostPortPolicy,
+    range: Option<PortRange>,
+    ctx: &PolicyContext<'_>,
+) -> FieldErrors {
+    let mut errs = FieldErrors::new();
+    let spec = &new.spec;
+    let ns = new.metadata.namespace.as_deref().unwrap_or("");
+    let Some(pool) = ctx.pool else {
+        errs.push(FieldError::new(
+            "spec.nodePoolNetwork",
+            &spec.node_pool_network,
+            "no NodePoolNetwork has this name",
+            "the name of an existing NodePoolNetwork (kubectl get nodepoolnetworks)",
+        ));
+        return errs;
+    };
+    let admitted = match pool.spec.host_port_policies.as_ref() {
+        None => false,
+        Some(a) => match a.from {
+            PolicyNamespaces::None => false,
+            PolicyNamespaces::All => true,
+            PolicyNamespaces::Selector => a
+                .selector
+                .clone()
+                .and_then(|s| Selector::try_from(s).ok())
+                .is_some_and(|s| s.matches(ctx.namespace_labels)),
+        },
+    };
+    if !admitted {
+        errs.push(FieldError::new(
+            "spec.nodePoolNetwork",
+            &spec.node_pool_network,
+            format!("NodePoolNetwork {:?} does not admit HostPortPolicies from namespace {ns:?}", spec.node_pool_network),
+            "a pool whose spec.hostPortPolicies admits this namespace (from: All, or from: Selector matching its labels)",
+        ));
+    }
+    let allowed = PortSet::from_specs(&allowed_host_ports(&pool.spec));
+    let auto_protocols: BTreeSet<Protocol> = spec
+        .ports
+        .iter()
+        .filter(|p| p.host_port.is_none())
+        .map(|p| Protocol::from(p.protocol))
+        .collect();
+    if let Some(range) = range {
+        for proto in auto_protocols {
+            if !allowed.contains_range(proto, range) {
+                errs.push(FieldError::new(
+                    "spec.hostPortRange",
+                    format!("{range}/{proto}"),
+                    format!(
+                        "not inside the allowed host ports of NodePoolNetwork {:?} ({})",
+                        spec.node_pool_network,
+                        portspec::format_list(&allowed.to_specs())
+                    ),
+                    format!("a range inside one allowedHostPorts entry for {proto}"),
+                ));
+            }
+        }
+    }
+    for (i, p) in spec.ports.iter().enumerate() {
+        let Some(hp) = p.host_port else { continue };
+        let proto = Protocol::from(p.protocol);
+        if !allowed.contains(proto, hp) {
+            errs.push(FieldError::new(
+                format!("spec.ports[{i}].hostPort"),
+                format!("{hp}/{proto}"),
+                format!(
+                    "not in the allowed host ports of NodePoolNetwork {:?}",
+                    spec.node_pool_network
+                ),
+                format!(
+                    "a port inside {}",
+                    portspec::format_list(&allowed.to_specs())
+                ),
+            ));
+        }
+        for other in ctx.other_policies {
+            let same = other.metadata.namespace == new.metadata.namespace
+                && other.metadata.name == new.metadata.name;
+            if same {
+                continue;
+            }
+            if other
+                .spec
+                .ports
+                .iter()
+                .any(|q| q.host_port == Some(hp) && q.protocol == p.protocol)
+            {
+                errs.push(FieldError::new(
+                    format!("spec.ports[{i}].hostPort"),
+                    format!("{hp}/{proto}"),
+                    format!(
+                        "already reserved statically by HostPortPolicy {}/{}",
+                        other.metadata.namespace.as_deref().unwrap_or(""),
+                        other.metadata.name.as_deref().unwrap_or("")
+                    ),
+                    "a static host port no other policy reserves, or an automatic one",
+                ));
+            }
+        }
+    }
+    errs
+}

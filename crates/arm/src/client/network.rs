@@ -1,0 +1,315 @@
+//! The typed per-resource operations of [`ArmNetwork`] for [`ArmClient`]: NSGs, ASGs, public IP
+//! prefixes, route tables and VMSS public IPs through the generated Microsoft.Network client, AKS
+//! clusters and agent pools through the small serde model.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use azure_core::Method;
+use azure_mgmt_network::package_2024_03::Client as NetworkClient;
+use azure_mgmt_network::package_2024_03::models::{
+    ApplicationSecurityGroup, NetworkSecurityGroup, PublicIpAddress, PublicIpPrefix, RouteTable,
+};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use serde::de::DeserializeOwned;
+
+use super::ArmClient;
+use crate::agentpool::{AGENT_POOL_API_VERSION, AgentPool, ManagedCluster};
+use crate::error::ArmError;
+use crate::id::{COMPUTE, CONTAINER_SERVICE, NETWORK, ResourceId};
+use crate::lro::{Lro, OperationHandle};
+use crate::network::{ArmNetwork, Etagged, Precondition};
+use crate::policy::{CALL, CallScope, classify};
+use crate::stats::ArmStats;
+
+/// Builds one generated operation from (client, resource group, name, subscription).
+trait BuildOp<R>:
+    FnOnce(&NetworkClient, &str, &str, &str) -> BoxFuture<'static, azure_core::Result<R>> + Send
+{
+}
+
+impl<R, F> BuildOp<R> for F where
+    F: FnOnce(&NetworkClient, &str, &str, &str) -> BoxFuture<'static, azure_core::Result<R>> + Send
+{
+}
+
+impl ArmClient {
+    /// GET of a top-level Microsoft.Network resource of type `type_path`.
+    async fn get_network<T, R>(
+        &self,
+        id: &ResourceId,
+        type_path: &str,
+        build: impl BuildOp<R>,
+    ) -> Result<Etagged<T>, ArmError>
+    where
+        T: DeserializeOwned,
+        R: Into<azure_core::Response>,
+    {
+        let op = self.network_op(id, type_path, build)?;
+        let r = self.call(id, Precondition::None, op).await?;
+        self.read(id, r).await
+    }
+
+    /// PUT (create or replace) of a top-level Microsoft.Network resource.
+    async fn put_network<T, R>(
+        &self,
+        id: &ResourceId,
+        type_path: &str,
+        precondition: Precondition,
+        build: impl BuildOp<R>,
+    ) -> Result<Lro<Etagged<T>>, ArmError>
+    where
+        T: DeserializeOwned,
+        R: Into<azure_core::Response>,
+    {
+        let op = self.network_op(id, type_path, build)?;
+        let r = self.call(id, precondition, op).await?;
+        self.put_outcome(id, r, NETWORK_API_VERSION).await
+    }
+
+    /// DELETE of a top-level Microsoft.Network resource; absent counts as deleted.
+    async fn delete_network<R>(
+        &self,
+        id: &ResourceId,
+        type_path: &str,
+        build: impl BuildOp<R>,
+    ) -> Result<Lro<()>, ArmError>
+    where
+        R: Into<azure_core::Response>,
+    {
+        let op = self.network_op(id, type_path, build)?;
+        let r = self.call(id, Precondition::None, op).await;
+        self.delete_outcome(id, r).await
+    }
+
+    /// Checks the ID's type before any request is built from it.
+    fn network_op<R>(
+        &self,
+        id: &ResourceId,
+        type_path: &str,
+        build: impl BuildOp<R>,
+    ) -> Result<BoxFuture<'static, azure_core::Result<R>>, ArmError> {
+        Self::check(id, NETWORK, type_path)?;
+        Ok(build(
+            &self.network,
+            id.resource_group(),
+            id.name(),
+            id.subscription(),
+        ))
+    }
+}
+
+#[async_trait]
+impl ArmNetwork for ArmClient {
+    async fn get_nsg(&self, id: &ResourceId) -> Result<Etagged<NetworkSecurityGroup>, ArmError> {
+        self.get_network(id, "networkSecurityGroups", |c, rg, n, s| {
+            c.network_security_groups_client().get(rg, n, s).send()
+        })
+        .await
+    }
+
+    async fn put_nsg(
+        &self,
+        id: &ResourceId,
+        nsg: &NetworkSecurityGroup,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<NetworkSecurityGroup>>, ArmError> {
+        self.put_network(id, "networkSecurityGroups", precondition, |c, rg, n, s| {
+            c.network_security_groups_client()
+                .create_or_update(rg, n, nsg.clone(), s)
+                .send()
+        })
+        .await
+    }
+
+    async fn delete_nsg(&self, id: &ResourceId) -> Result<Lro<()>, ArmError> {
+        self.delete_network(id, "networkSecurityGroups", |c, rg, n, s| {
+            c.network_security_groups_client().delete(rg, n, s).send()
+        })
+        .await
+    }
+
+    async fn get_asg(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Etagged<ApplicationSecurityGroup>, ArmError> {
+        self.get_network(id, "applicationSecurityGroups", |c, rg, n, s| {
+            c.application_security_groups_client().get(rg, n, s).send()
+        })
+        .await
+    }
+
+    async fn put_asg(
+        &self,
+        id: &ResourceId,
+        asg: &ApplicationSecurityGroup,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<ApplicationSecurityGroup>>, ArmError> {
+        self.put_network(
+            id,
+            "applicationSecurityGroups",
+            precondition,
+            |c, rg, n, s| {
+                c.application_security_groups_client()
+                    .create_or_update(rg, n, asg.clone(), s)
+                    .send()
+            },
+        )
+        .await
+    }
+
+    async fn delete_asg(&self, id: &ResourceId) -> Result<Lro<()>, ArmError> {
+        self.delete_network(id, "applicationSecurityGroups", |c, rg, n, s| {
+            c.application_security_groups_client()
+                .delete(rg, n, s)
+                .send()
+        })
+        .await
+    }
+
+    async fn get_public_ip_prefix(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Etagged<PublicIpPrefix>, ArmError> {
+        self.get_network(id, "publicIPPrefixes", |c, rg, n, s| {
+            c.public_ip_prefixes_client().get(rg, n, s).send()
+        })
+        .await
+    }
+
+    async fn put_public_ip_prefix(
+        &self,
+        id: &ResourceId,
+        prefix: &PublicIpPrefix,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<PublicIpPrefix>>, ArmError> {
+        self.put_network(id, "publicIPPrefixes", precondition, |c, rg, n, s| {
+            c.public_ip_prefixes_client()
+                .create_or_update(rg, n, prefix.clone(), s)
+                .send()
+        })
+        .await
+    }
+
+    async fn delete_public_ip_prefix(&self, id: &ResourceId) -> Result<Lro<()>, ArmError> {
+        self.delete_network(id, "publicIPPrefixes", |c, rg, n, s| {
+            c.public_ip_prefixes_client().delete(rg, n, s).send()
+        })
+        .await
+    }
+
+    async fn get_route_table(&self, id: &ResourceId) -> Result<Etagged<RouteTable>, ArmError> {
+        self.get_network(id, "routeTables", |c, rg, n, s| {
+            c.route_tables_client().get(rg, n, s).send()
+        })
+        .await
+    }
+
+    async fn put_route_table(
+        &self,
+        id: &ResourceId,
+        table: &RouteTable,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<RouteTable>>, ArmError> {
+        self.put_network(id, "routeTables", precondition, |c, rg, n, s| {
+            c.route_tables_client()
+                .create_or_update(rg, n, table.clone(), s)
+                .send()
+        })
+        .await
+    }
+
+    async fn list_vmss_public_ips(
+        &self,
+        vmss: &ResourceId,
+    ) -> Result<Vec<PublicIpAddress>, ArmError> {
+        Self::check(vmss, COMPUTE, "virtualMachineScaleSets")?;
+        let mut pages = self
+            .network
+            .public_ip_addresses_client()
+            .list_virtual_machine_scale_set_public_ip_addresses(
+                vmss.resource_group(),
+                vmss.name(),
+                vmss.subscription(),
+            )
+            .into_stream();
+        let scope = CallScope {
+            precondition: Precondition::None,
+            resource_id: vmss.to_string(),
+        };
+        let collected = CALL
+            .scope(scope, async {
+                let mut all = Vec::new();
+                while let Some(page) = pages.next().await {
+                    all.extend(page?.value);
+                }
+                Ok::<_, azure_core::Error>(all)
+            })
+            .await;
+        match collected {
+            Ok(all) => Ok(all),
+            Err(e) => Err(self.after_error(classify(e, &vmss.to_string())).await),
+        }
+    }
+
+    async fn get_managed_cluster(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Etagged<ManagedCluster>, ArmError> {
+        Self::check(id, CONTAINER_SERVICE, "managedClusters")?;
+        let url = self.resource_url(id, AGENT_POOL_API_VERSION)?;
+        let r = self
+            .send_raw(Method::Get, url, None, Precondition::None, &id.to_string())
+            .await?;
+        self.read(id, r).await
+    }
+
+    async fn get_agent_pool(&self, id: &ResourceId) -> Result<Etagged<AgentPool>, ArmError> {
+        Self::check(id, CONTAINER_SERVICE, "managedClusters/agentPools")?;
+        let url = self.resource_url(id, AGENT_POOL_API_VERSION)?;
+        let r = self
+            .send_raw(Method::Get, url, None, Precondition::None, &id.to_string())
+            .await?;
+        self.read(id, r).await
+    }
+
+    async fn put_agent_pool(
+        &self,
+        id: &ResourceId,
+        pool: &AgentPool,
+        precondition: Precondition,
+    ) -> Result<Lro<Etagged<AgentPool>>, ArmError> {
+        Self::check(id, CONTAINER_SERVICE, "managedClusters/agentPools")?;
+        let url = self.resource_url(id, AGENT_POOL_API_VERSION)?;
+        let body = serde_json::to_vec(pool).map_err(|e| ArmError::InvalidResponse {
+            id: id.to_string(),
+            message: format!("cannot encode the agent pool: {e}"),
+        })?;
+        let r = self
+            .send_raw(
+                Method::Put,
+                url,
+                Some(body.into()),
+                precondition,
+                &id.to_string(),
+            )
+            .await?;
+        self.put_outcome(id, r, AGENT_POOL_API_VERSION).await
+    }
+
+    async fn poll(&self, handle: &OperationHandle) -> Result<Lro<()>, ArmError> {
+        self.poll_operation(handle).await
+    }
+
+    async fn wait(&self, handle: OperationHandle, deadline: Duration) -> Result<(), ArmError> {
+        self.wait_operation(handle, deadline).await
+    }
+
+    fn stats(&self) -> &ArmStats {
+        &self.stats
+    }
+}
+
+/// The Microsoft.Network API version of the generated operations (package-2024-03).
+const NETWORK_API_VERSION: &str = "2024-03-01";
