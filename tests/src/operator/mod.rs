@@ -14,23 +14,18 @@
 //! is a graceful shutdown (SIGTERM), [`Operator::crash`] drops every task at once (SIGKILL),
 //! in-flight ARM and Kubernetes requests included.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use armsim::{Counters, Fixture, RunningSim, SimConfig};
-use clap::Parser;
-use k8s_openapi::api::core::v1::{Node, NodeSpec};
+use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, ResourceExt};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use poolnet_api::v1alpha1::NodePoolNetwork;
-use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, ResourceId, Secret, Url};
-use poolnet_operator::app::{self, OperatorArgs};
-use poolnet_operator::runtime::CancellationToken;
+use poolnet_arm::{ArmClient, ResourceId};
+use poolnet_operator::app::OperatorArgs;
 use serde_json::Value;
 use tempfile::TempDir;
 
@@ -58,182 +53,13 @@ pub const DEFAULT_RESYNC: &str = "3s";
 /// e.g. `info,poolnet_operator=debug`).
 pub const LOG_ENV: &str = "POOLNET_TEST_LOG";
 
-pub fn cluster_id() -> String {
-    format!(
-        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ContainerService/managedClusters/aks-demo"
-    )
-}
+mod process;
+mod state;
+mod world;
 
-pub fn agent_pool_id(pool: &str) -> String {
-    format!("{}/agentPools/{pool}", cluster_id())
-}
-
-/// ARM ID of a Microsoft.Network resource of the fixture, e.g. `network_id(RG,
-/// "networkSecurityGroups", "nsg-snet-aks")`.
-pub fn network_id(resource_group: &str, kind: &str, name: &str) -> String {
-    format!(
-        "/subscriptions/{SUB}/resourceGroups/{resource_group}/providers/Microsoft.Network/{kind}/{name}"
-    )
-}
-
-/// The BYO subnet NSG of the fixture, which AKS never touches.
-pub fn byo_nsg_id() -> String {
-    network_id(RG, "networkSecurityGroups", "nsg-snet-aks")
-}
-
-/// The AKS NSG in the node resource group, with the cloud controller's `k8s-azure-lb_*` rules.
-pub fn aks_nsg_id() -> String {
-    network_id(
-        "MC_rg-poolnet-demo_aks-demo_westeurope",
-        "networkSecurityGroups",
-        &format!("aks-agentpool-{CLUSTER_DIGITS}-nsg"),
-    )
-}
-
-pub fn route_table_id() -> String {
-    network_id(RG, "routeTables", "rt-kubenet")
-}
-
-/// A manifest of `config/samples/`.
-pub fn sample(file: &str) -> Result<NodePoolNetwork> {
-    let path = crate::repo_root().join("config/samples").join(file);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    serde_yaml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
-}
-
-/// Node objects for the fixture's VMSS instances (no kubelets: they never run pods), named and
-/// labelled as AKS names and labels them.
-pub fn fixture_nodes() -> Vec<Node> {
-    [("game", 3), ("kubenet", 2)]
-        .into_iter()
-        .flat_map(|(pool, count)| (0..count).map(move |i| node(pool, i)))
-        .collect()
-}
-
-fn node(pool: &str, instance: u32) -> Node {
-    let vmss = format!("aks-{pool}-{CLUSTER_DIGITS}-vmss");
-    Node {
-        metadata: ObjectMeta {
-            name: Some(format!("{vmss}{instance:06}")),
-            labels: Some(
-                [
-                    ("kubernetes.azure.com/agentpool", pool),
-                    ("kubernetes.io/os", "linux"),
-                ]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ),
-            ..ObjectMeta::default()
-        },
-        spec: Some(NodeSpec {
-            provider_id: Some(format!(
-                "azure:///subscriptions/{SUB}/resourceGroups/{NODE_RG}/providers/Microsoft.Compute/virtualMachineScaleSets/{vmss}/virtualMachines/{instance}"
-            )),
-            ..NodeSpec::default()
-        }),
-        ..Node::default()
-    }
-}
-
-/// An ARM client for armsim, as the operator builds one (static token, armsim's CA).
-pub fn arm_client(sim: &RunningSim) -> Result<ArmClient> {
-    let mut config = ArmConfig::new(Url::parse(&sim.base_url()).context("armsim URL")?);
-    config.transport.extra_ca_pem = sim.ca_pem();
-    Ok(ArmClient::new(
-        config,
-        CredentialConfig::Static(Secret::new("poolnet-tests")),
-    )?)
-}
-
-/// One embedded operator "process".
-pub struct Operator {
-    shutdown: CancellationToken,
-    runtime: Option<tokio::runtime::Runtime>,
-    task: Option<tokio::task::JoinHandle<Result<()>>>,
-}
-
-impl Operator {
-    /// Starts `poolnet-operator` with `flags` (after the program name) against the API server
-    /// of `kubeconfig`, on a runtime of its own.
-    pub fn start(kubeconfig: &Path, flags: &[String]) -> Result<Self> {
-        let args = OperatorArgs::try_parse_from(
-            std::iter::once("poolnet-operator".to_string()).chain(flags.iter().cloned()),
-        )
-        .context("operator flags")?;
-        if std::env::var_os(LOG_ENV).is_some() {
-            let mut logging = args.runtime.clone();
-            logging.log_level = std::env::var(LOG_ENV).unwrap_or_default();
-            // Once per process; later operators share the first subscriber.
-            let _ = poolnet_operator::runtime::init_logging(&logging);
-        }
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("operator")
-            .enable_all()
-            .build()
-            .context("building the operator runtime")?;
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let kubeconfig = kubeconfig.to_path_buf();
-        // Clients spawn their connection tasks on the runtime that builds them: build them
-        // inside, so a crash takes them down with everything else.
-        let task = runtime.spawn(async move {
-            let client = client_from(&kubeconfig).await?;
-            let arm: Arc<dyn ArmNetwork> = Arc::new(app::arm_client(&args)?);
-            app::run(args, client, arm, token).await
-        });
-        Ok(Self {
-            shutdown,
-            runtime: Some(runtime),
-            task: Some(task),
-        })
-    }
-
-    /// Graceful shutdown: running reconciles finish, then the process ends.
-    pub async fn stop(mut self) -> Result<()> {
-        self.shutdown.cancel();
-        if let Some(task) = self.task.take() {
-            match tokio::time::timeout(WAIT, task).await {
-                Ok(joined) => joined.context("operator task panicked")??,
-                Err(_) => bail!("the operator did not stop within {WAIT:?} of shutdown"),
-            }
-        }
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-        Ok(())
-    }
-
-    /// Kill: every task is dropped where it stands, mid-request if need be.
-    pub fn crash(mut self) {
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-
-    /// Whether the operator ended on its own (it should not while the test runs).
-    pub fn exited(&self) -> bool {
-        self.task.as_ref().is_none_or(|t| t.is_finished())
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(rt) = self.runtime.take() {
-            rt.shutdown_background();
-        }
-    }
-}
-
-async fn client_from(kubeconfig: &Path) -> Result<Client> {
-    let kc = Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading {}", kubeconfig.display()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
-}
+pub use process::Operator;
+pub use state::*;
+pub use world::*;
 
 /// What a [`Harness`] starts with.
 #[derive(Debug, Clone)]
@@ -585,112 +411,4 @@ impl Harness {
     pub fn id(raw: &str) -> Result<ResourceId> {
         Ok(raw.parse::<ResourceId>()?)
     }
-}
-
-/// The condition `type_` of `npn`'s status.
-pub fn condition<'a>(npn: &'a NodePoolNetwork, type_: &str) -> Option<&'a Condition> {
-    npn.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-}
-
-/// Status written for the current generation.
-pub fn current(npn: &NodePoolNetwork) -> bool {
-    npn.status.as_ref().is_some_and(|s| {
-        s.observed_generation.is_some() && s.observed_generation == npn.metadata.generation
-    })
-}
-
-/// kstatus readiness: `Ready=True` at the current generation.
-pub fn is_ready(npn: &NodePoolNetwork) -> bool {
-    current(npn) && condition(npn, "Ready").is_some_and(|c| c.status == "True")
-}
-
-/// `state` (armsim's whole state, as [`RunningSim::snapshot`] gives it) without what changes
-/// on every write whatever was written: ETags, the record of operations, the operation in
-/// flight. What is left is what a GET of each resource shows, read the way ARM and AKS read it:
-/// - `provisioningState: Succeeded` equals no provisioning state (armsim's fixture loader
-///   sets none; the first write adds it);
-/// - an agent pool's empty `allowedHostPorts` / `applicationSecurityGroups` equal absent ones
-///   (AKS reads both as "none", and a PUT can only clear them with `[]`).
-pub fn comparable_state(state: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    for key in ["subscriptions", "resources", "pool", "nodes"] {
-        let mut v = state.get(key).cloned().unwrap_or(Value::Null);
-        if key == "resources" {
-            if let Some(resources) = v.as_object_mut() {
-                for r in resources.values_mut() {
-                    if let Some(o) = r.as_object_mut() {
-                        o.remove("op");
-                    }
-                    if let Some(props) = r["body"]["properties"].as_object_mut() {
-                        if props.get("provisioningState") == Some(&Value::from("Succeeded")) {
-                            props.remove("provisioningState");
-                        }
-                        if let Some(net) = props
-                            .get_mut("networkProfile")
-                            .and_then(Value::as_object_mut)
-                        {
-                            for field in ["allowedHostPorts", "applicationSecurityGroups"] {
-                                if net
-                                    .get(field)
-                                    .and_then(Value::as_array)
-                                    .is_some_and(Vec::is_empty)
-                                {
-                                    net.remove(field);
-                                }
-                            }
-                            if net.is_empty() {
-                                props.remove("networkProfile");
-                            }
-                        }
-                    }
-                }
-            }
-            strip_etags(&mut v);
-        }
-        out.insert(key.into(), v);
-    }
-    Value::Object(out)
-}
-
-/// Removes every `etag` field (children carry their parent's).
-pub fn strip_etags(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            map.remove("etag");
-            map.values_mut().for_each(strip_etags);
-        }
-        Value::Array(items) => items.iter_mut().for_each(strip_etags),
-        _ => {}
-    }
-}
-
-/// Paths where two JSON values differ, for readable assertion messages.
-pub fn json_diff(a: &Value, b: &Value) -> Vec<String> {
-    fn walk(path: &str, a: &Value, b: &Value, out: &mut Vec<String>) {
-        match (a, b) {
-            (Value::Object(x), Value::Object(y)) => {
-                for k in x.keys().chain(y.keys().filter(|k| !x.contains_key(*k))) {
-                    let p = format!("{path}/{k}");
-                    match (x.get(k), y.get(k)) {
-                        (Some(va), Some(vb)) => walk(&p, va, vb, out),
-                        (va, vb) => out.push(format!("{p}: {va:?} != {vb:?}")),
-                    }
-                }
-            }
-            (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
-                for (i, (va, vb)) in x.iter().zip(y).enumerate() {
-                    walk(&format!("{path}/{i}"), va, vb, out);
-                }
-            }
-            _ if a != b => out.push(format!("{path}: {a} != {b}")),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk("", a, b, &mut out);
-    out
 }
