@@ -97,6 +97,11 @@ async fn workload_identity_rereads_the_token_file_on_every_refresh() {
     assert!(err.to_string().contains("AADSTS700024"), "{err}");
 
     std::fs::remove_file(&file).unwrap();
+    // Right after a failure the cache backs off and repeats the last error ...
+    let err = cred.get_token(&[SCOPE]).await.unwrap_err();
+    assert!(err.to_string().contains("AADSTS700024"), "{err}");
+    // ... and tries again once the first backoff step (1 s) is over.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let err = cred.get_token(&[SCOPE]).await.unwrap_err();
     assert!(
         err.to_string().contains("cannot read federated token file"),
