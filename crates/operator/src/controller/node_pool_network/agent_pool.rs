@@ -100,14 +100,7 @@ pub(super) async fn reconcile(
             );
         } else if pool_updating(&current.resource) {
             fx.soon(Duration::from_secs(10));
-            waiting(
-                &mut part,
-                PartState::failed(
-                    cond::AGENT_POOL_READY,
-                    reason::PROGRESSING,
-                    "the agent pool is updating",
-                ),
-            );
+            waiting(&mut part, pool_is_updating());
         } else if !pass.writes {
             waiting(
                 &mut part,
@@ -148,14 +141,7 @@ pub(super) async fn reconcile(
                     );
                     if let Lro::Pending(h) = done {
                         fx.soon(h.next_poll_in());
-                        waiting(
-                            &mut part,
-                            PartState::failed(
-                                cond::AGENT_POOL_READY,
-                                reason::PROGRESSING,
-                                "the agent pool is updating",
-                            ),
-                        );
+                        waiting(&mut part, pool_is_updating());
                     } else {
                         status.allowed_host_ports =
                             Some(plan.want_ports.clone()).filter(|s| !s.is_empty());
@@ -180,4 +166,13 @@ fn waiting(part: &mut PartState, problem: PartState) {
     if part.ok {
         *part = problem;
     }
+}
+
+/// An operation on the pool is running (ours or another writer's): look again soon.
+fn pool_is_updating() -> PartState {
+    PartState::failed(
+        cond::AGENT_POOL_READY,
+        reason::PROGRESSING,
+        "the agent pool is updating",
+    )
 }

@@ -28,6 +28,14 @@ fn prefix_status(id: &str, p: &PublicIpPrefix, managed: bool) -> PrefixStatus {
     }
 }
 
+fn managed_ready(id: &str) -> PartState {
+    PartState::ok(
+        cond::PREFIX_READY,
+        reason::RECONCILED,
+        format!("managed prefix {id}"),
+    )
+}
+
 fn progressing(id: &str, what: &str) -> PartState {
     PartState::failed(
         cond::PREFIX_READY,
@@ -129,11 +137,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<PrefixStatus>> {
             }
             let st = prefix_status(&raw_id, &p.resource, true);
             let c = if managed_is_ready(&observed_prefix(&p.resource)) {
-                PartState::ok(
-                    cond::PREFIX_READY,
-                    reason::RECONCILED,
-                    format!("managed prefix {raw_id}"),
-                )
+                managed_ready(&raw_id)
             } else {
                 fx.soon(Duration::from_secs(5));
                 progressing(&raw_id, "is being created")
@@ -164,11 +168,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<PrefixStatus>> {
                     );
                     let st = prefix_status(&raw_id, &p.resource, true);
                     let c = if st.cidr.is_some() {
-                        PartState::ok(
-                            cond::PREFIX_READY,
-                            reason::RECONCILED,
-                            format!("managed prefix {raw_id}"),
-                        )
+                        managed_ready(&raw_id)
                     } else {
                         fx.soon(Duration::from_secs(2));
                         progressing(&raw_id, "is being created")
