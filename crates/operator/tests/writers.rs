@@ -81,7 +81,7 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
     let before = arm.stats().snapshot();
     let want = desired(&[(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)]);
     let sync = writer
-        .sync(&id, &want, &prefix, Freshness::Reread)
+        .sync(&id, || want.clone(), &prefix, Freshness::Reread)
         .await
         .expect("sync");
     assert!(sync.wrote && sync.pending.is_none());
@@ -123,13 +123,13 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
     // remembered, a sync makes no ARM call at all.
     let calls = sim.counters().total;
     let again = writer
-        .sync(&id, &want, &prefix, Freshness::Reread)
+        .sync(&id, || want.clone(), &prefix, Freshness::Reread)
         .await
         .expect("sync");
     assert!(!again.wrote);
     assert_eq!(sim.counters().total, calls + 1, "one GET");
     let again = writer
-        .sync(&id, &want, &prefix, Freshness::Cached)
+        .sync(&id, || want.clone(), &prefix, Freshness::Cached)
         .await
         .expect("sync");
     assert!(!again.wrote);
@@ -141,7 +141,7 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
 
     // Nothing desired any more: only poolnet's rules go.
     let sync = writer
-        .sync(&id, &[], &prefix, Freshness::Cached)
+        .sync(&id, Vec::new, &prefix, Freshness::Cached)
         .await
         .expect("sync");
     assert!(sync.wrote);
@@ -178,7 +178,7 @@ async fn route_writer_merges_and_refuses_over_the_limit() {
         limit: 5,
     };
     let sync = writer
-        .sync(&id, &want, CLUSTER, tight, Freshness::Reread)
+        .sync(&id, || want.to_vec(), CLUSTER, tight, Freshness::Reread)
         .await
         .expect("sync");
     assert!(!sync.wrote && !sync.plan.problems.is_empty());
@@ -192,13 +192,13 @@ async fn route_writer_merges_and_refuses_over_the_limit() {
         limit: 400,
     };
     let sync = writer
-        .sync(&id, &want, CLUSTER, room, Freshness::Reread)
+        .sync(&id, || want.to_vec(), CLUSTER, room, Freshness::Reread)
         .await
         .expect("sync");
     assert!(sync.wrote, "{:?}", sync.plan);
     assert_eq!(sync.plan.total, 6);
     let again = writer
-        .sync(&id, &want, CLUSTER, room, Freshness::Reread)
+        .sync(&id, || want.to_vec(), CLUSTER, room, Freshness::Reread)
         .await
         .expect("sync");
     assert!(!again.wrote);

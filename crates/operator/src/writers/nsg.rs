@@ -67,16 +67,18 @@ impl Target for NsgTarget<'_> {
 pub type NsgWriter = Writer<NetworkSecurityGroup>;
 
 impl NsgWriter {
-    /// Make poolnet's rules in `id` (those named `owned_prefix…`) exactly `desired`.
+    /// Make poolnet's rules in `id` (those named `owned_prefix…`) exactly what `desired`
+    /// returns: the union of every owner's rules, from the informer caches.
     pub async fn sync(
         &self,
         id: &ResourceId,
-        desired: &[DesiredRule],
+        desired: impl Fn() -> Vec<DesiredRule> + Send + Sync,
         owned_prefix: &str,
         freshness: Freshness,
     ) -> Result<NsgSync, ArmError> {
+        let desired = desired();
         let target = NsgTarget {
-            desired,
+            desired: &desired,
             owned_prefix,
         };
         self.sync_target(id, &target, freshness).await

@@ -85,17 +85,19 @@ impl Target for RouteTarget<'_> {
 pub type RouteWriter = Writer<RouteTable>;
 
 impl RouteWriter {
-    /// Make poolnet's routes in table `id` exactly `desired` for `cluster`.
+    /// Make poolnet's routes in table `id` exactly what `desired` returns (the union of every
+    /// pool's routes, from the informer caches) for `cluster`.
     pub async fn sync(
         &self,
         id: &ResourceId,
-        desired: &[DesiredRoute],
+        desired: impl Fn() -> Vec<DesiredRoute> + Send + Sync,
         cluster: &str,
         budget: RouteBudget,
         freshness: Freshness,
     ) -> Result<RouteSync, ArmError> {
+        let desired = desired();
         let target = RouteTarget {
-            desired,
+            desired: &desired,
             cluster,
             budget,
         };
