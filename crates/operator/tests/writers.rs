@@ -1,9 +1,12 @@
 //! The NSG and route-table writers against armsim: If-Match with a real 412 from another
 //! writer, the remembered state that saves ARM calls, and foreign rules left as they were.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use armsim::{Fixture, OtherWriter, OtherWriterAction, RunningSim, SimConfig};
+use armsim::{
+    FaultAction, FaultRule, Fixture, OtherWriter, OtherWriterAction, RunningSim, SimConfig,
+};
 use poolnet_api::ownership::{cluster_rule_prefix, route_name};
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, ResourceId, Secret, Url};
@@ -202,4 +205,76 @@ async fn route_writer_merges_and_refuses_over_the_limit() {
         .await
         .expect("sync");
     assert!(!again.wrote);
+}
+
+/// Object A is deleted: its cleanup writes the union without A while B's reconcile, which
+/// saw A in the cache, waits for the NSG. B must write the union as the cache shows it when
+/// B holds the NSG, or A's rules come back after A's finalizer is gone, stranded for good.
+#[tokio::test]
+async fn a_sync_that_waited_for_the_lock_writes_the_union_of_that_moment() {
+    let (sim, arm) = start();
+    let writer = Arc::new(NsgWriter::new(arm.clone()));
+    let id: ResourceId = AKS_NSG.parse().unwrap();
+    let prefix = cluster_rule_prefix(CLUSTER);
+    let with_a = [(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)];
+    let without_a = [(Protocol::Tcp, 80, 80)];
+    writer
+        .sync(&id, || desired(&with_a), &prefix, Freshness::Reread)
+        .await
+        .expect("sync");
+
+    // The cache B reads: it still shows A.
+    let cache = Arc::new(Mutex::new(with_a.to_vec()));
+    // A's cleanup holds the NSG for a while: its PUT is slow.
+    sim.faults().add_rule(
+        FaultRule::new(FaultAction::Latency { ms: 2_000 })
+            .method("PUT")
+            .resource_type("networkSecurityGroups")
+            .count(1),
+    );
+    let gets = sim
+        .counters()
+        .get("GET", "Microsoft.Network/networkSecurityGroups");
+    let cleanup = tokio::spawn({
+        let (writer, id, prefix) = (writer.clone(), id.clone(), prefix.clone());
+        async move {
+            writer
+                .sync(&id, || desired(&without_a), &prefix, Freshness::Reread)
+                .await
+        }
+    });
+    // The cleanup holds the lock once it has read the NSG.
+    while sim
+        .counters()
+        .get("GET", "Microsoft.Network/networkSecurityGroups")
+        == gets
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let b = writer.sync(
+        &id,
+        || desired(&cache.lock().unwrap_or_else(|e| e.into_inner())),
+        &prefix,
+        Freshness::Cached,
+    );
+    tokio::pin!(b);
+    assert!(
+        futures::poll!(&mut b).is_pending(),
+        "B waits for the cleanup's write"
+    );
+    // A's deletion reaches the cache while B waits.
+    *cache.lock().unwrap_or_else(|e| e.into_inner()) = without_a.to_vec();
+    b.await.expect("B's sync");
+    let cleaned = cleanup.await.expect("cleanup task").expect("cleanup sync");
+    assert!(cleaned.wrote && cleaned.pending.is_none());
+
+    let ours: Vec<String> = rules_json(&sim, AKS_NSG)
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    let want: Vec<String> = desired(&without_a).iter().map(|r| r.name.clone()).collect();
+    assert_eq!(ours, want, "A's rules are not written back");
 }

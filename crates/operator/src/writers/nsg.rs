@@ -13,9 +13,10 @@ use super::rmw::{Synced, Target, Writer};
 /// Result of one NSG sync.
 pub type NsgSync = Synced<NsgPlan>;
 
-/// poolnet's rules (`owned_prefix…`) in one NSG, to become exactly `desired`.
+/// poolnet's rules (`owned_prefix…`) in one NSG, to become exactly what `desired` returns
+/// when planning.
 struct NsgTarget<'a> {
-    desired: &'a [DesiredRule],
+    desired: &'a (dyn Fn() -> Vec<DesiredRule> + Send + Sync),
     owned_prefix: &'a str,
 }
 
@@ -45,7 +46,7 @@ impl Target for NsgTarget<'_> {
     fn plan(&self, current: &NetworkSecurityGroup) -> NsgPlan {
         plan_nsg(
             &existing_rules(current, self.owned_prefix),
-            self.desired,
+            &(self.desired)(),
             self.owned_prefix,
         )
     }
@@ -76,7 +77,6 @@ impl NsgWriter {
         owned_prefix: &str,
         freshness: Freshness,
     ) -> Result<NsgSync, ArmError> {
-        let desired = desired();
         let target = NsgTarget {
             desired: &desired,
             owned_prefix,

@@ -36,7 +36,8 @@ pub trait Target {
         precondition: poolnet_arm::Precondition,
     ) -> BoxFuture<'a, Result<Lro<Etagged<Self::Resource>>, ArmError>>;
 
-    /// The plan for the resource as it is now.
+    /// The plan for the resource as it is now. Called only under the resource's lock, so
+    /// a target that computes what the caller wants here computes it at write time.
     fn plan(&self, current: &Self::Resource) -> Self::Plan;
 
     fn needs_write(plan: &Self::Plan) -> bool;

@@ -24,7 +24,8 @@ pub struct RouteBudget {
 }
 
 struct RouteTarget<'a> {
-    desired: &'a [DesiredRoute],
+    /// Called when planning, under the table's lock.
+    desired: &'a (dyn Fn() -> Vec<DesiredRoute> + Send + Sync),
     cluster: &'a str,
     budget: RouteBudget,
 }
@@ -55,7 +56,7 @@ impl Target for RouteTarget<'_> {
     fn plan(&self, current: &RouteTable) -> RoutePlan {
         plan_routes(
             &route_table_view(current),
-            self.desired,
+            &(self.desired)(),
             self.cluster,
             self.budget.node_routes,
             self.budget.limit,
@@ -95,7 +96,6 @@ impl RouteWriter {
         budget: RouteBudget,
         freshness: Freshness,
     ) -> Result<RouteSync, ArmError> {
-        let desired = desired();
         let target = RouteTarget {
             desired: &desired,
             cluster,
