@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use armsim::{
-    FaultAction, FaultRule, Fixture, OtherWriter, OtherWriterAction, RunningSim, SimConfig,
+    FaultAction, FaultRule, Fixture, LroConfig, OtherWriter, OtherWriterAction, RunningSim,
+    SimConfig,
 };
 use poolnet_api::ownership::{cluster_rule_prefix, route_name};
 use poolnet_api::portspec::{PortRange, Protocol};
@@ -277,4 +278,61 @@ async fn a_sync_that_waited_for_the_lock_writes_the_union_of_that_moment() {
         .collect();
     let want: Vec<String> = desired(&without_a).iter().map(|r| r.name.clone()).collect();
     assert_eq!(ours, want, "A's rules are not written back");
+}
+
+/// A write whose operation stays running forever must not block the NSG until the operator
+/// restarts: past the bound the writer forgets it, reads again and writes what is wanted now.
+#[tokio::test]
+async fn a_stuck_operation_is_forgotten_after_the_bound() {
+    let (sim, arm) = start();
+    let writer = NsgWriter::new(arm.clone()).with_pending_expiry(Duration::from_millis(500));
+    let id: ResourceId = AKS_NSG.parse().unwrap();
+    let prefix = cluster_rule_prefix(CLUSTER);
+    // Operations that run for a day, and a Retry-After beyond the writer's brief wait.
+    sim.set_lro(LroConfig {
+        network_ms: 24 * 3600 * 1000,
+        retry_after_secs: 60,
+        ..LroConfig::default()
+    });
+    let first = desired(&[(Protocol::Tcp, 80, 80)]);
+    let sync = writer
+        .sync(&id, || first.clone(), &prefix, Freshness::Reread)
+        .await
+        .expect("sync");
+    assert!(sync.wrote && sync.pending.is_some(), "{sync:?}");
+
+    // Within the bound the writer waits for the operation and writes nothing.
+    let second = desired(&[(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)]);
+    let puts = || {
+        sim.counters()
+            .get("PUT", "Microsoft.Network/networkSecurityGroups")
+    };
+    let before = puts();
+    let waiting = writer
+        .sync(&id, || second.clone(), &prefix, Freshness::Cached)
+        .await
+        .expect("sync");
+    assert!(!waiting.wrote && waiting.pending.is_some(), "{waiting:?}");
+    assert_eq!(puts(), before);
+
+    // Past the bound (the operation still running), the writer writes again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    sim.set_lro(LroConfig::default());
+    let recovered = writer
+        .sync(&id, || second.clone(), &prefix, Freshness::Cached)
+        .await
+        .expect("sync");
+    assert!(
+        recovered.wrote && recovered.pending.is_none(),
+        "the stuck operation no longer blocks the NSG: {recovered:?}"
+    );
+    assert_eq!(puts(), before + 1);
+    let ours: Vec<String> = rules_json(&sim, AKS_NSG)
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    let want: Vec<String> = second.iter().map(|r| r.name.clone()).collect();
+    assert_eq!(ours, want);
 }

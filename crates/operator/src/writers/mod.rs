@@ -45,3 +45,7 @@ pub const PRECONDITION_ATTEMPTS: usize = 4;
 /// How long a write may wait for its long-running operation before handing the caller a
 /// pending result to requeue on.
 pub const LRO_WAIT: Duration = Duration::from_secs(10);
+/// How long a write's long-running operation may stay running before the writer forgets it
+/// and reads and plans again: a stuck operation must not block the resource until restart.
+/// Azure finishes NSG and route-table writes in seconds.
+pub const PENDING_EXPIRY: Duration = Duration::from_secs(10 * 60);
