@@ -1,9 +1,13 @@
 //! The NSG and route-table writers against armsim: If-Match with a real 412 from another
 //! writer, the remembered state that saves ARM calls, and foreign rules left as they were.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use armsim::{Fixture, OtherWriter, OtherWriterAction, RunningSim, SimConfig};
+use armsim::{
+    FaultAction, FaultRule, Fixture, LroConfig, OtherWriter, OtherWriterAction, RunningSim,
+    SimConfig,
+};
 use poolnet_api::ownership::{cluster_rule_prefix, route_name};
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, ResourceId, Secret, Url};
@@ -81,7 +85,7 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
     let before = arm.stats().snapshot();
     let want = desired(&[(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)]);
     let sync = writer
-        .sync(&id, &want, &prefix, Freshness::Reread)
+        .sync(&id, || want.clone(), &prefix, Freshness::Reread)
         .await
         .expect("sync");
     assert!(sync.wrote && sync.pending.is_none());
@@ -123,13 +127,13 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
     // remembered, a sync makes no ARM call at all.
     let calls = sim.counters().total;
     let again = writer
-        .sync(&id, &want, &prefix, Freshness::Reread)
+        .sync(&id, || want.clone(), &prefix, Freshness::Reread)
         .await
         .expect("sync");
     assert!(!again.wrote);
     assert_eq!(sim.counters().total, calls + 1, "one GET");
     let again = writer
-        .sync(&id, &want, &prefix, Freshness::Cached)
+        .sync(&id, || want.clone(), &prefix, Freshness::Cached)
         .await
         .expect("sync");
     assert!(!again.wrote);
@@ -141,7 +145,7 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
 
     // Nothing desired any more: only poolnet's rules go.
     let sync = writer
-        .sync(&id, &[], &prefix, Freshness::Cached)
+        .sync(&id, Vec::new, &prefix, Freshness::Cached)
         .await
         .expect("sync");
     assert!(sync.wrote);
@@ -178,7 +182,7 @@ async fn route_writer_merges_and_refuses_over_the_limit() {
         limit: 5,
     };
     let sync = writer
-        .sync(&id, &want, CLUSTER, tight, Freshness::Reread)
+        .sync(&id, || want.to_vec(), CLUSTER, tight, Freshness::Reread)
         .await
         .expect("sync");
     assert!(!sync.wrote && !sync.plan.problems.is_empty());
@@ -192,14 +196,143 @@ async fn route_writer_merges_and_refuses_over_the_limit() {
         limit: 400,
     };
     let sync = writer
-        .sync(&id, &want, CLUSTER, room, Freshness::Reread)
+        .sync(&id, || want.to_vec(), CLUSTER, room, Freshness::Reread)
         .await
         .expect("sync");
     assert!(sync.wrote, "{:?}", sync.plan);
     assert_eq!(sync.plan.total, 6);
     let again = writer
-        .sync(&id, &want, CLUSTER, room, Freshness::Reread)
+        .sync(&id, || want.to_vec(), CLUSTER, room, Freshness::Reread)
         .await
         .expect("sync");
     assert!(!again.wrote);
+}
+
+/// Object A is deleted: its cleanup writes the union without A while B's reconcile, which
+/// saw A in the cache, waits for the NSG. B must write the union as the cache shows it when
+/// B holds the NSG, or A's rules come back after A's finalizer is gone, stranded for good.
+#[tokio::test]
+async fn a_sync_that_waited_for_the_lock_writes_the_union_of_that_moment() {
+    let (sim, arm) = start();
+    let writer = Arc::new(NsgWriter::new(arm.clone()));
+    let id: ResourceId = AKS_NSG.parse().unwrap();
+    let prefix = cluster_rule_prefix(CLUSTER);
+    let with_a = [(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)];
+    let without_a = [(Protocol::Tcp, 80, 80)];
+    writer
+        .sync(&id, || desired(&with_a), &prefix, Freshness::Reread)
+        .await
+        .expect("sync");
+
+    // The cache B reads: it still shows A.
+    let cache = Arc::new(Mutex::new(with_a.to_vec()));
+    // A's cleanup holds the NSG for a while: its PUT is slow.
+    sim.faults().add_rule(
+        FaultRule::new(FaultAction::Latency { ms: 2_000 })
+            .method("PUT")
+            .resource_type("networkSecurityGroups")
+            .count(1),
+    );
+    let gets = sim
+        .counters()
+        .get("GET", "Microsoft.Network/networkSecurityGroups");
+    let cleanup = tokio::spawn({
+        let (writer, id, prefix) = (writer.clone(), id.clone(), prefix.clone());
+        async move {
+            writer
+                .sync(&id, || desired(&without_a), &prefix, Freshness::Reread)
+                .await
+        }
+    });
+    // The cleanup holds the lock once it has read the NSG.
+    while sim
+        .counters()
+        .get("GET", "Microsoft.Network/networkSecurityGroups")
+        == gets
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let b = writer.sync(
+        &id,
+        || desired(&cache.lock().unwrap_or_else(|e| e.into_inner())),
+        &prefix,
+        Freshness::Cached,
+    );
+    tokio::pin!(b);
+    assert!(
+        futures::poll!(&mut b).is_pending(),
+        "B waits for the cleanup's write"
+    );
+    // A's deletion reaches the cache while B waits.
+    *cache.lock().unwrap_or_else(|e| e.into_inner()) = without_a.to_vec();
+    b.await.expect("B's sync");
+    let cleaned = cleanup.await.expect("cleanup task").expect("cleanup sync");
+    assert!(cleaned.wrote && cleaned.pending.is_none());
+
+    let ours: Vec<String> = rules_json(&sim, AKS_NSG)
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    let want: Vec<String> = desired(&without_a).iter().map(|r| r.name.clone()).collect();
+    assert_eq!(ours, want, "A's rules are not written back");
+}
+
+/// A write whose operation stays running forever must not block the NSG until the operator
+/// restarts: past the bound the writer forgets it, reads again and writes what is wanted now.
+#[tokio::test]
+async fn a_stuck_operation_is_forgotten_after_the_bound() {
+    let (sim, arm) = start();
+    let writer = NsgWriter::new(arm.clone()).with_pending_expiry(Duration::from_millis(500));
+    let id: ResourceId = AKS_NSG.parse().unwrap();
+    let prefix = cluster_rule_prefix(CLUSTER);
+    // Operations that run for a day, and a Retry-After beyond the writer's brief wait.
+    sim.set_lro(LroConfig {
+        network_ms: 24 * 3600 * 1000,
+        retry_after_secs: 60,
+        ..LroConfig::default()
+    });
+    let first = desired(&[(Protocol::Tcp, 80, 80)]);
+    let sync = writer
+        .sync(&id, || first.clone(), &prefix, Freshness::Reread)
+        .await
+        .expect("sync");
+    assert!(sync.wrote && sync.pending.is_some(), "{sync:?}");
+
+    // Within the bound the writer waits for the operation and writes nothing.
+    let second = desired(&[(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)]);
+    let puts = || {
+        sim.counters()
+            .get("PUT", "Microsoft.Network/networkSecurityGroups")
+    };
+    let before = puts();
+    let waiting = writer
+        .sync(&id, || second.clone(), &prefix, Freshness::Cached)
+        .await
+        .expect("sync");
+    assert!(!waiting.wrote && waiting.pending.is_some(), "{waiting:?}");
+    assert_eq!(puts(), before);
+
+    // Past the bound (the operation still running), the writer writes again.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    sim.set_lro(LroConfig::default());
+    let recovered = writer
+        .sync(&id, || second.clone(), &prefix, Freshness::Cached)
+        .await
+        .expect("sync");
+    assert!(
+        recovered.wrote && recovered.pending.is_none(),
+        "the stuck operation no longer blocks the NSG: {recovered:?}"
+    );
+    assert_eq!(puts(), before + 1);
+    let ours: Vec<String> = rules_json(&sim, AKS_NSG)
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .filter(|n| n.starts_with(&prefix))
+        .map(String::from)
+        .collect();
+    let want: Vec<String> = second.iter().map(|r| r.name.clone()).collect();
+    assert_eq!(ours, want);
 }

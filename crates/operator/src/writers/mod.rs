@@ -1,9 +1,11 @@
 //! Shared, coalescing read-modify-write of NSGs and route tables.
 //!
 //! An NSG or route table may be named by many NodePoolNetworks and HostPortPolicies. Each
-//! reconcile passes the union of what *all* of them want (from the informer caches) to the
-//! writer of that resource; the writer serialises callers per resource and compares the union
-//! with the last state it read or wrote. So when 100 objects change at once, the first caller
+//! reconcile passes the writer of that resource a provider of the union of what *all* of them
+//! want (from the informer caches); the writer serialises callers per resource and calls the
+//! provider only once it holds the resource, so a caller that waited never writes a union
+//! older than the write it waited for (a deleted object's rules would come back for good).
+//! It compares the union with the last state it read or wrote. So when 100 objects change at once, the first caller
 //! writes everything the cache already shows and the others find nothing left to do: changes
 //! coalesce into one or two writes per resource, and a converged resource costs no ARM call at
 //! all until the periodic drift check re-reads it.
@@ -43,3 +45,7 @@ pub const PRECONDITION_ATTEMPTS: usize = 4;
 /// How long a write may wait for its long-running operation before handing the caller a
 /// pending result to requeue on.
 pub const LRO_WAIT: Duration = Duration::from_secs(10);
+/// How long a write's long-running operation may stay running before the writer forgets it
+/// and reads and plans again: a stuck operation must not block the resource until restart.
+/// Azure finishes NSG and route-table writes in seconds.
+pub const PENDING_EXPIRY: Duration = Duration::from_secs(10 * 60);

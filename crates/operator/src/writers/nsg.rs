@@ -13,9 +13,10 @@ use super::rmw::{Synced, Target, Writer};
 /// Result of one NSG sync.
 pub type NsgSync = Synced<NsgPlan>;
 
-/// poolnet's rules (`owned_prefix…`) in one NSG, to become exactly `desired`.
+/// poolnet's rules (`owned_prefix…`) in one NSG, to become exactly what `desired` returns
+/// when planning.
 struct NsgTarget<'a> {
-    desired: &'a [DesiredRule],
+    desired: &'a (dyn Fn() -> Vec<DesiredRule> + Send + Sync),
     owned_prefix: &'a str,
 }
 
@@ -45,7 +46,7 @@ impl Target for NsgTarget<'_> {
     fn plan(&self, current: &NetworkSecurityGroup) -> NsgPlan {
         plan_nsg(
             &existing_rules(current, self.owned_prefix),
-            self.desired,
+            &(self.desired)(),
             self.owned_prefix,
         )
     }
@@ -67,16 +68,17 @@ impl Target for NsgTarget<'_> {
 pub type NsgWriter = Writer<NetworkSecurityGroup>;
 
 impl NsgWriter {
-    /// Make poolnet's rules in `id` (those named `owned_prefix…`) exactly `desired`.
+    /// Make poolnet's rules in `id` (those named `owned_prefix…`) exactly what `desired`
+    /// returns: the union of every owner's rules, from the informer caches.
     pub async fn sync(
         &self,
         id: &ResourceId,
-        desired: &[DesiredRule],
+        desired: impl Fn() -> Vec<DesiredRule> + Send + Sync,
         owned_prefix: &str,
         freshness: Freshness,
     ) -> Result<NsgSync, ArmError> {
         let target = NsgTarget {
-            desired,
+            desired: &desired,
             owned_prefix,
         };
         self.sync_target(id, &target, freshness).await

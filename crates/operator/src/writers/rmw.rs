@@ -1,6 +1,7 @@
 //! The read-modify-write writer both resource kinds share: per-resource serialisation, the
 //! remembered state, `If-Match` with a bounded retry on 412, and long-running operations
-//! that are waited for briefly, then handed back to the caller to requeue on.
+//! that are waited for briefly, then handed back to the caller to requeue on, and forgotten
+//! when they are still running past a bound (see [`PENDING_EXPIRY`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -9,9 +10,9 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use poolnet_arm::{ArmError, ArmNetwork, Etagged, Lro, OperationHandle, ResourceId};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use super::{Freshness, LRO_WAIT, PRECONDITION_ATTEMPTS};
+use super::{Freshness, LRO_WAIT, PENDING_EXPIRY, PRECONDITION_ATTEMPTS};
 
 /// What differs between resource kinds: how to read, write, plan and apply one of them,
 /// given what the caller wants in it.
@@ -36,7 +37,8 @@ pub trait Target {
         precondition: poolnet_arm::Precondition,
     ) -> BoxFuture<'a, Result<Lro<Etagged<Self::Resource>>, ArmError>>;
 
-    /// The plan for the resource as it is now.
+    /// The plan for the resource as it is now. Called only under the resource's lock, so
+    /// a target that computes what the caller wants here computes it at write time.
     fn plan(&self, current: &Self::Resource) -> Self::Plan;
 
     fn needs_write(plan: &Self::Plan) -> bool;
@@ -75,8 +77,8 @@ struct Remembered<R> {
     resource: Option<R>,
     /// When `resource` was read or written.
     at: Option<std::time::Instant>,
-    /// A write still running in ARM.
-    pending: Option<OperationHandle>,
+    /// A write still running in ARM, and when it was started.
+    pending: Option<(OperationHandle, std::time::Instant)>,
 }
 
 impl<R> Default for Remembered<R> {
@@ -116,6 +118,8 @@ impl<P: Default> Synced<P> {
 pub struct Writer<R> {
     arm: Arc<dyn ArmNetwork>,
     state: PerResource<Remembered<R>>,
+    /// See [`PENDING_EXPIRY`].
+    pending_expiry: Duration,
 }
 
 impl<R: Clone + Send + Sync> Writer<R> {
@@ -123,7 +127,15 @@ impl<R: Clone + Send + Sync> Writer<R> {
         Self {
             arm,
             state: PerResource::new(),
+            pending_expiry: PENDING_EXPIRY,
         }
+    }
+
+    /// Forget a write's operation that is still running after `expiry` instead of
+    /// [`PENDING_EXPIRY`].
+    pub fn with_pending_expiry(mut self, expiry: Duration) -> Self {
+        self.pending_expiry = expiry;
+        self
     }
 
     /// Bring `id` to what `target` plans, writing only when the plan says so.
@@ -137,11 +149,23 @@ impl<R: Clone + Send + Sync> Writer<R> {
         let slot = self.state.slot(&id.to_string());
         let mut mem = slot.lock().await;
 
-        if let Some(handle) = mem.pending.clone() {
+        if let Some((handle, since)) = mem.pending.clone() {
             match arm.poll(&handle).await {
+                Ok(Lro::Pending(h)) if since.elapsed() >= self.pending_expiry => {
+                    // Likely stuck: read again and plan as if no write were running; the
+                    // next write's If-Match still refuses a change made in between.
+                    warn!(
+                        kind = T::KIND,
+                        id = %id,
+                        operation = %h.url,
+                        running = ?since.elapsed(),
+                        "a write's operation is still running past the bound; forgetting it and reading again"
+                    );
+                    *mem = Remembered::default();
+                }
                 Ok(Lro::Pending(h)) => {
                     let wait = h.next_poll_in();
-                    mem.pending = Some(h);
+                    mem.pending = Some((h, since));
                     return Ok(Synced {
                         plan: T::Plan::default(),
                         wrote: false,
@@ -182,6 +206,7 @@ impl<R: Clone + Send + Sync> Writer<R> {
             let next = target.apply(&current.resource, &plan);
             let (added, changed, removed) = T::counts(&plan);
             debug!(kind = T::KIND, id = %id, attempt, added, changed, removed, "writing");
+            let sent = std::time::Instant::now();
             match target.put(arm, id, &next, current.precondition()).await {
                 Ok(Lro::Done(written)) => {
                     info!(kind = T::KIND, id = %id, added, changed, removed, "written");
@@ -194,7 +219,7 @@ impl<R: Clone + Send + Sync> Writer<R> {
                         Ok(()) => Ok(Synced::done(plan, true)),
                         Err(ArmError::OperationTimeout { .. }) => {
                             let wait = handle.next_poll_in();
-                            mem.pending = Some(handle);
+                            mem.pending = Some((handle, sent));
                             Ok(Synced {
                                 plan,
                                 wrote: true,

@@ -24,7 +24,8 @@ pub struct RouteBudget {
 }
 
 struct RouteTarget<'a> {
-    desired: &'a [DesiredRoute],
+    /// Called when planning, under the table's lock.
+    desired: &'a (dyn Fn() -> Vec<DesiredRoute> + Send + Sync),
     cluster: &'a str,
     budget: RouteBudget,
 }
@@ -55,7 +56,7 @@ impl Target for RouteTarget<'_> {
     fn plan(&self, current: &RouteTable) -> RoutePlan {
         plan_routes(
             &route_table_view(current),
-            self.desired,
+            &(self.desired)(),
             self.cluster,
             self.budget.node_routes,
             self.budget.limit,
@@ -85,17 +86,18 @@ impl Target for RouteTarget<'_> {
 pub type RouteWriter = Writer<RouteTable>;
 
 impl RouteWriter {
-    /// Make poolnet's routes in table `id` exactly `desired` for `cluster`.
+    /// Make poolnet's routes in table `id` exactly what `desired` returns (the union of every
+    /// pool's routes, from the informer caches) for `cluster`.
     pub async fn sync(
         &self,
         id: &ResourceId,
-        desired: &[DesiredRoute],
+        desired: impl Fn() -> Vec<DesiredRoute> + Send + Sync,
         cluster: &str,
         budget: RouteBudget,
         freshness: Freshness,
     ) -> Result<RouteSync, ArmError> {
         let target = RouteTarget {
-            desired,
+            desired: &desired,
             cluster,
             budget,
         };

@@ -75,8 +75,6 @@ pub(super) async fn security_rules(
         );
     };
     let prefix = cluster_rule_prefix(&cluster);
-    let pools = ctx.stores.all_pools();
-    let policies = ctx.stores.all_policies();
     let me = Owner::HostPortPolicy {
         namespace: policy.namespace().unwrap_or_default(),
         name: policy.name_any(),
@@ -92,13 +90,21 @@ pub(super) async fn security_rules(
                 continue;
             }
         };
-        let desired = desired_rules_for_nsg(&cluster, &target.id, &pools, &policies, &|h, p| {
-            ctx.stores.admits(h, p)
-        });
+        // Read from the caches when the writer holds the NSG, not now: a reconcile that
+        // waited for another's write must not put back the union as it was before.
+        let desired = || {
+            desired_rules_for_nsg(
+                &cluster,
+                &target.id,
+                &ctx.stores.all_pools(),
+                &ctx.stores.all_policies(),
+                &|h, p| ctx.stores.admits(h, p),
+            )
+        };
         let plan = if writes {
             match ctx
                 .nsg_writer
-                .sync(&id, &desired, &prefix, Freshness::Cached)
+                .sync(&id, desired, &prefix, Freshness::Cached)
                 .await
             {
                 Ok(sync) if sync.pending.is_some() => {
@@ -114,7 +120,8 @@ pub(super) async fn security_rules(
         } else {
             match ctx.arm.get_nsg(&id).await {
                 Ok(nsg) => {
-                    let plan = plan_nsg(&existing_rules(&nsg.resource, &prefix), &desired, &prefix);
+                    let plan =
+                        plan_nsg(&existing_rules(&nsg.resource, &prefix), &desired(), &prefix);
                     if plan.rules_of(&me).count() == 0 || plan.needs_write() {
                         problems.push(format!(
                             "NSG {} lacks the policy's rules and the pool is Observe-only",

@@ -171,16 +171,22 @@ fn gone<T>(result: Result<T, ArmError>) -> Result<Option<T>, ArmError> {
 /// union leaves it out).
 async fn remove_rules(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Result<(), Error> {
     let prefix = cluster_rule_prefix(cluster);
-    let pools = pools_with(npn, ctx);
-    let policies = ctx.stores.all_policies();
     for target in &npn.spec.network_security_groups {
         let id = arm_id(&target.id)?;
-        let desired = desired_rules_for_nsg(cluster, &target.id, &pools, &policies, &|h, p| {
-            ctx.stores.admits(h, p)
-        });
+        // The union as the caches show it once the writer holds the NSG, with this object
+        // as given (deleting) even where the cache still shows it without the timestamp.
+        let desired = || {
+            desired_rules_for_nsg(
+                cluster,
+                &target.id,
+                &pools_with(npn, ctx),
+                &ctx.stores.all_policies(),
+                &|h, p| ctx.stores.admits(h, p),
+            )
+        };
         let Some(sync) = gone(
             ctx.nsg_writer
-                .sync(&id, &desired, &prefix, Freshness::Reread)
+                .sync(&id, desired, &prefix, Freshness::Reread)
                 .await,
         )?
         else {
@@ -200,7 +206,8 @@ async fn remove_routes(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> R
         return Ok(());
     };
     let id = arm_id(&rt.id)?;
-    let desired = desired_routes_for_table(cluster, &rt.id, &pools_with(npn, ctx));
+    // As in remove_rules: computed under the writer's lock, with this object as deleting.
+    let desired = || desired_routes_for_table(cluster, &rt.id, &pools_with(npn, ctx));
     // Removing routes never needs room, and conflicts of others are not ours to judge:
     // plan with a generous budget so only poolnet's own routes change.
     let budget = RouteBudget {
@@ -209,7 +216,7 @@ async fn remove_routes(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> R
     };
     let Some(sync) = gone(
         ctx.route_writer
-            .sync(&id, &desired, cluster, budget, Freshness::Reread)
+            .sync(&id, desired, cluster, budget, Freshness::Reread)
             .await,
     )?
     else {

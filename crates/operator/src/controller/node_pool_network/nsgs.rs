@@ -73,8 +73,6 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
     me.status
         .get_or_insert_with(Default::default)
         .application_security_groups = asgs.to_vec();
-    let pools = super::pools_with(&me, ctx);
-    let policies = ctx.stores.all_policies();
     let owner = Owner::NodePoolNetwork {
         name: npn.name_any(),
     };
@@ -88,14 +86,21 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                 continue;
             }
         };
-        let desired =
-            desired_rules_for_nsg(&pass.cluster.key, &target.id, &pools, &policies, &|h, p| {
-                ctx.stores.admits(h, p)
-            });
+        // Read from the caches when the writer holds the NSG, not now: a reconcile that
+        // waited for another's write must not put back the union as it was before.
+        let desired = || {
+            desired_rules_for_nsg(
+                &pass.cluster.key,
+                &target.id,
+                &super::pools_with(&me, ctx),
+                &ctx.stores.all_policies(),
+                &|h, p| ctx.stores.admits(h, p),
+            )
+        };
         let plan = if pass.writes {
             match ctx
                 .nsg_writer
-                .sync(&id, &desired, &prefix, pass.freshness)
+                .sync(&id, desired, &prefix, pass.freshness)
                 .await
             {
                 Ok(sync) => {
@@ -136,7 +141,8 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
         } else {
             match ctx.arm.get_nsg(&id).await {
                 Ok(nsg) => {
-                    let plan = plan_nsg(&existing_rules(&nsg.resource, &prefix), &desired, &prefix);
+                    let plan =
+                        plan_nsg(&existing_rules(&nsg.resource, &prefix), &desired(), &prefix);
                     if plan.needs_write() {
                         problems.push(PartState::failed(
                             cond::SECURITY_RULES_READY,

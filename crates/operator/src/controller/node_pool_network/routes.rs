@@ -47,7 +47,8 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
         }
     };
     let cluster = &pass.cluster.key;
-    let desired = desired_routes_for_table(cluster, &rt.id, &pass.pools_with_me());
+    // Read from the caches when the writer holds the table (see nsgs.rs).
+    let desired = || desired_routes_for_table(cluster, &rt.id, &pass.pools_with_me());
     let budget = RouteBudget {
         node_routes: if pass.cluster.kubenet {
             ctx.stores.nodes.state().len()
@@ -58,14 +59,14 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
     };
     let result = if pass.writes {
         ctx.route_writer
-            .sync(&id, &desired, cluster, budget, pass.freshness)
+            .sync(&id, desired, cluster, budget, pass.freshness)
             .await
             .map(|s| (s.plan, s.wrote, s.pending))
     } else {
         ctx.arm.get_route_table(&id).await.map(|t| {
             let plan = plan_routes(
                 &route_table_view(&t.resource),
-                &desired,
+                &desired(),
                 cluster,
                 budget.node_routes,
                 budget.limit,
