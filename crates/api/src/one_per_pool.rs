@@ -3,6 +3,8 @@
 //! webhook refuses the second ([`validate_unique_agent_pool`]) and, for what a race or a
 //! webhook outage lets through, the controllers let only the oldest one act ([`holder`]).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::error::{FieldError, FieldErrors};
@@ -53,6 +55,29 @@ pub fn holder<'a>(
         .filter(|p| p.metadata.name != npn.metadata.name && holds(p) && same_agent_pool(p, npn))
         .filter(|p| age(p) < me)
         .min_by(|a, b| age(a).cmp(&age(b)))
+}
+
+/// Names of the objects in `pools` that [`holder`] refuses: each one has an older object
+/// holding its pool. One pass, for callers that judge every object of a large list.
+pub fn refused(pools: &[NodePoolNetwork]) -> BTreeSet<&str> {
+    let mut oldest: BTreeMap<String, (bool, Option<&Time>, &str)> = BTreeMap::new();
+    for p in pools.iter().filter(|p| holds(p)) {
+        let key = p.spec.node_pool.agent_pool_id.to_ascii_lowercase();
+        let a = age(p);
+        oldest
+            .entry(key)
+            .and_modify(|o| *o = (*o).min(a))
+            .or_insert(a);
+    }
+    pools
+        .iter()
+        .filter(|p| {
+            oldest
+                .get(&p.spec.node_pool.agent_pool_id.to_ascii_lowercase())
+                .is_some_and(|o| *o < age(p))
+        })
+        .filter_map(|p| p.metadata.name.as_deref())
+        .collect()
 }
 
 /// What an object that is not the holder of its pool is told.
@@ -147,15 +172,19 @@ mod tests {
     #[test]
     fn an_object_being_deleted_holds_its_pool_until_its_finalizers_finish() {
         let cleaning = deleting(npn("old", POOL, Some(100)), &["poolnet.dev/cleanup"]);
-        let msg = validate_unique_agent_pool(&npn("new", POOL, None), &[cleaning.clone()])
-            .expect_err("cleanup still writes to the pool")
-            .to_string();
+        let msg =
+            validate_unique_agent_pool(&npn("new", POOL, None), std::slice::from_ref(&cleaning))
+                .expect_err("cleanup still writes to the pool")
+                .to_string();
         assert!(msg.contains("being deleted"), "{msg}");
         let young = npn("new", POOL, Some(200));
         assert_eq!(name(holder(&young, [&cleaning])), Some("old"));
 
         let vanishing = deleting(npn("old", POOL, Some(100)), &[]);
-        assert!(validate_unique_agent_pool(&npn("new", POOL, None), &[vanishing.clone()]).is_ok());
+        assert!(
+            validate_unique_agent_pool(&npn("new", POOL, None), std::slice::from_ref(&vanishing))
+                .is_ok()
+        );
         assert_eq!(name(holder(&young, [&vanishing])), None);
     }
 
@@ -170,6 +199,28 @@ mod tests {
         assert_eq!(name(holder(&b, all)), Some("a"));
         assert_eq!(name(holder(&c, all)), Some("a"));
         assert_eq!(name(holder(&elsewhere, all)), None);
+    }
+
+    #[test]
+    fn refused_agrees_with_holder_for_every_object() {
+        let all = vec![
+            npn("a", POOL, Some(100)),
+            npn("b", &POOL.to_ascii_uppercase(), Some(200)),
+            npn("b2", POOL, Some(200)),
+            deleting(npn("gone", POOL, Some(1)), &[]),
+            deleting(
+                npn("cleaning", &POOL.replace("/game", "/kubenet"), Some(300)),
+                &["f"],
+            ),
+            npn("late", &POOL.replace("/game", "/kubenet"), Some(400)),
+            npn("alone", &POOL.replace("/game", "/other"), Some(1)),
+        ];
+        let refused = refused(&all);
+        for p in &all {
+            let n = p.metadata.name.as_deref().unwrap_or_default();
+            assert_eq!(refused.contains(n), holder(p, &all).is_some(), "{n}");
+        }
+        assert_eq!(refused, BTreeSet::from(["b", "b2", "late"]));
     }
 
     #[test]
