@@ -182,3 +182,55 @@ async fn node_pool_networks_get_the_checks_cel_cannot_express() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_second_node_pool_network_on_the_same_agent_pool_is_refused() -> Result<()> {
+    let (env, _poolnet) = setup().await?;
+    let client = env.client();
+    let ns = env.namespace();
+    let npns = Api::<NodePoolNetwork>::all(client);
+    let pp = PostParams::default();
+    // An agent pool of this test's own: the control plane is shared with other tests.
+    let agent_pool = format!(
+        "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/{ns}"
+    );
+    let npn = |name: &str, agent_pool: &str| -> Result<NodePoolNetwork> {
+        Ok(serde_json::from_value(json!({
+            "apiVersion": "poolnet.dev/v1alpha1", "kind": "NodePoolNetwork",
+            "metadata": {"name": name, "labels": {OWNER_LABEL: ns}},
+            "spec": {
+                "nodePool": {"agentPoolId": agent_pool},
+                "allowedHostPorts": ["40000-59999/tcp"],
+                "reconcilePolicy": "Observe"
+            }
+        }))?)
+    };
+    let first = format!("first-{ns}");
+    npns.create(&pp, &npn(&first, &agent_pool)?).await?;
+
+    // The same pool, spelled in another case (ARM IDs compare case-insensitively).
+    let e = npns
+        .create(
+            &pp,
+            &npn(&format!("second-{ns}"), &agent_pool.to_ascii_uppercase())?,
+        )
+        .await
+        .expect_err("a second NodePoolNetwork on the same agent pool");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("spec.nodePool.agentPoolId")
+            && msg.contains(&format!("NodePoolNetwork {first:?}"))
+            && msg.contains("one NodePoolNetwork per agent pool")
+            && msg.contains("delete it first"),
+        "{msg}"
+    );
+
+    // Updating the object that holds the pool is fine.
+    npns.patch(
+        &first,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"allowedHostPorts": ["40000-49999/tcp"]}})),
+    )
+    .await?;
+    Ok(())
+}

@@ -8,6 +8,7 @@ pub mod cidr;
 pub mod crd;
 pub mod error;
 pub mod iptag;
+pub mod one_per_pool;
 pub mod ownership;
 pub mod portspec;
 pub mod route;

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use poolnet_api::armid::{NETWORK, ResourceId, ResourceKind};
+use poolnet_api::one_per_pool;
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
 use poolnet_api::validation::{allowed_host_ports, managed_asg_enabled};
@@ -87,7 +88,8 @@ pub fn policy_ports(hpp: &HostPortPolicy) -> Vec<(Protocol, PortRange)> {
 }
 
 /// Rules this cluster's poolnet wants in NSG `nsg_id`, from every NodePoolNetwork that names
-/// it (and is not being deleted) and every admitted HostPortPolicy on such a pool.
+/// it (and is not being deleted, nor refused because an older one holds its agent pool) and
+/// every admitted HostPortPolicy on such a pool.
 ///
 /// A pool's rules (and its policies') join once its status lists every ASG they target: ARM
 /// refuses a rule naming an ASG that does not exist (400 `InvalidResourceReference`), and one
@@ -100,6 +102,7 @@ pub fn desired_rules_for_nsg(
     admitted: &dyn Fn(&HostPortPolicy, &NodePoolNetwork) -> bool,
 ) -> Vec<DesiredRule> {
     let mut out = Vec::new();
+    let refused = one_per_pool::refused(pools);
     for npn in pools {
         if npn.metadata.deletion_timestamp.is_some()
             || cluster_of(&npn.spec.node_pool.agent_pool_id).as_deref() != Some(cluster)
@@ -109,6 +112,9 @@ pub fn desired_rules_for_nsg(
         let Some(name) = npn.metadata.name.as_deref() else {
             continue;
         };
+        if refused.contains(name) {
+            continue;
+        }
         let Some(target) = npn
             .spec
             .network_security_groups
@@ -172,16 +178,22 @@ pub fn desired_rules_for_nsg(
 }
 
 /// Routes this cluster's poolnet wants in route table `table_id`, from every NodePoolNetwork
-/// that names it (and is not being deleted).
+/// that names it (and is not being deleted, nor refused for its agent pool).
 pub fn desired_routes_for_table(
     cluster: &str,
     table_id: &str,
     pools: &[NodePoolNetwork],
 ) -> Vec<DesiredRoute> {
     let mut out = Vec::new();
+    let refused = one_per_pool::refused(pools);
     for npn in pools {
         if npn.metadata.deletion_timestamp.is_some()
             || cluster_of(&npn.spec.node_pool.agent_pool_id).as_deref() != Some(cluster)
+            || npn
+                .metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| refused.contains(n))
         {
             continue;
         }
@@ -365,6 +377,42 @@ networkSecurityGroups:
             Default::default(),
         ));
         assert!(desired_rules_for_nsg(&cluster, &nsg, &[p], &[], &|_, _| true).is_empty());
+    }
+
+    #[test]
+    fn an_object_refused_for_its_agent_pool_contributes_no_rule_and_no_route() {
+        let table = "\nrouteTable:\n  id: /subscriptions/SUB/resourceGroups/rg/providers/Microsoft.Network/routeTables/rt\n  routes: [{name: NAME, addressPrefix: 10.9.0.0/16, nextHopType: VnetLocal}]\n";
+        let with_table = |name: &str| {
+            let mut p = with_asgs(npn(
+                name,
+                &(pool_yaml("game") + &table.replace("NAME", name)),
+            ));
+            p.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::from_second(if name == "older" { 1 } else { 2 })
+                        .unwrap(),
+                ));
+            p
+        };
+        // "younger" sorts first by name: age, not name, decides.
+        let pools = [with_table("younger"), with_table("older")];
+        let cluster = cluster_of(&pools[0].spec.node_pool.agent_pool_id).unwrap();
+        let nsg = pools[0].spec.network_security_groups[0].id.clone();
+        let rules = desired_rules_for_nsg(&cluster, &nsg, &pools, &[], &|_, _| true);
+        assert!(!rules.is_empty());
+        assert!(
+            rules.iter().all(|r| r.owner
+                == Owner::NodePoolNetwork {
+                    name: "older".into()
+                }),
+            "{rules:#?}"
+        );
+        let rt = pools[0].spec.route_table.as_ref().unwrap().id.clone();
+        let routes = desired_routes_for_table(&cluster, &rt, &pools);
+        assert_eq!(
+            routes.iter().map(|r| r.owner.as_str()).collect::<Vec<_>>(),
+            ["NodePoolNetwork older"]
+        );
     }
 
     #[test]

@@ -298,8 +298,21 @@ async fn objects_that_exist_when_the_operator_starts_are_all_reconciled() -> Res
         h.apply(&npn).await?;
     }
     h.start_operator()?;
-    for name in &names {
-        h.wait_ready(name).await?;
+    // One agent pool, one NodePoolNetwork: the oldest on each pool works, the others are
+    // refused (created in order, or in one second and ordered by name: early-0 and early-1).
+    for (i, name) in names.iter().enumerate() {
+        if i < 2 {
+            h.wait_ready(name).await?;
+        } else {
+            h.wait_npn(name, "refused (Conflict)", |n| {
+                current(n)
+                    && condition(n, "Accepted").is_some_and(|c| {
+                        c.reason == "Conflict"
+                            && c.message.contains(&format!("\"early-{}\"", i % 2))
+                    })
+            })
+            .await?;
+        }
     }
     Ok(())
 }

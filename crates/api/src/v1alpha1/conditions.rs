@@ -31,6 +31,8 @@ pub mod reason {
     pub const ROUTE_TABLE_IN_USE: &str = "RouteTableOwnedByAnotherCluster";
     pub const PRIORITY_BAND_FULL: &str = "PriorityBandFull";
     pub const OBSERVE_ONLY: &str = "ObserveOnly";
+    /// Another, older NodePoolNetwork names the same agent pool: this one writes nothing.
+    pub const CONFLICT: &str = "Conflict";
     /// The object is being deleted and poolnet is removing what it wrote.
     pub const DELETING: &str = "Deleting";
     /// Deletion cannot finish (the message carries ARM's).

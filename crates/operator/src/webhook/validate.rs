@@ -1,6 +1,7 @@
 //! Validating admission of NodePoolNetworks and HostPortPolicies: the checks CEL cannot
 //! express, from `poolnet_api::validation`, with the cross-object facts a HostPortPolicy is
-//! judged against (its pool, its namespace's labels, every other policy) read live.
+//! judged against (its pool, its namespace's labels, every other policy) and the other
+//! NodePoolNetworks a new one is judged against (one per agent pool) read live.
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::{Client, ResourceExt};
 use poolnet_api::error::FieldErrors;
+use poolnet_api::one_per_pool::validate_unique_agent_pool;
 use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
 use poolnet_api::validation::{
     PolicyContext, validate_host_port_policy, validate_node_pool_network,
@@ -43,7 +45,7 @@ impl PolicyValidator {
             return resp;
         }
         let verdict = match req.kind.kind.as_str() {
-            "NodePoolNetwork" => self.node_pool_network(req),
+            "NodePoolNetwork" => self.node_pool_network(req).await,
             "HostPortPolicy" => self.host_port_policy(req).await,
             _ => Ok(()),
         };
@@ -53,10 +55,22 @@ impl PolicyValidator {
         }
     }
 
-    fn node_pool_network(&self, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
+    async fn node_pool_network(&self, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
         let new: NodePoolNetwork = decode(req.object.as_ref())?.ok_or("no object")?;
         let old: Option<NodePoolNetwork> = decode(req.old_object.as_ref())?;
-        validate_node_pool_network(&new, old.as_ref()).map_err(|e| message(&e))
+        validate_node_pool_network(&new, old.as_ref()).map_err(|e| message(&e))?;
+        // agentPoolId is immutable: only a new object can take a pool another one holds.
+        if old.is_some() {
+            return Ok(());
+        }
+        let others = Api::<NodePoolNetwork>::all(self.client.clone())
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| {
+                format!("poolnet: cannot check the NodePoolNetwork: reading the other NodePoolNetworks failed: {e}; retry")
+            })?
+            .items;
+        validate_unique_agent_pool(&new, &others).map_err(|e| message(&e))
     }
 
     async fn host_port_policy(&self, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {

@@ -1,6 +1,9 @@
 //! Deletion: undo exactly what poolnet did, in dependency order (rules and routes first,
 //! then the pool's membership, then the ASG and the prefix nothing refers to any more),
-//! honouring `reconcilePolicy`. Each step that waits for Azure returns
+//! honouring `reconcilePolicy`. An object refused because an older one holds its agent pool
+//! leaves the pool alone: its settings are the holder's (the other steps touch only what
+//! carries this object's name or owner tag, and write only when some of it is there, so such
+//! an object, which never acted, writes nothing). Each step that waits for Azure returns
 //! [`Error::CleanupInProgress`], so the finalizer stays until every step is done.
 
 use std::sync::Arc;
@@ -10,6 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use poolnet_api::one_per_pool;
 use poolnet_api::ownership::cluster_rule_prefix;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_api::v1alpha1::{NodePoolNetwork, NodePoolNetworkStatus, ReconcilePolicy};
@@ -237,8 +241,13 @@ async fn remove_routes(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> R
     Ok(())
 }
 
-/// Put back the host ports and ASGs the pool had before poolnet's first change.
+/// Put back the host ports and ASGs the pool had before poolnet's first change, unless an
+/// older object holds the pool now.
 async fn restore_agent_pool(npn: &NodePoolNetwork, ctx: &Context) -> Result<(), Error> {
+    if let Some(holder) = one_per_pool::holder(npn, &pools_with(npn, ctx)) {
+        info!(name = %npn.name_any(), holder = %holder.name_any(), "the agent pool is held by an older NodePoolNetwork: leaving it as it is");
+        return Ok(());
+    }
     let Some(original) = npn
         .status
         .as_ref()

@@ -10,6 +10,10 @@
 //! requeue with capped exponential backoff; fatal ones wait for a spec change (or the
 //! periodic drift check) and say what to fix.
 //!
+//! An object whose agent pool an older object already holds (one agent pool, one
+//! NodePoolNetwork: `poolnet_api::one_per_pool`) gets `Accepted=False` `Conflict` and runs no
+//! part, so it writes nothing; it takes over once the older one is gone.
+//!
 //! Deletion (finalizer `poolnet.dev/cleanup`, [`cleanup`]) removes exactly what poolnet
 //! created, in dependency order, honouring `reconcilePolicy`.
 
@@ -36,6 +40,7 @@ use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Api, ResourceExt};
+use poolnet_api::one_per_pool;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_api::v1alpha1::{NodePoolNetwork, NodePoolNetworkStatus, ReconcilePolicy};
 use poolnet_api::validation::validate_node_pool_network;
@@ -211,7 +216,22 @@ pub async fn run(
 ) {
     let pools = reconciler.ctx.stores.pools.clone();
     let selector_pools = pools.clone();
+    let rival_pools = pools.clone();
+    let rival_events = super::meaningful_changes(pool_events.clone());
     Controller::for_shared_stream(super::meaningful_changes(pool_events), pools)
+        // An object refused for its pool's holder takes over when the holder's cleanup ends
+        // (its last finalizer removed), without waiting for its own requeue.
+        .watches_shared_stream(rival_events, move |changed: Arc<NodePoolNetwork>| {
+            rival_pools
+                .state()
+                .iter()
+                .filter(|p| {
+                    p.metadata.name != changed.metadata.name
+                        && one_per_pool::same_agent_pool(p, &changed)
+                })
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
         .watches_shared_stream(node_events, move |node: Arc<Node>| {
             let labels = node.labels().clone();
             selector_pools
@@ -315,6 +335,21 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
             .event(EventType::Warning, reason::INVALID_SPEC, errs.to_string());
         finish(&npn, ctx, status, &previous, out).await?;
         return Ok(Action::await_change());
+    }
+
+    if let Some(holder) = one_per_pool::holder(&npn, &pools_with(&npn, ctx)) {
+        let message = one_per_pool::conflict_message(holder);
+        let told = previous.conditions.iter().any(|c| {
+            c.type_ == cond::ACCEPTED && c.reason == reason::CONFLICT && c.message == message
+        });
+        if !told {
+            out.effects
+                .event(EventType::Warning, reason::CONFLICT, message.clone());
+        }
+        out.condition(PartState::failed(cond::ACCEPTED, reason::CONFLICT, message));
+        finish(&npn, ctx, status, &previous, out).await?;
+        // The holder's end also triggers a reconcile (see `run`); this is the safety net.
+        return Ok(Action::requeue(jittered(ctx.config.resync, &name)));
     }
 
     let (cluster, problem) = r.clusters.facts(ctx, &npn).await;
