@@ -45,6 +45,7 @@ async fn operator_may(
     group: &str,
     resource: &str,
     namespace: Option<&str>,
+    name: Option<&str>,
 ) -> Result<bool> {
     let (resource, subresource) = match resource.split_once('/') {
         Some((r, s)) => (r, Some(s.to_string())),
@@ -64,6 +65,7 @@ async fn operator_may(
                 resource: Some(resource.into()),
                 subresource,
                 namespace: namespace.map(String::from),
+                name: name.map(String::from),
                 ..ResourceAttributes::default()
             }),
             ..SubjectAccessReviewSpec::default()
@@ -235,25 +237,13 @@ async fn manifests_install_and_grant_the_operator_what_it_needs() -> Result<()> 
         ("patch", "poolnet.dev", "hostportpolicies/status", app_ns),
         ("create", "poolnet.dev", "hostportclaims", None),
         ("delete", "poolnet.dev", "hostportclaims", None),
-        ("patch", "", "pods", app_ns),
         ("watch", "", "pods", None),
+        ("list", "", "pods", app_ns),
         ("list", "", "namespaces", None),
         ("patch", "", "namespaces", None),
         ("watch", "", "nodes", None),
         ("create", "events.k8s.io", "events", app_ns),
         ("patch", "", "events", app_ns),
-        (
-            "patch",
-            "admissionregistration.k8s.io",
-            "mutatingwebhookconfigurations",
-            None,
-        ),
-        (
-            "get",
-            "admissionregistration.k8s.io",
-            "validatingwebhookconfigurations",
-            None,
-        ),
     ];
     let denied = [
         ("get", "", "secrets", app_ns),
@@ -266,6 +256,8 @@ async fn manifests_install_and_grant_the_operator_what_it_needs() -> Result<()> 
         ),
         ("delete", "coordination.k8s.io", "leases", ns),
         ("create", "", "pods", app_ns),
+        // Admission answers with a patch in the response; nothing writes pods through the API.
+        ("patch", "", "pods", app_ns),
         ("delete", "", "pods", app_ns),
         ("patch", "", "nodes", None),
         ("delete", "poolnet.dev", "nodepoolnetworks", None),
@@ -283,17 +275,65 @@ async fn manifests_install_and_grant_the_operator_what_it_needs() -> Result<()> 
             None,
         ),
     ];
+    // Its own webhook configurations only, by name: the CA bundle it injects must not reach
+    // anyone else's (a patched caBundle or clientConfig redirects another product's webhooks).
+    let admission = "admissionregistration.k8s.io";
+    let allowed_named = [
+        ("get", "mutatingwebhookconfigurations", "poolnet-host-ports"),
+        (
+            "patch",
+            "mutatingwebhookconfigurations",
+            "poolnet-host-ports",
+        ),
+        (
+            "get",
+            "validatingwebhookconfigurations",
+            "poolnet-validation",
+        ),
+        (
+            "patch",
+            "validatingwebhookconfigurations",
+            "poolnet-validation",
+        ),
+    ];
+    let denied_named = [
+        (
+            "patch",
+            "mutatingwebhookconfigurations",
+            "istio-sidecar-injector",
+        ),
+        (
+            "get",
+            "mutatingwebhookconfigurations",
+            "istio-sidecar-injector",
+        ),
+        (
+            "patch",
+            "validatingwebhookconfigurations",
+            "gatekeeper-validating",
+        ),
+    ];
     let mut wrong = Vec::new();
     for (verb, group, resource, namespace) in allowed {
-        if !operator_may(&admin, verb, group, resource, namespace).await? {
+        if !operator_may(&admin, verb, group, resource, namespace, None).await? {
             wrong.push(format!("denied {verb} {group}/{resource} in {namespace:?}"));
         }
     }
     for (verb, group, resource, namespace) in denied {
-        if operator_may(&admin, verb, group, resource, namespace).await? {
+        if operator_may(&admin, verb, group, resource, namespace, None).await? {
             wrong.push(format!(
                 "allowed {verb} {group}/{resource} in {namespace:?}"
             ));
+        }
+    }
+    for (verb, resource, name) in allowed_named {
+        if !operator_may(&admin, verb, admission, resource, None, Some(name)).await? {
+            wrong.push(format!("denied {verb} {resource}/{name}"));
+        }
+    }
+    for (verb, resource, name) in denied_named {
+        if operator_may(&admin, verb, admission, resource, None, Some(name)).await? {
+            wrong.push(format!("allowed {verb} {resource}/{name}"));
         }
     }
     ensure!(wrong.is_empty(), "operator RBAC: {wrong:#?}");
