@@ -12,6 +12,7 @@
 //! | managed ASG name | `poolnet-<object name>` | `plan::desired` |
 //! | owner tag | `poolnet.dev/owner: NodePoolNetwork/<name>` on what poolnet creates | operator (adopt / delete only its own) |
 //! | cluster tag | `poolnet.dev/cluster: <cluster ARM ID, lower case>` | route tables, created resources |
+//! | owner UID tag | `poolnet.dev/owner-uid: <object UID>` on what poolnet creates | operator (a same-named later object is another owner) |
 //! | priority band | 100-499 by default (AKS and the cloud controller use 500-4096) | validation, `plan::nsg::priority` |
 
 /// Name prefix of every NSG rule poolnet owns; followed by [`cluster_tag`] and a dash.
@@ -28,6 +29,10 @@ pub const OWNER_TAG: &str = "poolnet.dev/owner";
 /// writes to: a route table must not be shared between clusters (kubenet writes every node's
 /// route into it).
 pub const CLUSTER_TAG: &str = "poolnet.dev/cluster";
+
+/// Tag naming the UID of the object that created a resource: a later object of the same name
+/// (after a `DetachOnDelete`, say) is another owner.
+pub const OWNER_UID_TAG: &str = "poolnet.dev/owner-uid";
 
 /// Value of [`OWNER_TAG`] for a NodePoolNetwork.
 pub fn owner_tag_value(npn_name: &str) -> String {

@@ -18,21 +18,39 @@ use poolnet_plan::prefix::ObservedPrefix;
 use crate::writers::convert::{set_tag, tag_value};
 
 pub use poolnet_api::ownership::OWNER_TAG;
-use poolnet_api::ownership::{CLUSTER_TAG, owner_tag_value};
+use poolnet_api::ownership::{CLUSTER_TAG, OWNER_UID_TAG, owner_tag_value};
 
 fn owner_tag(npn: &NodePoolNetwork) -> String {
     owner_tag_value(&npn.name_any())
 }
 
-/// Whether poolnet created `resource` for `npn`.
-pub fn ours(resource: &Resource, npn: &NodePoolNetwork) -> bool {
-    tag_value(resource, OWNER_TAG).as_deref() == Some(owner_tag(npn).as_str())
+/// Whether poolnet created `resource` for `npn` in `cluster` (its ARM ID): the owner tag
+/// names the object, the cluster tag this cluster, and the UID tag, where present, this very
+/// object. Another cluster's poolnet names its objects alike (a pool `game` in both), so the
+/// name alone proves nothing. Resources created before the UID tag existed carry none; the
+/// name and cluster then decide.
+pub fn ours(resource: &Resource, npn: &NodePoolNetwork, cluster: &str) -> bool {
+    let owner = tag_value(resource, OWNER_TAG).as_deref() == Some(owner_tag(npn).as_str());
+    let same_cluster =
+        tag_value(resource, CLUSTER_TAG).is_some_and(|c| c.eq_ignore_ascii_case(cluster));
+    let same_object = match (
+        tag_value(resource, OWNER_UID_TAG),
+        npn.metadata.uid.as_deref(),
+    ) {
+        (Some(tagged), Some(uid)) => tagged == uid,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    owner && same_cluster && same_object
 }
 
-/// Tag a resource poolnet creates with its owner and cluster.
+/// Tag a resource poolnet creates with its owner (name and UID) and cluster.
 fn owned_tags(resource: &mut Resource, npn: &NodePoolNetwork, cluster: &str) {
     set_tag(resource, OWNER_TAG, &owner_tag(npn));
     set_tag(resource, CLUSTER_TAG, cluster);
+    if let Some(uid) = npn.metadata.uid.as_deref() {
+        set_tag(resource, OWNER_UID_TAG, uid);
+    }
 }
 
 fn ip_tags(tags: impl IntoIterator<Item = (Option<String>, Option<String>)>) -> Vec<IpTag> {
@@ -222,6 +240,40 @@ mod tests {
         let profile = next.properties.network_profile.unwrap();
         assert_eq!(profile.application_security_groups.unwrap(), ["/x"]);
         assert_eq!(profile.allowed_host_ports.unwrap(), []);
+    }
+
+    #[test]
+    fn ours_needs_the_name_the_cluster_and_a_matching_uid() {
+        const CLUSTER: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks";
+        let mut npn: NodePoolNetwork = serde_json::from_value(serde_json::json!({
+            "apiVersion": "poolnet.dev/v1alpha1",
+            "kind": "NodePoolNetwork",
+            "metadata": {"name": "game", "uid": "u-1"},
+            "spec": {"nodePool": {"agentPoolId": "x"}},
+        }))
+        .unwrap();
+        let created = managed_asg_body(&npn, None, CLUSTER);
+        assert!(ours(&created.resource, &npn, CLUSTER));
+        assert!(ours(&created.resource, &npn, &CLUSTER.to_uppercase()));
+        // Another cluster's object of the same name.
+        assert!(!ours(
+            &created.resource,
+            &npn,
+            &CLUSTER.replace("aks", "other")
+        ));
+        // A later object of the same name.
+        npn.metadata.uid = Some("u-2".into());
+        assert!(!ours(&created.resource, &npn, CLUSTER));
+        // Made before the UID tag existed: name and cluster decide.
+        let mut legacy = created.resource.clone();
+        crate::writers::convert::remove_tag(&mut legacy, OWNER_UID_TAG);
+        assert!(ours(&legacy, &npn, CLUSTER));
+        let mut untagged = legacy.clone();
+        crate::writers::convert::remove_tag(&mut untagged, CLUSTER_TAG);
+        assert!(
+            !ours(&untagged, &npn, CLUSTER),
+            "no cluster tag: not provably ours"
+        );
     }
 
     #[test]

@@ -205,3 +205,50 @@ async fn a_crash_mid_reconcile_then_a_new_operator_converges_without_duplicates(
     assert_eq!(json_diff(&initial, &after), Vec::<String>::new());
     Ok(())
 }
+
+/// Issue 12 item 5: another cluster's poolnet in the same resource group made an ASG under the
+/// name this object's managed ASG would have (a pool `game` in both clusters). Its owner tag
+/// names `NodePoolNetwork/game` too, but its cluster tag names the other cluster: it is not
+/// adopted, and deleting this object leaves it alone.
+#[tokio::test]
+async fn another_clusters_asg_of_the_same_name_is_neither_adopted_nor_deleted() -> Result<()> {
+    let h = Harness::start().await?;
+    let game = sample("game-pool.yaml")?;
+    // The managed ASG: `poolnet-<name>` in the agent pool's resource group.
+    let asg_id = network_id(RG, "applicationSecurityGroups", "poolnet-game");
+    let other_cluster = poolnet_tests::operator::cluster_id().replace("aks-demo", "aks-other");
+    let theirs: poolnet_arm::models::ApplicationSecurityGroup = serde_json::from_value(json!({
+        "location": "westeurope",
+        "tags": {
+            "poolnet.dev/owner": "NodePoolNetwork/game",
+            "poolnet.dev/cluster": other_cluster.to_ascii_lowercase(),
+        },
+    }))?;
+    let lro = h
+        .arm
+        .put_asg(
+            &Harness::id(&asg_id)?,
+            &theirs,
+            poolnet_arm::Precondition::IfNoneMatch,
+        )
+        .await?;
+    settle(&h, lro).await?;
+
+    h.apply(&game).await?;
+    h.wait_npn("game", "ASGReady=False/ASGNotOwned", |n| {
+        condition(n, "ASGReady").is_some_and(|c| c.status == "False" && c.reason == "ASGNotOwned")
+    })
+    .await?;
+    h.delete("game").await?;
+    h.wait_gone("game").await?;
+    let left = h
+        .sim
+        .resource(&asg_id)
+        .context("the other cluster's ASG is still there")?;
+    assert_eq!(
+        left["tags"]["poolnet.dev/cluster"],
+        json!(other_cluster.to_ascii_lowercase()),
+        "and untouched"
+    );
+    Ok(())
+}

@@ -38,7 +38,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Vec<AsgStatus>> {
         match raw.parse::<ResourceId>() {
             Err(e) => problems.push(fx.arm_failure(cond::ASG_READY, "managed ASG ID", &e.into())),
             Ok(id) => match arm.get_asg(&id).await.optional() {
-                Ok(Some(a)) if ours(&a.resource.resource, npn) => asgs.push(AsgStatus {
+                Ok(Some(a)) if ours(&a.resource.resource, npn, &pass.cluster.key) => asgs.push(AsgStatus {
                     id: raw,
                     managed: true,
                 }),

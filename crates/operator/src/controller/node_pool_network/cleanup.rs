@@ -75,7 +75,7 @@ pub(super) async fn cleanup(npn: Arc<NodePoolNetwork>, ctx: &Context) -> Result<
         remove_rules(&npn, ctx, &cluster).await?;
         remove_routes(&npn, ctx, &cluster).await?;
         restore_agent_pool(&npn, ctx).await?;
-        delete_managed(&npn, ctx).await
+        delete_managed(&npn, ctx, &cluster).await
     }
     .await;
     match done {
@@ -288,14 +288,14 @@ async fn restore_agent_pool(npn: &NodePoolNetwork, ctx: &Context) -> Result<(), 
     Ok(())
 }
 
-/// Delete the managed ASG and prefix, if they carry this object's owner tag.
-async fn delete_managed(npn: &NodePoolNetwork, ctx: &Context) -> Result<(), Error> {
+/// Delete the managed ASG and prefix, if their tags say this object of this cluster made them.
+async fn delete_managed(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Result<(), Error> {
     if managed_asg_enabled(&npn.spec)
         && let Some(raw) = managed_asg_id(npn)
     {
         let id = arm_id(&raw)?;
         if let Some(a) = ctx.arm.get_asg(&id).await.optional()?
-            && ours(&a.resource.resource, npn)
+            && ours(&a.resource.resource, npn, cluster)
             && let Lro::Pending(h) = ctx.arm.delete_asg(&id).await?
         {
             return Err(in_progress(format!("deleting ASG {raw}"), h.next_poll_in()));
@@ -304,7 +304,7 @@ async fn delete_managed(npn: &NodePoolNetwork, ctx: &Context) -> Result<(), Erro
     if let Some(raw) = managed_prefix_id(npn) {
         let id = arm_id(&raw)?;
         if let Some(p) = ctx.arm.get_public_ip_prefix(&id).await.optional()?
-            && ours(&p.resource.resource, npn)
+            && ours(&p.resource.resource, npn, cluster)
             && let Lro::Pending(h) = ctx.arm.delete_public_ip_prefix(&id).await?
         {
             return Err(in_progress(

@@ -125,7 +125,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<PrefixStatus>> {
             fx,
         ),
         (Some(p), Some(_)) => {
-            if !ours(&p.resource.resource, npn) {
+            if !ours(&p.resource.resource, npn, &pass.cluster.key) {
                 let c = PartState::failed(
                     cond::PREFIX_READY,
                     "PrefixNotOwned",
