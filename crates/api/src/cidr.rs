@@ -25,7 +25,7 @@ pub const RESERVED_RANGES: [(&str, &str); 4] = [
 ];
 
 /// Azure service tags accepted as NSG sources or route prefixes. Regional variants
-/// (`Storage.WestEurope`) are accepted for the tags that have them.
+/// (`Storage.WestEurope`) are accepted for the tags that have them ([`REGIONAL_SERVICE_TAGS`]).
 pub const SERVICE_TAGS: [&str; 16] = [
     "Internet",
     "VirtualNetwork",
@@ -41,6 +41,20 @@ pub const SERVICE_TAGS: [&str; 16] = [
     "AzureKubernetesService",
     "AzureContainerRegistry",
     "AzureActiveDirectory",
+    "EventHub",
+    "ServiceBus",
+];
+
+/// The tags of [`SERVICE_TAGS`] that have regional variants (`<tag>.<region>`). ARM refuses a
+/// region suffix on any other tag (`Internet.WestEurope` does not exist), and one refused rule
+/// fails the whole NSG write, so admission refuses it first.
+pub const REGIONAL_SERVICE_TAGS: [&str; 8] = [
+    "AzureCloud",
+    "AzureMonitor",
+    "Storage",
+    "Sql",
+    "AzureKubernetesService",
+    "AzureContainerRegistry",
     "EventHub",
     "ServiceBus",
 ];
@@ -127,17 +141,18 @@ impl fmt::Display for AddressPrefix {
     }
 }
 
+/// The region of `<tag>.<region>`, if `s` has that shape for `tag`.
+fn region_of<'a>(s: &'a str, tag: &str) -> Option<&'a str> {
+    s.strip_prefix(tag)
+        .and_then(|rest| rest.strip_prefix('.'))
+        .filter(|region| !region.is_empty() && region.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
 fn known_service_tag(s: &str) -> Option<&'static str> {
-    SERVICE_TAGS.iter().copied().find(|t| {
-        s == *t
-            || s.strip_prefix(t)
-                .and_then(|rest| rest.strip_prefix('.'))
-                .is_some_and(|region| {
-                    !t.contains('.')
-                        && !region.is_empty()
-                        && region.chars().all(|c| c.is_ascii_alphanumeric())
-                })
-    })
+    SERVICE_TAGS
+        .iter()
+        .copied()
+        .find(|t| s == *t || (REGIONAL_SERVICE_TAGS.contains(t) && region_of(s, t).is_some()))
 }
 
 /// Parse an NSG source / route prefix: `*`, a CIDR, an IP, or a known service tag.
@@ -160,6 +175,20 @@ pub fn parse_address_prefix(raw: &str) -> Result<AddressPrefix, FieldError> {
     if known_service_tag(s).is_some() {
         return Ok(AddressPrefix::ServiceTag(s.to_string()));
     }
+    if let Some(tag) = SERVICE_TAGS
+        .iter()
+        .find(|t| !t.contains('.') && region_of(s, t).is_some())
+    {
+        return Err(FieldError::new(
+            "",
+            raw,
+            format!(
+                "{tag} has no regional variants (only {} have them), so ARM would refuse the rule",
+                REGIONAL_SERVICE_TAGS.join(", ")
+            ),
+            format!("{tag} without a region"),
+        ));
+    }
     let hint = SERVICE_TAGS
         .iter()
         .find(|t| t.eq_ignore_ascii_case(s))
@@ -178,6 +207,29 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn only_regional_tags_take_a_region() {
+        for ok in ["Storage.WestEurope", "Sql.eastus2", "AzureCloud.westeurope"] {
+            assert!(parse_address_prefix(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "Internet.Bogus",
+            "VirtualNetwork.WestEurope",
+            "AzureLoadBalancer.x",
+        ] {
+            let e = parse_address_prefix(bad).unwrap_err();
+            assert!(
+                e.to_string().contains("has no regional variants"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(
+            REGIONAL_SERVICE_TAGS
+                .iter()
+                .all(|t| SERVICE_TAGS.contains(t))
+        );
+    }
 
     #[test]
     fn parses_prefixes_ips_and_tags() {
