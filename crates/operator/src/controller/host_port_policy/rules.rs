@@ -6,7 +6,7 @@ use poolnet_api::ownership::cluster_rule_prefix;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork, ReconcilePolicy, RuleRef};
 use poolnet_arm::ResourceId;
-use poolnet_plan::desired::{cluster_of, desired_rules_for_nsg, destination_asgs};
+use poolnet_plan::desired::{cluster_of, destination_asgs};
 use poolnet_plan::nsg::{Owner, plan_nsg};
 
 use super::super::conditions::PartState;
@@ -93,13 +93,8 @@ pub(super) async fn security_rules(
         // Read from the caches when the writer holds the NSG, not now: a reconcile that
         // waited for another's write must not put back the union as it was before.
         let desired = || {
-            desired_rules_for_nsg(
-                &cluster,
-                &target.id,
-                &ctx.stores.all_pools(),
-                &ctx.stores.all_policies(),
-                &|h, p| ctx.stores.admits(h, p),
-            )
+            ctx.stores
+                .nsg_union(&cluster, &target.id, &ctx.stores.all_pools())
         };
         let plan = if writes {
             match ctx

@@ -20,9 +20,7 @@ use poolnet_api::v1alpha1::{NodePoolNetwork, NodePoolNetworkStatus, ReconcilePol
 use poolnet_api::validation::managed_asg_enabled;
 use poolnet_arm::{ArmError, Lro, NotFoundExt, ResourceId};
 use poolnet_plan::agent_pool::differs_from_original;
-use poolnet_plan::desired::{
-    cluster_of, desired_routes_for_table, desired_rules_for_nsg, managed_asg_id,
-};
+use poolnet_plan::desired::{cluster_of, desired_routes_for_table, managed_asg_id};
 use poolnet_plan::prefix::managed_prefix_id;
 use poolnet_plan::routes::RouteProblem;
 use tracing::info;
@@ -180,13 +178,8 @@ async fn remove_rules(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Re
         // The union as the caches show it once the writer holds the NSG, with this object
         // as given (deleting) even where the cache still shows it without the timestamp.
         let desired = || {
-            desired_rules_for_nsg(
-                cluster,
-                &target.id,
-                &pools_with(npn, ctx),
-                &ctx.stores.all_policies(),
-                &|h, p| ctx.stores.admits(h, p),
-            )
+            ctx.stores
+                .nsg_union(cluster, &target.id, &pools_with(npn, ctx))
         };
         let Some(sync) = gone(
             ctx.nsg_writer

@@ -12,7 +12,7 @@ use poolnet_api::portspec::Protocol;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_api::v1alpha1::{AsgStatus, NsgStatus, RuleStatus};
 use poolnet_arm::ResourceId;
-use poolnet_plan::desired::{desired_rules_for_nsg, destination_asgs};
+use poolnet_plan::desired::destination_asgs;
 use poolnet_plan::nsg::{NsgPlan, Owner, plan_nsg};
 
 use super::super::conditions::PartState;
@@ -89,13 +89,8 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
         // Read from the caches when the writer holds the NSG, not now: a reconcile that
         // waited for another's write must not put back the union as it was before.
         let desired = || {
-            desired_rules_for_nsg(
-                &pass.cluster.key,
-                &target.id,
-                &super::pools_with(&me, ctx),
-                &ctx.stores.all_policies(),
-                &|h, p| ctx.stores.admits(h, p),
-            )
+            ctx.stores
+                .nsg_union(&pass.cluster.key, &target.id, &super::pools_with(&me, ctx))
         };
         let plan = if pass.writes {
             match ctx
