@@ -4,7 +4,7 @@
 //! else (NSG rules and routes: [`crate::writers::convert`]).
 
 use kube::ResourceExt;
-use poolnet_api::portspec::{self, PortRange, PortSet, Protocol};
+use poolnet_api::portspec::{self, PortRange, Protocol};
 use poolnet_api::v1alpha1::{IpTag, IpVersion, ManagedPrefix, NodePoolNetwork};
 use poolnet_arm::AgentPool;
 use poolnet_arm::models::{
@@ -201,14 +201,6 @@ pub fn managed_asg_body(
     asg.resource.location = location;
     owned_tags(&mut asg.resource, npn, cluster);
     asg
-}
-
-/// The canonical host ports `npn` allows (for status).
-pub fn spec_host_ports(npn: &NodePoolNetwork) -> Option<String> {
-    Some(portspec::format_list(
-        &PortSet::from_specs(&poolnet_api::validation::allowed_host_ports(&npn.spec)).to_specs(),
-    ))
-    .filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

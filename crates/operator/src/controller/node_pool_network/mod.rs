@@ -388,7 +388,10 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     } else {
         status.nodes.clear();
     }
-    status.host_ports = crate::arm_models::spec_host_ports(&npn);
+    status.host_ports = Some(poolnet_plan::agent_pool::canonical_ports(
+        &poolnet_api::validation::allowed_host_ports(&npn.spec),
+    ))
+    .filter(|s| !s.is_empty());
     if !pass.writes {
         out.condition(PartState::ok(
             cond::ACCEPTED,
