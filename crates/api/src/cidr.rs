@@ -141,6 +141,24 @@ impl fmt::Display for AddressPrefix {
     }
 }
 
+/// Whether source `wanted` (of a HostPortPolicy) lies inside source `allowed` (of its pool):
+/// `*` covers everything, an address prefix covers the addresses inside it (same family), and
+/// a service tag covers only itself. Deliberately strict: `Internet` does not cover a CIDR
+/// (which may be private), so a pool that means "anything" says `*`.
+pub fn covers(allowed: &str, wanted: &str) -> bool {
+    let (Ok(a), Ok(w)) = (parse_address_prefix(allowed), parse_address_prefix(wanted)) else {
+        return false;
+    };
+    match (&a, &w) {
+        (AddressPrefix::Any, _) => true,
+        (AddressPrefix::ServiceTag(x), AddressPrefix::ServiceTag(y)) => x == y,
+        _ => match (a.as_net(), w.as_net()) {
+            (Some(an), Some(wn)) => an.contains(&wn),
+            _ => false,
+        },
+    }
+}
+
 /// The region of `<tag>.<region>`, if `s` has that shape for `tag`.
 fn region_of<'a>(s: &'a str, tag: &str) -> Option<&'a str> {
     s.strip_prefix(tag)
@@ -207,6 +225,24 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn covers_is_containment_and_never_widens() {
+        assert!(covers("*", "Internet"));
+        assert!(covers("*", "10.0.0.0/8"));
+        assert!(covers("203.0.113.0/24", "203.0.113.0/25"));
+        assert!(covers("203.0.113.0/24", "203.0.113.7"));
+        assert!(covers("Internet", "Internet"));
+        assert!(
+            !covers("203.0.113.0/24", "*"),
+            "a namespace user cannot widen to anything"
+        );
+        assert!(!covers("203.0.113.0/24", "203.0.112.0/23"));
+        assert!(!covers("203.0.113.0/24", "Internet"));
+        assert!(!covers("Internet", "10.0.0.0/8"));
+        assert!(!covers("0.0.0.0/0", "::/0"), "families differ");
+        assert!(!covers("bogus", "bogus"));
+    }
 
     #[test]
     fn only_regional_tags_take_a_region() {

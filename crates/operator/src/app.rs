@@ -90,6 +90,7 @@ pub async fn run(
     let node_events = informers.nodes.subscribe();
     let policy_events = informers.policies.subscribe();
     let policy_pool_events = informers.pools.subscribe();
+    let policy_namespace_events = informers.namespaces.subscribe();
     let watches = informers.spawn();
     let recorder = Recorder::new(client.clone(), Reporter::from("poolnet-operator"));
 
@@ -177,6 +178,7 @@ pub async fn run(
         node_events,
         policy_events,
         policy_pool_events,
+        policy_namespace_events,
         repair,
     ));
     let work = runtime::run_while_leader(
@@ -188,8 +190,14 @@ pub async fn run(
             let token = shutdown.clone();
             let subscriptions = subscriptions.take();
             async move {
-                let Some((pool_events, node_events, policy_events, policy_pool_events, repair)) =
-                    subscriptions
+                let Some((
+                    pool_events,
+                    node_events,
+                    policy_events,
+                    policy_pool_events,
+                    policy_namespace_events,
+                    repair,
+                )) = subscriptions
                 else {
                     // The shared streams can be consumed once: after losing and regaining the
                     // Lease, restart the process (the Deployment does) rather than run blind.
@@ -213,6 +221,7 @@ pub async fn run(
                         policies,
                         policy_events,
                         policy_pool_events,
+                        policy_namespace_events,
                         token.clone().cancelled_owned()
                     ),
                     repair,

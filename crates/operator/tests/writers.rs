@@ -54,6 +54,7 @@ fn desired(ports: &[(Protocol, u16, u16)]) -> Vec<poolnet_plan::nsg::DesiredRule
         &Owner::NodePoolNetwork {
             name: "game".into(),
         },
+        "uid-game",
         &ports,
         &["Internet".into()],
         &[format!(
@@ -61,6 +62,30 @@ fn desired(ports: &[(Protocol, u16, u16)]) -> Vec<poolnet_plan::nsg::DesiredRule
         )],
         (100, 499),
     )
+}
+
+/// `rules` as the union of an object that recorded both its rules (tcp and udp).
+fn u(rules: Vec<poolnet_plan::nsg::DesiredRule>) -> poolnet_plan::desired::NsgUnion {
+    let all = desired(&[(Protocol::Tcp, 1, 1), (Protocol::Udp, 1, 1)]);
+    poolnet_plan::desired::NsgUnion {
+        wanted: rules,
+        scope: poolnet_plan::scope::Scope::new(
+            &cluster_rule_prefix(CLUSTER),
+            all.iter().map(|r| &r.name),
+        ),
+    }
+}
+
+/// `routes` as the union of an object that recorded them.
+fn ru(routes: Vec<DesiredRoute>) -> poolnet_plan::desired::RouteUnion {
+    let scope = poolnet_plan::scope::Scope::new(
+        poolnet_api::ownership::ROUTE_PREFIX,
+        routes.iter().map(|r| &r.route.name),
+    );
+    poolnet_plan::desired::RouteUnion {
+        wanted: routes,
+        scope,
+    }
 }
 
 #[tokio::test]
@@ -85,7 +110,7 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
     let before = arm.stats().snapshot();
     let want = desired(&[(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)]);
     let sync = writer
-        .sync(&id, || want.clone(), &prefix, Freshness::Reread)
+        .sync(&id, || u(want.clone()), Freshness::Reread)
         .await
         .expect("sync");
     assert!(sync.wrote && sync.pending.is_none());
@@ -127,13 +152,13 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
     // remembered, a sync makes no ARM call at all.
     let calls = sim.counters().total;
     let again = writer
-        .sync(&id, || want.clone(), &prefix, Freshness::Reread)
+        .sync(&id, || u(want.clone()), Freshness::Reread)
         .await
         .expect("sync");
     assert!(!again.wrote);
     assert_eq!(sim.counters().total, calls + 1, "one GET");
     let again = writer
-        .sync(&id, || want.clone(), &prefix, Freshness::Cached)
+        .sync(&id, || u(want.clone()), Freshness::Cached)
         .await
         .expect("sync");
     assert!(!again.wrote);
@@ -145,7 +170,7 @@ async fn nsg_writer_survives_another_writer_and_keeps_foreign_rules() {
 
     // Nothing desired any more: only poolnet's rules go.
     let sync = writer
-        .sync(&id, Vec::new, &prefix, Freshness::Cached)
+        .sync(&id, || u(Vec::new()), Freshness::Cached)
         .await
         .expect("sync");
     assert!(sync.wrote);
@@ -182,7 +207,7 @@ async fn route_writer_merges_and_refuses_over_the_limit() {
         limit: 5,
     };
     let sync = writer
-        .sync(&id, || want.to_vec(), CLUSTER, tight, Freshness::Reread)
+        .sync(&id, || ru(want.to_vec()), CLUSTER, tight, Freshness::Reread)
         .await
         .expect("sync");
     assert!(!sync.wrote && !sync.plan.problems.is_empty());
@@ -196,13 +221,13 @@ async fn route_writer_merges_and_refuses_over_the_limit() {
         limit: 400,
     };
     let sync = writer
-        .sync(&id, || want.to_vec(), CLUSTER, room, Freshness::Reread)
+        .sync(&id, || ru(want.to_vec()), CLUSTER, room, Freshness::Reread)
         .await
         .expect("sync");
     assert!(sync.wrote, "{:?}", sync.plan);
     assert_eq!(sync.plan.total, 6);
     let again = writer
-        .sync(&id, || want.to_vec(), CLUSTER, room, Freshness::Reread)
+        .sync(&id, || ru(want.to_vec()), CLUSTER, room, Freshness::Reread)
         .await
         .expect("sync");
     assert!(!again.wrote);
@@ -220,7 +245,7 @@ async fn a_sync_that_waited_for_the_lock_writes_the_union_of_that_moment() {
     let with_a = [(Protocol::Tcp, 80, 80), (Protocol::Udp, 53, 53)];
     let without_a = [(Protocol::Tcp, 80, 80)];
     writer
-        .sync(&id, || desired(&with_a), &prefix, Freshness::Reread)
+        .sync(&id, || u(desired(&with_a)), Freshness::Reread)
         .await
         .expect("sync");
 
@@ -237,10 +262,10 @@ async fn a_sync_that_waited_for_the_lock_writes_the_union_of_that_moment() {
         .counters()
         .get("GET", "Microsoft.Network/networkSecurityGroups");
     let cleanup = tokio::spawn({
-        let (writer, id, prefix) = (writer.clone(), id.clone(), prefix.clone());
+        let (writer, id) = (writer.clone(), id.clone());
         async move {
             writer
-                .sync(&id, || desired(&without_a), &prefix, Freshness::Reread)
+                .sync(&id, || u(desired(&without_a)), Freshness::Reread)
                 .await
         }
     });
@@ -255,8 +280,7 @@ async fn a_sync_that_waited_for_the_lock_writes_the_union_of_that_moment() {
 
     let b = writer.sync(
         &id,
-        || desired(&cache.lock().unwrap_or_else(|e| e.into_inner())),
-        &prefix,
+        || u(desired(&cache.lock().unwrap_or_else(|e| e.into_inner()))),
         Freshness::Cached,
     );
     tokio::pin!(b);
@@ -296,7 +320,7 @@ async fn a_stuck_operation_is_forgotten_after_the_bound() {
     });
     let first = desired(&[(Protocol::Tcp, 80, 80)]);
     let sync = writer
-        .sync(&id, || first.clone(), &prefix, Freshness::Reread)
+        .sync(&id, || u(first.clone()), Freshness::Reread)
         .await
         .expect("sync");
     assert!(sync.wrote && sync.pending.is_some(), "{sync:?}");
@@ -309,7 +333,7 @@ async fn a_stuck_operation_is_forgotten_after_the_bound() {
     };
     let before = puts();
     let waiting = writer
-        .sync(&id, || second.clone(), &prefix, Freshness::Cached)
+        .sync(&id, || u(second.clone()), Freshness::Cached)
         .await
         .expect("sync");
     assert!(!waiting.wrote && waiting.pending.is_some(), "{waiting:?}");
@@ -319,7 +343,7 @@ async fn a_stuck_operation_is_forgotten_after_the_bound() {
     tokio::time::sleep(Duration::from_millis(600)).await;
     sim.set_lro(LroConfig::default());
     let recovered = writer
-        .sync(&id, || second.clone(), &prefix, Freshness::Cached)
+        .sync(&id, || u(second.clone()), Freshness::Cached)
         .await
         .expect("sync");
     assert!(

@@ -2,16 +2,17 @@
 //! it: one NSG or route table is written once for all its NodePoolNetworks and
 //! HostPortPolicies, so changes to many objects coalesce into one write.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use poolnet_api::armid::{NETWORK, ResourceId, ResourceKind};
 use poolnet_api::one_per_pool;
 use poolnet_api::portspec::{PortRange, Protocol};
-use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
+use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork, NsgTarget, Owned, ReconcilePolicy};
 use poolnet_api::validation::{allowed_host_ports, managed_asg_enabled};
 
 use crate::nsg::{DesiredRule, Owner, consolidate};
-use poolnet_api::ownership::{managed_asg_name, route_name};
+use crate::scope::Scope;
+use poolnet_api::ownership::{ROUTE_PREFIX, cluster_rule_prefix, managed_asg_name, route_name};
 
 use crate::routes::{DesiredRoute, Route};
 
@@ -87,32 +88,147 @@ pub fn policy_ports(hpp: &HostPortPolicy) -> Vec<(Protocol, PortRange)> {
     out
 }
 
-/// Rules this cluster's poolnet wants in NSG `nsg_id`, from every NodePoolNetwork that names
-/// it (and is not being deleted, nor refused because an older one holds its agent pool) and
-/// every admitted HostPortPolicy on such a pool.
-///
-/// A pool's rules (and its policies') join once its status lists every ASG they target: ARM
+/// What the writer of one shared NSG or route table is given, computed under its lock:
+/// the entries poolnet may touch and what they must become (docs/ownership.md).
+#[derive(Debug, Clone, Default)]
+pub struct Union<T> {
+    /// Contributions of live, accepted Manage objects, each restricted to its own record.
+    pub wanted: Vec<T>,
+    /// Entries poolnet may change or remove: recorded by an object that lets it write.
+    pub scope: Scope,
+}
+
+pub type NsgUnion = Union<DesiredRule>;
+pub type RouteUnion = Union<DesiredRoute>;
+
+/// Whether poolnet may change what `npn` recorded: Observe never writes, and a
+/// DetachOnDelete object being deleted leaves what it wrote (it becomes foreign).
+pub fn writes_for(npn: &NodePoolNetwork) -> bool {
+    match npn.spec.reconcile_policy {
+        ReconcilePolicy::Manage => true,
+        ReconcilePolicy::Observe => false,
+        ReconcilePolicy::DetachOnDelete => npn.metadata.deletion_timestamp.is_none(),
+    }
+}
+
+fn recorded_rules<'a>(owned: Option<&'a Owned>, nsg_id: &str) -> &'a [String] {
+    owned.map_or(&[], |o| Owned::names_in(&o.security_rules, nsg_id))
+}
+
+fn only_recorded<T>(items: Vec<T>, recorded: &[String], name: impl Fn(&T) -> &str) -> Vec<T> {
+    items
+        .into_iter()
+        .filter(|x| recorded.iter().any(|r| r.eq_ignore_ascii_case(name(x))))
+        .collect()
+}
+
+/// The rules one pool wants in one of its NSG targets (before the record restricts them).
+pub fn pool_rules(cluster: &str, npn: &NodePoolNetwork, target: &NsgTarget) -> Vec<DesiredRule> {
+    let ports: Vec<(Protocol, PortRange)> = allowed_host_ports(&npn.spec)
+        .iter()
+        .map(|s| (s.protocol, s.range))
+        .collect();
+    if ports.is_empty() {
+        return Vec::new();
+    }
+    consolidate(
+        cluster,
+        &Owner::NodePoolNetwork {
+            name: npn.metadata.name.clone().unwrap_or_default(),
+        },
+        npn.metadata.uid.as_deref().unwrap_or_default(),
+        &ports,
+        &target.source_address_prefixes,
+        &destination_asgs(npn),
+        (target.priorities.from, target.priorities.to),
+    )
+}
+
+/// The rules one policy wants in one NSG target of its pool (before the record restricts
+/// them): its ports, from its sources (the pool's when it names none), to the pool's ASGs.
+pub fn policy_rules(
+    cluster: &str,
+    pool: &NodePoolNetwork,
+    target: &NsgTarget,
+    hpp: &HostPortPolicy,
+) -> Vec<DesiredRule> {
+    let sources = if hpp.spec.source_address_prefixes.is_empty() {
+        &target.source_address_prefixes
+    } else {
+        &hpp.spec.source_address_prefixes
+    };
+    consolidate(
+        cluster,
+        &Owner::HostPortPolicy {
+            namespace: hpp.metadata.namespace.clone().unwrap_or_default(),
+            name: hpp.metadata.name.clone().unwrap_or_default(),
+        },
+        hpp.metadata.uid.as_deref().unwrap_or_default(),
+        &policy_ports(hpp),
+        sources,
+        &destination_asgs(pool),
+        (target.priorities.from, target.priorities.to),
+    )
+}
+
+/// Whether `npn` contributes to shared resources now: a live, writing object of `cluster`
+/// that no older object displaced from its agent pool.
+fn contributes(npn: &NodePoolNetwork, cluster: &str, refused: &BTreeSet<&str>) -> bool {
+    npn.metadata.deletion_timestamp.is_none()
+        && npn.spec.reconcile_policy != ReconcilePolicy::Observe
+        && cluster_of(&npn.spec.node_pool.agent_pool_id).as_deref() == Some(cluster)
+        && npn
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| !refused.contains(n))
+}
+
+/// Whether every ASG the pool's rules target is known to exist (its status lists it): ARM
 /// refuses a rule naming an ASG that does not exist (400 `InvalidResourceReference`), and one
 /// such rule would fail the NSG write of every object sharing the NSG.
-pub fn desired_rules_for_nsg(
+fn asgs_known(npn: &NodePoolNetwork) -> bool {
+    let known = npn
+        .status
+        .as_ref()
+        .map(|s| s.application_security_groups.as_slice())
+        .unwrap_or_default();
+    destination_asgs(npn)
+        .iter()
+        .all(|d| known.iter().any(|k| same_id(&k.id, d)))
+}
+
+/// What this cluster's poolnet may touch in NSG `nsg_id` and what it must hold there, from
+/// every NodePoolNetwork and HostPortPolicy (docs/ownership.md):
+/// - scope: the names recorded by pools that let poolnet write ([`writes_for`]) and by the
+///   policies of such pools (or of pools that are gone);
+/// - wanted: the rules of live, writing, accepted pools that name the NSG and whose ASGs
+///   exist, and of the policies such a pool admits (`admitted`: namespace admission and
+///   [`poolnet_api::validation::fits_pool`]), each restricted to its owner's record.
+pub fn nsg_union(
     cluster: &str,
     nsg_id: &str,
     pools: &[NodePoolNetwork],
     policies: &[HostPortPolicy],
     admitted: &dyn Fn(&HostPortPolicy, &NodePoolNetwork) -> bool,
-) -> Vec<DesiredRule> {
-    let mut out = Vec::new();
+) -> NsgUnion {
+    let mut union = NsgUnion {
+        wanted: Vec::new(),
+        scope: Scope::new(&cluster_rule_prefix(cluster), Vec::<String>::new()),
+    };
     let refused = one_per_pool::refused(pools);
+    let by_name: BTreeMap<&str, &NodePoolNetwork> = pools
+        .iter()
+        .filter_map(|p| Some((p.metadata.name.as_deref()?, p)))
+        .collect();
     for npn in pools {
-        if npn.metadata.deletion_timestamp.is_some()
-            || cluster_of(&npn.spec.node_pool.agent_pool_id).as_deref() != Some(cluster)
-        {
-            continue;
+        if writes_for(npn) {
+            union.scope.extend(recorded_rules(
+                npn.status.as_ref().and_then(|s| s.owned.as_ref()),
+                nsg_id,
+            ));
         }
-        let Some(name) = npn.metadata.name.as_deref() else {
-            continue;
-        };
-        if refused.contains(name) {
+        if !contributes(npn, cluster, &refused) || !asgs_known(npn) {
             continue;
         }
         let Some(target) = npn
@@ -123,93 +239,56 @@ pub fn desired_rules_for_nsg(
         else {
             continue;
         };
-        let band = (target.priorities.from, target.priorities.to);
-        let dest = destination_asgs(npn);
-        let known = npn
-            .status
-            .as_ref()
-            .map(|s| s.application_security_groups.as_slice())
-            .unwrap_or_default();
-        if !dest.iter().all(|d| known.iter().any(|k| same_id(&k.id, d))) {
-            continue;
-        }
-        let ports: Vec<(Protocol, PortRange)> = allowed_host_ports(&npn.spec)
-            .iter()
-            .map(|s| (s.protocol, s.range))
-            .collect();
-        if !ports.is_empty() {
-            out.extend(consolidate(
-                cluster,
-                &Owner::NodePoolNetwork {
-                    name: name.to_string(),
-                },
-                &ports,
-                &target.source_address_prefixes,
-                &dest,
-                band,
-            ));
-        }
-        for hpp in policies {
-            if hpp.spec.node_pool_network != name
-                || hpp.metadata.deletion_timestamp.is_some()
-                || !admitted(hpp, npn)
-            {
-                continue;
-            }
-            let sources = if hpp.spec.source_address_prefixes.is_empty() {
-                &target.source_address_prefixes
-            } else {
-                &hpp.spec.source_address_prefixes
-            };
-            out.extend(consolidate(
-                cluster,
-                &Owner::HostPortPolicy {
-                    namespace: hpp.metadata.namespace.clone().unwrap_or_default(),
-                    name: hpp.metadata.name.clone().unwrap_or_default(),
-                },
-                &policy_ports(hpp),
-                sources,
-                &dest,
-                band,
-            ));
-        }
+        let recorded = recorded_rules(npn.status.as_ref().and_then(|s| s.owned.as_ref()), nsg_id);
+        union.wanted.extend(only_recorded(
+            pool_rules(cluster, npn, target),
+            recorded,
+            |r| &r.name,
+        ));
     }
-    out
-}
-
-/// Routes this cluster's poolnet wants in route table `table_id`, from every NodePoolNetwork
-/// that names it (and is not being deleted, nor refused for its agent pool).
-pub fn desired_routes_for_table(
-    cluster: &str,
-    table_id: &str,
-    pools: &[NodePoolNetwork],
-) -> Vec<DesiredRoute> {
-    let mut out = Vec::new();
-    let refused = one_per_pool::refused(pools);
-    for npn in pools {
-        if npn.metadata.deletion_timestamp.is_some()
-            || cluster_of(&npn.spec.node_pool.agent_pool_id).as_deref() != Some(cluster)
-            || npn
-                .metadata
-                .name
-                .as_deref()
-                .is_some_and(|n| refused.contains(n))
+    for hpp in policies {
+        let pool = by_name.get(hpp.spec.node_pool_network.as_str()).copied();
+        let recorded = recorded_rules(hpp.status.as_ref().and_then(|s| s.owned.as_ref()), nsg_id);
+        if pool.is_none_or(writes_for) {
+            union.scope.extend(recorded);
+        }
+        let Some(pool) = pool else { continue };
+        if hpp.metadata.deletion_timestamp.is_some()
+            || !contributes(pool, cluster, &refused)
+            || !asgs_known(pool)
+            || !admitted(hpp, pool)
         {
             continue;
         }
-        let Some(rt) = npn
+        let Some(target) = pool
             .spec
-            .route_table
-            .as_ref()
-            .filter(|rt| same_id(&rt.id, table_id))
+            .network_security_groups
+            .iter()
+            .find(|t| same_id(&t.id, nsg_id))
         else {
             continue;
         };
-        let owner = format!(
-            "NodePoolNetwork {}",
-            npn.metadata.name.as_deref().unwrap_or("")
-        );
-        out.extend(rt.routes.iter().map(|r| DesiredRoute {
+        union.wanted.extend(only_recorded(
+            policy_rules(cluster, pool, target, hpp),
+            recorded,
+            |r| &r.name,
+        ));
+    }
+    union
+}
+
+/// The routes one pool wants in its route table (before the record restricts them).
+pub fn pool_routes(npn: &NodePoolNetwork) -> Vec<DesiredRoute> {
+    let Some(rt) = &npn.spec.route_table else {
+        return Vec::new();
+    };
+    let owner = format!(
+        "NodePoolNetwork {}",
+        npn.metadata.name.as_deref().unwrap_or("")
+    );
+    rt.routes
+        .iter()
+        .map(|r| DesiredRoute {
             owner: owner.clone(),
             route: Route {
                 name: route_name(&r.name),
@@ -217,9 +296,43 @@ pub fn desired_routes_for_table(
                 next_hop_type: r.next_hop_type.into(),
                 next_hop_ip: r.next_hop_ip_address.clone(),
             },
-        }));
+        })
+        .collect()
+}
+
+/// What this cluster's poolnet may touch in route table `table_id` and what it must hold
+/// there: as [`nsg_union`], for the routes of NodePoolNetworks.
+pub fn route_union(cluster: &str, table_id: &str, pools: &[NodePoolNetwork]) -> RouteUnion {
+    let mut union = RouteUnion {
+        wanted: Vec::new(),
+        scope: Scope::new(ROUTE_PREFIX, Vec::<String>::new()),
+    };
+    let refused = one_per_pool::refused(pools);
+    for npn in pools {
+        let recorded = npn
+            .status
+            .as_ref()
+            .and_then(|s| s.owned.as_ref())
+            .map_or(&[][..], |o| Owned::names_in(&o.routes, table_id));
+        // Routes of pools of other clusters are not ours, whatever they record.
+        let ours = cluster_of(&npn.spec.node_pool.agent_pool_id).as_deref() == Some(cluster);
+        if ours && writes_for(npn) {
+            union.scope.extend(recorded);
+        }
+        if !contributes(npn, cluster, &refused)
+            || !npn
+                .spec
+                .route_table
+                .as_ref()
+                .is_some_and(|rt| same_id(&rt.id, table_id))
+        {
+            continue;
+        }
+        union
+            .wanted
+            .extend(only_recorded(pool_routes(npn), recorded, |r| &r.route.name));
     }
-    out
+    union
 }
 
 /// Every NSG (lower-cased ID → ID as written) the given pools name.
@@ -254,6 +367,83 @@ mod tests {
             ..Default::default()
         });
         p
+    }
+
+    /// Every object as after its own intent step: its record holds all it wants.
+    fn settle(
+        pools: &[NodePoolNetwork],
+        policies: &[HostPortPolicy],
+    ) -> (Vec<NodePoolNetwork>, Vec<HostPortPolicy>) {
+        let cluster =
+            |p: &NodePoolNetwork| cluster_of(&p.spec.node_pool.agent_pool_id).unwrap_or_default();
+        let pools: Vec<NodePoolNetwork> = pools
+            .iter()
+            .cloned()
+            .map(|mut p| {
+                let mut owned = Owned::default();
+                for t in &p.spec.network_security_groups {
+                    Owned::record(
+                        &mut owned.security_rules,
+                        &t.id,
+                        pool_rules(&cluster(&p), &p, t).into_iter().map(|r| r.name),
+                    );
+                }
+                if let Some(rt) = &p.spec.route_table {
+                    Owned::record(
+                        &mut owned.routes,
+                        &rt.id,
+                        pool_routes(&p).into_iter().map(|r| r.route.name),
+                    );
+                }
+                p.status.get_or_insert_with(Default::default).owned = Some(owned);
+                p
+            })
+            .collect();
+        let policies = policies
+            .iter()
+            .cloned()
+            .map(|mut h| {
+                let mut owned = Owned::default();
+                for p in pools
+                    .iter()
+                    .filter(|p| p.metadata.name.as_deref() == Some(&h.spec.node_pool_network))
+                {
+                    for t in &p.spec.network_security_groups {
+                        Owned::record(
+                            &mut owned.security_rules,
+                            &t.id,
+                            policy_rules(&cluster(p), p, t, &h)
+                                .into_iter()
+                                .map(|r| r.name),
+                        );
+                    }
+                }
+                h.status.get_or_insert_with(Default::default).owned = Some(owned);
+                h
+            })
+            .collect();
+        (pools, policies)
+    }
+
+    /// What the union wants once every object recorded its intent.
+    fn desired_rules_for_nsg(
+        cluster: &str,
+        nsg: &str,
+        pools: &[NodePoolNetwork],
+        policies: &[HostPortPolicy],
+        admitted: &dyn Fn(&HostPortPolicy, &NodePoolNetwork) -> bool,
+    ) -> Vec<DesiredRule> {
+        let (pools, policies) = settle(pools, policies);
+        nsg_union(cluster, nsg, &pools, &policies, admitted).wanted
+    }
+
+    fn desired_routes_for_table(
+        cluster: &str,
+        table: &str,
+        pools: &[NodePoolNetwork],
+    ) -> Vec<DesiredRoute> {
+        let (pools, _) = settle(pools, &[]);
+        route_union(cluster, table, &pools).wanted
     }
 
     fn pool_yaml(pool: &str) -> String {

@@ -7,3 +7,4 @@ pub mod hostports;
 pub mod nsg;
 pub mod prefix;
 pub mod routes;
+pub mod scope;

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use poolnet_api::cidr::parse_address_prefix;
 use poolnet_api::ownership::CLUSTER_TAG;
-use poolnet_api::route::{NextHopKind, is_owned_route_name};
+use poolnet_api::route::NextHopKind;
+
+use crate::scope::Scope;
 
 /// One route, as poolnet compares them (names case-insensitively, like ARM).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +126,10 @@ pub struct RoutePlan {
     pub tag: bool,
     /// Whether the cluster tag must be removed: poolnet keeps no route in the table any more.
     pub untag: bool,
+    /// Routes named like poolnet's that no object records: left alone.
+    pub unrecorded: Vec<String>,
+    /// The routes this plan may change (what applying it replaces).
+    pub scope: Scope,
     /// Problems. Room ([`RouteProblem::LimitExceeded`]) and egress
     /// ([`RouteProblem::NoDefaultRoute`]) refuse additions and changes but never removals
     /// (else deleting an object would strand its routes); any other problem refuses all.
@@ -140,17 +146,24 @@ impl RoutePlan {
     }
 }
 
-/// Plan one route table for `cluster` (lower-cased ARM ID). `node_routes` is how many node
-/// routes kubenet needs in this table (every node of the cluster, surge included), whether or
-/// not they exist yet; existing routes named like node routes (`aks-…`) are not counted twice.
+/// Plan one route table for `cluster` (lower-cased ARM ID). `scope` is the routes poolnet may
+/// change (recorded by a writing object, docs/ownership.md): every other route, even one
+/// named `poolnet-…`, is foreign, kept as read, and never taken over; a desired route outside
+/// `scope` is not written. `node_routes` is how many node routes kubenet needs in this table
+/// (every node of the cluster, surge included), whether or not they exist yet; existing
+/// routes named like node routes (`aks-…`) are not counted twice.
 pub fn plan_routes(
     table: &RouteTableView,
     desired: &[DesiredRoute],
+    scope: &Scope,
     cluster: &str,
     node_routes: usize,
     limit: usize,
 ) -> RoutePlan {
-    let mut plan = RoutePlan::default();
+    let mut plan = RoutePlan {
+        scope: scope.clone(),
+        ..RoutePlan::default()
+    };
     let cluster = cluster.to_ascii_lowercase();
     if let Some(tagged) = &table.cluster_tag
         && !tagged.eq_ignore_ascii_case(&cluster)
@@ -160,24 +173,34 @@ pub fn plan_routes(
         });
         return plan;
     }
+    let desired: Vec<&DesiredRoute> = desired
+        .iter()
+        .filter(|d| scope.owns(&d.route.name))
+        .collect();
+    plan.unrecorded = table
+        .routes
+        .iter()
+        .filter(|r| scope.unrecorded(&r.name))
+        .map(|r| r.name.clone())
+        .collect();
     plan.tag = table.cluster_tag.is_none() && !desired.is_empty();
-    plan.untag = table.cluster_tag.is_some() && desired.is_empty();
+    plan.untag = table.cluster_tag.is_some() && desired.is_empty() && plan.unrecorded.is_empty();
 
     let foreign: Vec<&Route> = table
         .routes
         .iter()
-        .filter(|r| !is_owned_route_name(&r.name))
+        .filter(|r| !scope.owns(&r.name))
         .collect();
     let owned: BTreeMap<String, &Route> = table
         .routes
         .iter()
-        .filter(|r| is_owned_route_name(&r.name))
+        .filter(|r| scope.owns(&r.name))
         .map(|r| (r.name.to_ascii_lowercase(), r))
         .collect();
 
     // Name conflicts between owners.
     let mut by_name: BTreeMap<String, Vec<&DesiredRoute>> = BTreeMap::new();
-    for d in desired {
+    for d in desired.iter().copied() {
         by_name
             .entry(d.route.name.to_ascii_lowercase())
             .or_default()
@@ -192,10 +215,25 @@ pub fn plan_routes(
             });
         }
     }
+    // A foreign route (an unrecorded `poolnet-…` one above all) holding a wanted name.
+    for (name, ds) in &by_name {
+        if let Some(f) = foreign.iter().find(|f| f.name.eq_ignore_ascii_case(name)) {
+            plan.problems.push(RouteProblem::NameConflict {
+                name: f.name.clone(),
+                owners: ds
+                    .iter()
+                    .map(|d| d.owner.clone())
+                    .chain(std::iter::once(
+                        "a route already in the table that no NodePoolNetwork records (left by a DetachOnDelete deletion or made by hand: delete it in Azure, or rename the route)".to_string(),
+                    ))
+                    .collect(),
+            });
+        }
+    }
     // Prefix conflicts with foreign routes.
     let foreign_prefixes: BTreeMap<String, &Route> =
         foreign.iter().map(|r| (r.prefix_key(), *r)).collect();
-    for d in desired {
+    for d in desired.iter().copied() {
         if let Some(f) = foreign_prefixes.get(&d.route.prefix_key()) {
             plan.problems.push(RouteProblem::PrefixConflict {
                 prefix: d.route.address_prefix.clone(),
@@ -230,8 +268,11 @@ pub fn plan_routes(
     if !has_default {
         plan.problems.push(RouteProblem::NoDefaultRoute);
     }
+    let unrecorded = plan.unrecorded.clone();
     let refused = |problems: Vec<RouteProblem>| RoutePlan {
         problems,
+        scope: scope.clone(),
+        unrecorded: unrecorded.clone(),
         ..RoutePlan::default()
     };
     if plan.problems.iter().any(|p| {
@@ -268,7 +309,7 @@ pub fn plan_routes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use poolnet_api::ownership::route_name;
+    use poolnet_api::ownership::{ROUTE_PREFIX, route_name};
     use proptest::prelude::*;
 
     const CLUSTER: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks";
@@ -314,7 +355,14 @@ mod tests {
             cluster_tag: None,
         };
         let desired = [want("npn/kubenet", "default", "0.0.0.0/0")];
-        let plan = plan_routes(&table, &desired, CLUSTER, 3, 400);
+        let plan = plan_routes(
+            &table,
+            &desired,
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            3,
+            400,
+        );
         assert!(plan.problems.is_empty(), "{:?}", plan.problems);
         assert_eq!(plan.added, ["poolnet-default"]);
         assert!(plan.tag && plan.needs_write());
@@ -327,7 +375,14 @@ mod tests {
             routes: plan.routes.clone(),
             cluster_tag: Some(CLUSTER.into()),
         };
-        let again = plan_routes(&after, &desired, CLUSTER, 3, 400);
+        let again = plan_routes(
+            &after,
+            &desired,
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            3,
+            400,
+        );
         assert!(!again.needs_write(), "{again:?}");
     }
 
@@ -337,7 +392,14 @@ mod tests {
             routes: vec![],
             cluster_tag: Some("/subscriptions/s/other".into()),
         };
-        let plan = plan_routes(&table, &[want("a", "x", "0.0.0.0/0")], CLUSTER, 0, 400);
+        let plan = plan_routes(
+            &table,
+            &[want("a", "x", "0.0.0.0/0")],
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            0,
+            400,
+        );
         assert!(matches!(
             plan.problems[0],
             RouteProblem::OtherCluster { .. }
@@ -348,12 +410,26 @@ mod tests {
             routes: node_routes(2),
             cluster_tag: None,
         };
-        let plan = plan_routes(&table, &[want("a", "x", "0.0.0.0/0")], CLUSTER, 399, 400);
+        let plan = plan_routes(
+            &table,
+            &[want("a", "x", "0.0.0.0/0")],
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            399,
+            400,
+        );
         assert!(
             plan.problems.is_empty(),
             "399 node routes + 1 fits 400 exactly"
         );
-        let plan = plan_routes(&table, &[want("a", "x", "0.0.0.0/0")], CLUSTER, 400, 400);
+        let plan = plan_routes(
+            &table,
+            &[want("a", "x", "0.0.0.0/0")],
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            400,
+            400,
+        );
         assert_eq!(plan.problems.len(), 1);
         assert!(
             plan.problems[0].to_string().contains(
@@ -362,7 +438,14 @@ mod tests {
             "{}",
             plan.problems[0]
         );
-        let plan = plan_routes(&table, &[want("a", "x", "10.1.0.0/16")], CLUSTER, 2, 400);
+        let plan = plan_routes(
+            &table,
+            &[want("a", "x", "10.1.0.0/16")],
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            2,
+            400,
+        );
         assert_eq!(plan.problems, [RouteProblem::NoDefaultRoute]);
     }
 
@@ -382,6 +465,7 @@ mod tests {
         let plan = plan_routes(
             &table,
             &[want("npn/a", "default", "0.0.0.0/0")],
+            &Scope::prefix_only(ROUTE_PREFIX),
             CLUSTER,
             1,
             400,
@@ -395,6 +479,7 @@ mod tests {
                 want("npn/a", "x", "10.1.0.0/16"),
                 want("npn/b", "x", "10.2.0.0/16"),
             ],
+            &Scope::prefix_only(ROUTE_PREFIX),
             CLUSTER,
             1,
             400,
@@ -418,7 +503,14 @@ mod tests {
             routes,
             cluster_tag: Some(CLUSTER.into()),
         };
-        let plan = plan_routes(&table, &[], CLUSTER, 1, 400);
+        let plan = plan_routes(
+            &table,
+            &[],
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            1,
+            400,
+        );
         assert_eq!(plan.removed, ["poolnet-old"]);
         assert_eq!(plan.routes.len(), 2);
         assert!(plan.routes.iter().all(|r| r.name != "poolnet-old"));
@@ -442,7 +534,14 @@ mod tests {
             routes: routes.clone(),
             cluster_tag: Some(CLUSTER.into()),
         };
-        let plan = plan_routes(&table, &[], CLUSTER, 3, 400);
+        let plan = plan_routes(
+            &table,
+            &[],
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            3,
+            400,
+        );
         assert_eq!(plan.problems, [RouteProblem::NoDefaultRoute]);
         assert_eq!(plan.removed, ["poolnet-default"]);
         assert!(plan.untag && plan.needs_write());
@@ -460,7 +559,14 @@ mod tests {
             cluster_tag: Some(CLUSTER.into()),
         };
         let keep_default = [want("a", "default", "0.0.0.0/0")];
-        let plan = plan_routes(&table, &keep_default, CLUSTER, 10, 5);
+        let plan = plan_routes(
+            &table,
+            &keep_default,
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            10,
+            5,
+        );
         assert!(matches!(
             plan.problems[0],
             RouteProblem::LimitExceeded { .. }
@@ -472,7 +578,14 @@ mod tests {
             want("a", "extra", "10.9.0.0/16"),
             want("a", "new", "10.8.0.0/16"),
         ];
-        let plan = plan_routes(&table, &more, CLUSTER, 10, 5);
+        let plan = plan_routes(
+            &table,
+            &more,
+            &Scope::prefix_only(ROUTE_PREFIX),
+            CLUSTER,
+            10,
+            5,
+        );
         assert!(!plan.problems.is_empty());
         assert!(
             !plan.needs_write(),
@@ -492,14 +605,14 @@ mod tests {
             routes.extend(stale.iter().map(|i| route(&route_name(&format!("r{i}")), &format!("10.{i}.0.0/16"), NextHopKind::VnetLocal, None)));
             let table = RouteTableView { routes: routes.clone(), cluster_tag: None };
             let desired: Vec<DesiredRoute> = wanted.iter().map(|i| want("npn/x", &format!("r{i}"), &format!("10.{i}.0.0/16"))).collect();
-            let plan = plan_routes(&table, &desired, CLUSTER, foreign_n, 400);
+            let plan = plan_routes(&table, &desired, &Scope::prefix_only(ROUTE_PREFIX), CLUSTER, foreign_n, 400);
             prop_assert!(plan.problems.is_empty());
             for r in routes.iter().filter(|r| !r.name.starts_with("poolnet-")) {
                 prop_assert!(plan.routes.contains(r));
             }
             prop_assert_eq!(plan.total, foreign_n + 1 + wanted.len());
             let after = RouteTableView { routes: plan.routes.clone(), cluster_tag: (!desired.is_empty()).then(|| CLUSTER.into()) };
-            prop_assert!(!plan_routes(&after, &desired, CLUSTER, foreign_n, 400).needs_write());
+            prop_assert!(!plan_routes(&after, &desired, &Scope::prefix_only(ROUTE_PREFIX), CLUSTER, foreign_n, 400).needs_write());
         }
     }
 }

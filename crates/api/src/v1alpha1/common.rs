@@ -68,3 +68,136 @@ impl From<crate::portspec::Protocol> for PortProtocol {
         }
     }
 }
+
+/// What an object has written into Azure resources it shares with others: recorded before
+/// each write and trimmed after it, so clean-up after spec edits and deletion remove exactly
+/// this (see docs/ownership.md). Entries with poolnet's names that no object records are
+/// never touched.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Owned {
+    /// NSG rules, per NSG.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub security_rules: Vec<OwnedEntries>,
+    /// Routes, per route table (NodePoolNetwork only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<OwnedEntries>,
+    /// The application security group poolnet created for this object (NodePoolNetwork only).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "applicationSecurityGroupId"
+    )]
+    pub application_security_group: Option<String>,
+    /// The public IP prefix poolnet created for this object (NodePoolNetwork only).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "publicIPPrefixId"
+    )]
+    pub public_ip_prefix: Option<String>,
+}
+
+/// Names of the entries (rules or routes) an object owns in one shared Azure resource.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct OwnedEntries {
+    /// ARM ID of the NSG or route table.
+    pub id: String,
+    /// Entry names in Azure, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
+}
+
+impl Owned {
+    /// Names recorded in resource `id`.
+    pub fn names_in<'a>(entries: &'a [OwnedEntries], id: &str) -> &'a [String] {
+        entries
+            .iter()
+            .find(|e| e.id.eq_ignore_ascii_case(id))
+            .map(|e| e.names.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Add `names` to what is recorded in `id`; returns whether anything was added.
+    pub fn record(
+        entries: &mut Vec<OwnedEntries>,
+        id: &str,
+        names: impl IntoIterator<Item = String>,
+    ) -> bool {
+        let pos = match entries.iter().position(|e| e.id.eq_ignore_ascii_case(id)) {
+            Some(p) => p,
+            None => {
+                entries.push(OwnedEntries {
+                    id: id.to_string(),
+                    names: Vec::new(),
+                });
+                entries.len() - 1
+            }
+        };
+        let entry = &mut entries[pos];
+        let before = entry.names.len();
+        for n in names {
+            if !entry.names.iter().any(|m| m.eq_ignore_ascii_case(&n)) {
+                entry.names.push(n);
+            }
+        }
+        entry.names.sort();
+        let added = entry.names.len() != before;
+        if entry.names.is_empty() {
+            entries.remove(pos);
+        }
+        added
+    }
+
+    /// Make what is recorded in `id` exactly `names` (after a confirmed write; empty drops
+    /// the resource from the record).
+    pub fn settle(
+        entries: &mut Vec<OwnedEntries>,
+        id: &str,
+        names: impl IntoIterator<Item = String>,
+    ) {
+        entries.retain(|e| !e.id.eq_ignore_ascii_case(id));
+        let mut names: Vec<String> = names.into_iter().collect();
+        names.sort();
+        names.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+        if !names.is_empty() {
+            entries.push(OwnedEntries {
+                id: id.to_string(),
+                names,
+            });
+        }
+        entries.sort_by_key(|e| e.id.to_ascii_lowercase());
+    }
+
+    /// Every resource ID recorded in `entries`.
+    pub fn ids(entries: &[OwnedEntries]) -> impl Iterator<Item = &str> {
+        entries.iter().map(|e| e.id.as_str())
+    }
+}
+
+#[cfg(test)]
+mod owned_tests {
+    use super::*;
+
+    #[test]
+    fn record_adds_and_settle_replaces_case_insensitively() {
+        let mut e = Vec::new();
+        assert!(Owned::record(
+            &mut e,
+            "/X/NSG",
+            ["b".to_string(), "a".to_string()]
+        ));
+        assert!(!Owned::record(&mut e, "/x/nsg", ["A".to_string()]));
+        assert_eq!(Owned::names_in(&e, "/x/Nsg"), ["a", "b"]);
+        assert!(
+            !Owned::record(&mut e, "/y", []),
+            "nothing to add records nothing"
+        );
+        assert_eq!(e.len(), 1);
+        Owned::settle(&mut e, "/x/nsg", ["c".to_string()]);
+        assert_eq!(Owned::names_in(&e, "/X/NSG"), ["c"]);
+        Owned::settle(&mut e, "/X/nsg", []);
+        assert!(e.is_empty());
+    }
+}

@@ -136,6 +136,11 @@ pub struct HostPortPolicyStatus {
     /// NSG rules opened for this policy.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub security_rules: Vec<RuleRef>,
+
+    /// What this policy has written into NSGs (recorded before each write): its finalizer
+    /// removes exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned: Option<super::common::Owned>,
 }
 
 /// Host ports held by one pod.

@@ -427,6 +427,11 @@ pub struct NodePoolNetworkStatus {
     /// What the AKS agent pool reports for the fields poolnet manages or compares.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_pool: Option<AgentPoolStatus>,
+
+    /// What this object has written into shared Azure resources (recorded before each
+    /// write): clean-up after spec edits and deletion remove exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owned: Option<super::common::Owned>,
 }
 
 /// The public IP prefix in use.
@@ -477,6 +482,10 @@ pub struct NsgStatus {
     /// Rules poolnet owns there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rules: Vec<RuleStatus>,
+    /// Rules named like this cluster's poolnet that no object records (left by a
+    /// DetachOnDelete deletion, or copied by hand): poolnet leaves them alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unrecorded_rules: Vec<String>,
 }
 
 /// One NSG rule poolnet owns.
@@ -506,6 +515,10 @@ pub struct RouteTableStatus {
     /// Routes poolnet owns there (Azure names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub owned_routes: Vec<String>,
+    /// Routes named like poolnet's that no object records (left by a DetachOnDelete
+    /// deletion, or made by hand): poolnet leaves them alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unrecorded_routes: Vec<String>,
     /// All routes in the table.
     pub route_count: i32,
     /// Routes the table may hold.

@@ -174,6 +174,49 @@ fn validate_policy_against_context(
             "a pool whose spec.hostPortPolicies admits this namespace (from: All, or from: Selector matching its labels)",
         ));
     }
+    errs.extend(policy_fits_pool(new, range, pool));
+    for (i, p) in spec.ports.iter().enumerate() {
+        let Some(hp) = p.host_port else { continue };
+        let proto = Protocol::from(p.protocol);
+        for other in ctx.other_policies {
+            let same = other.metadata.namespace == new.metadata.namespace
+                && other.metadata.name == new.metadata.name;
+            if same {
+                continue;
+            }
+            if other
+                .spec
+                .ports
+                .iter()
+                .any(|q| q.host_port == Some(hp) && q.protocol == p.protocol)
+            {
+                errs.push(FieldError::new(
+                    format!("spec.ports[{i}].hostPort"),
+                    format!("{hp}/{proto}"),
+                    format!(
+                        "already reserved statically by HostPortPolicy {}/{}",
+                        other.metadata.namespace.as_deref().unwrap_or(""),
+                        other.metadata.name.as_deref().unwrap_or("")
+                    ),
+                    "a static host port no other policy reserves, or an automatic one",
+                ));
+            }
+        }
+    }
+    errs
+}
+
+/// Whether the policy stays inside what its pool allows: its automatic range and static
+/// ports inside the pool's allowedHostPorts, and its sources inside the sources the pool
+/// opens in each of its NSGs. Checked at admission and again by the controllers on every
+/// change of the pool: a policy the pool no longer allows opens nothing.
+pub fn policy_fits_pool(
+    new: &HostPortPolicy,
+    range: Option<PortRange>,
+    pool: &NodePoolNetwork,
+) -> FieldErrors {
+    let mut errs = FieldErrors::new();
+    let spec = &new.spec;
     let allowed = PortSet::from_specs(&allowed_host_ports(&pool.spec));
     let auto_protocols: BTreeSet<Protocol> = spec
         .ports
@@ -214,30 +257,37 @@ fn validate_policy_against_context(
                 ),
             ));
         }
-        for other in ctx.other_policies {
-            let same = other.metadata.namespace == new.metadata.namespace
-                && other.metadata.name == new.metadata.name;
-            if same {
-                continue;
-            }
-            if other
-                .spec
-                .ports
+    }
+    for target in &pool.spec.network_security_groups {
+        for (i, src) in spec.source_address_prefixes.iter().enumerate() {
+            if !target
+                .source_address_prefixes
                 .iter()
-                .any(|q| q.host_port == Some(hp) && q.protocol == p.protocol)
+                .any(|allowed| crate::cidr::covers(allowed, src))
             {
                 errs.push(FieldError::new(
-                    format!("spec.ports[{i}].hostPort"),
-                    format!("{hp}/{proto}"),
+                    format!("spec.sourceAddressPrefixes[{i}]"),
+                    src,
                     format!(
-                        "already reserved statically by HostPortPolicy {}/{}",
-                        other.metadata.namespace.as_deref().unwrap_or(""),
-                        other.metadata.name.as_deref().unwrap_or("")
+                        "wider than what NodePoolNetwork {:?} opens in NSG {} ({})",
+                        spec.node_pool_network,
+                        target.id,
+                        target.source_address_prefixes.join(", ")
                     ),
-                    "a static host port no other policy reserves, or an automatic one",
+                    "sources inside the pool's sourceAddressPrefixes for that NSG, or none (the pool's own)",
                 ));
             }
         }
     }
     errs
+}
+
+/// [`policy_fits_pool`] as a verdict: what the controllers ask before a policy's rules join
+/// an NSG.
+pub fn fits_pool(policy: &HostPortPolicy, pool: &NodePoolNetwork) -> bool {
+    let range = PortRange::new(
+        policy.spec.host_port_range.start,
+        policy.spec.host_port_range.end,
+    );
+    policy_fits_pool(policy, range, pool).is_empty()
 }

@@ -19,7 +19,7 @@ use crate::error::{FieldError, FieldErrors};
 use crate::portspec::{self, HostPortSpec};
 use crate::v1alpha1::{HostPortPolicy, NodePoolNetwork, NodePoolNetworkSpec};
 
-pub use host_port_policy::{PolicyContext, validate_host_port_policy};
+pub use host_port_policy::{PolicyContext, fits_pool, policy_fits_pool, validate_host_port_policy};
 pub use node_pool_network::validate_node_pool_network;
 
 pub use crate::ownership::{MAX_ASGS_PER_NIC, PRIORITY_BAND};

@@ -106,23 +106,20 @@ impl Stores {
             .collect()
     }
 
-    /// What this cluster's poolnet wants in NSG `nsg_id` (`cluster` is the cluster's ARM ID),
-    /// from `pools` (the caller's view: the object being reconciled in place of its cached
-    /// copy) and every cached HostPortPolicy their pools admit. Call it when the writer holds
-    /// the NSG, so the union is the caches' at write time.
+    /// What this cluster's poolnet may touch in NSG `nsg_id` and must hold there (`cluster`
+    /// is the cluster's ARM ID; docs/ownership.md), from `pools` and `policies` (the caller's
+    /// view: the object being reconciled in place of its cached copy). Call it when the writer
+    /// holds the NSG, so the union is the caches' at write time.
     pub fn nsg_union(
         &self,
         cluster: &str,
         nsg_id: &str,
         pools: &[NodePoolNetwork],
-    ) -> Vec<poolnet_plan::nsg::DesiredRule> {
-        poolnet_plan::desired::desired_rules_for_nsg(
-            cluster,
-            nsg_id,
-            pools,
-            &self.all_policies(),
-            &|h, p| self.admits(h, p),
-        )
+        policies: &[HostPortPolicy],
+    ) -> poolnet_plan::desired::NsgUnion {
+        poolnet_plan::desired::nsg_union(cluster, nsg_id, pools, policies, &|h, p| {
+            self.admits(h, p) && poolnet_api::validation::fits_pool(h, p)
+        })
     }
 
     /// Whether `pool` admits policies from the namespace of `policy` (per its

@@ -3,7 +3,7 @@
 
 use poolnet_api::ownership::CLUSTER_TAG;
 use poolnet_api::portspec::{PortRange, Protocol};
-use poolnet_api::route::{NextHopKind, is_owned_route_name};
+use poolnet_api::route::NextHopKind;
 use poolnet_arm::models::{
     ApplicationSecurityGroup, NetworkSecurityGroup, Resource, Route as ArmRoute, RouteNextHopType,
     RoutePropertiesFormat, RouteTable, SecurityRule, SecurityRuleAccess, SecurityRuleDirection,
@@ -11,7 +11,7 @@ use poolnet_arm::models::{
     security_rule_properties_format::Protocol as ArmProtocol,
 };
 use poolnet_plan::nsg::{Direction, ExistingRule, NsgPlan, PlannedRule, RuleContent};
-use poolnet_plan::routes::{Route, RouteTableView};
+use poolnet_plan::routes::{Route, RoutePlan, RouteTableView};
 
 fn parse_port_range(s: &str) -> Option<PortRange> {
     match s.split_once('-') {
@@ -132,20 +132,14 @@ pub fn security_rule(planned: &PlannedRule) -> SecurityRule {
     }
 }
 
-/// `nsg` with every rule named `owned_prefix…` replaced by the plan's rules; foreign rules are
-/// kept exactly as read, in their order.
-pub fn apply_nsg_plan(
-    nsg: &NetworkSecurityGroup,
-    plan: &NsgPlan,
-    owned_prefix: &str,
-) -> NetworkSecurityGroup {
+/// `nsg` with every rule in the plan's scope replaced by the plan's rules; every other rule
+/// (foreign, unrecorded, an Observe object's) is kept exactly as read, in its order.
+pub fn apply_nsg_plan(nsg: &NetworkSecurityGroup, plan: &NsgPlan) -> NetworkSecurityGroup {
     let mut out = nsg.clone();
     let props = out.properties.get_or_insert_with(Default::default);
-    props.security_rules.retain(|r| {
-        !r.name
-            .as_deref()
-            .is_some_and(|n| n.starts_with(owned_prefix))
-    });
+    props
+        .security_rules
+        .retain(|r| !r.name.as_deref().is_some_and(|n| plan.scope.owns(n)));
     props
         .security_rules
         .extend(plan.rules.iter().map(security_rule));
@@ -231,14 +225,19 @@ pub fn route_table_view(table: &RouteTable) -> RouteTableView {
     }
 }
 
-/// `table` with poolnet's routes (`poolnet-…`) replaced by `owned`, foreign routes as read,
-/// and the cluster tag set while poolnet keeps routes there (removed with the last one, so a
-/// deletion leaves the table as it was).
-pub fn apply_route_plan(table: &RouteTable, owned: &[Route], cluster: &str) -> RouteTable {
+/// `table` with the routes in the plan's scope replaced by the plan's own routes, every other
+/// route as read, and the cluster tag set while poolnet keeps routes there (removed with the
+/// last one, so a deletion leaves the table as it was).
+pub fn apply_route_plan(table: &RouteTable, plan: &RoutePlan, cluster: &str) -> RouteTable {
+    let owned: Vec<&Route> = plan
+        .routes
+        .iter()
+        .filter(|r| plan.scope.owns(&r.name))
+        .collect();
     let mut out = table.clone();
-    if owned.is_empty() {
+    if plan.untag {
         remove_tag(&mut out.resource, CLUSTER_TAG);
-    } else {
+    } else if !owned.is_empty() {
         set_tag(
             &mut out.resource,
             CLUSTER_TAG,
@@ -248,7 +247,7 @@ pub fn apply_route_plan(table: &RouteTable, owned: &[Route], cluster: &str) -> R
     let props = out.properties.get_or_insert_with(Default::default);
     props
         .routes
-        .retain(|r| !r.name.as_deref().is_some_and(is_owned_route_name));
+        .retain(|r| !r.name.as_deref().is_some_and(|n| plan.scope.owns(n)));
     props.routes.extend(owned.iter().map(|r| {
         let mut p = RoutePropertiesFormat::new(arm_next_hop(r.next_hop_type));
         p.address_prefix = Some(r.address_prefix.clone());
@@ -267,6 +266,7 @@ pub fn apply_route_plan(table: &RouteTable, owned: &[Route], cluster: &str) -> R
 mod tests {
     use super::*;
     use poolnet_plan::nsg::{Owner, consolidate, plan_nsg};
+    use poolnet_plan::scope::Scope;
 
     const CLUSTER: &str = "/subscriptions/s/resourcegroups/rg/providers/microsoft.containerservice/managedclusters/aks";
 
@@ -288,13 +288,15 @@ mod tests {
         let desired = consolidate(
             CLUSTER,
             &Owner::NodePoolNetwork { name: "game".into() },
+            "uid-1",
             &[(Protocol::Tcp, PortRange::new(40000, 60000).unwrap()), (Protocol::Udp, PortRange::single(53).unwrap())],
             &["Internet".into()],
             &["/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/applicationSecurityGroups/asg".into()],
             (100, 499),
         );
-        let plan = plan_nsg(&existing_rules(&nsg, &prefix), &desired, &prefix);
-        let written = apply_nsg_plan(&nsg, &plan, &prefix);
+        let scope = Scope::new(&prefix, desired.iter().map(|d| &d.name));
+        let plan = plan_nsg(&existing_rules(&nsg, &prefix), &desired, &scope);
+        let written = apply_nsg_plan(&nsg, &plan);
         // Through JSON, as ARM would store and return it.
         let back: NetworkSecurityGroup =
             serde_json::from_value(serde_json::to_value(&written).unwrap()).unwrap();
@@ -304,7 +306,7 @@ mod tests {
             serde_json::to_value(&rules[0]).unwrap(),
             serde_json::to_value(&foreign).unwrap()
         );
-        let again = plan_nsg(&existing_rules(&back, &prefix), &desired, &prefix);
+        let again = plan_nsg(&existing_rules(&back, &prefix), &desired, &scope);
         assert!(!again.needs_write(), "{again:?}");
     }
 
@@ -321,16 +323,23 @@ mod tests {
         .unwrap();
         let view = route_table_view(&table);
         assert_eq!(view.routes.len(), 2);
-        let ours = [Route {
-            name: "poolnet-onprem".into(),
-            address_prefix: "192.168.0.0/16".into(),
-            next_hop_type: NextHopKind::VirtualNetworkGateway,
-            next_hop_ip: None,
-        }];
-        let written = apply_route_plan(&table, &ours, CLUSTER);
+        let ours = poolnet_plan::routes::DesiredRoute {
+            owner: "NodePoolNetwork game".into(),
+            route: Route {
+                name: "poolnet-onprem".into(),
+                address_prefix: "192.168.0.0/16".into(),
+                next_hop_type: NextHopKind::VirtualNetworkGateway,
+                next_hop_ip: None,
+            },
+        };
+        // "poolnet-old" is recorded by no one (left by a DetachOnDelete deletion): it stays.
+        let scope = Scope::new("poolnet-", ["poolnet-onprem"]);
+        let plan = poolnet_plan::routes::plan_routes(&view, &[ours], &scope, CLUSTER, 0, 400);
+        assert_eq!(plan.unrecorded, ["poolnet-old"]);
+        let written = apply_route_plan(&table, &plan, CLUSTER);
         let back = route_table_view(&written);
         let names: Vec<&str> = back.routes.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, ["default-egress", "poolnet-onprem"]);
+        assert_eq!(names, ["default-egress", "poolnet-old", "poolnet-onprem"]);
         assert_eq!(back.cluster_tag.as_deref(), Some(CLUSTER));
         assert_eq!(
             tag_value(&written.resource, "owner").as_deref(),

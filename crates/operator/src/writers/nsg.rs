@@ -4,7 +4,8 @@ use futures::future::BoxFuture;
 
 use poolnet_arm::models::NetworkSecurityGroup;
 use poolnet_arm::{ArmError, ArmNetwork, Etagged, Lro, Precondition, ResourceId};
-use poolnet_plan::nsg::{DesiredRule, NsgPlan, plan_nsg};
+use poolnet_plan::desired::NsgUnion;
+use poolnet_plan::nsg::{NsgPlan, plan_nsg};
 
 use super::Freshness;
 use super::convert::{apply_nsg_plan, existing_rules};
@@ -13,11 +14,10 @@ use super::rmw::{Synced, Target, Writer};
 /// Result of one NSG sync.
 pub type NsgSync = Synced<NsgPlan>;
 
-/// poolnet's rules (`owned_prefix…`) in one NSG, to become exactly what `desired` returns
-/// when planning.
+/// poolnet's rules in one NSG (those in the union's scope), to become exactly what the union
+/// wants; the union is computed when planning, under the NSG's lock.
 struct NsgTarget<'a> {
-    desired: &'a (dyn Fn() -> Vec<DesiredRule> + Send + Sync),
-    owned_prefix: &'a str,
+    union: &'a (dyn Fn() -> NsgUnion + Send + Sync),
 }
 
 impl Target for NsgTarget<'_> {
@@ -44,10 +44,11 @@ impl Target for NsgTarget<'_> {
     }
 
     fn plan(&self, current: &NetworkSecurityGroup) -> NsgPlan {
+        let union = (self.union)();
         plan_nsg(
-            &existing_rules(current, self.owned_prefix),
-            &(self.desired)(),
-            self.owned_prefix,
+            &existing_rules(current, union.scope.prefix()),
+            &union.wanted,
+            &union.scope,
         )
     }
 
@@ -56,7 +57,7 @@ impl Target for NsgTarget<'_> {
     }
 
     fn apply(&self, current: &NetworkSecurityGroup, plan: &NsgPlan) -> NetworkSecurityGroup {
-        apply_nsg_plan(current, plan, self.owned_prefix)
+        apply_nsg_plan(current, plan)
     }
 
     fn counts(plan: &NsgPlan) -> (usize, usize, usize) {
@@ -68,19 +69,15 @@ impl Target for NsgTarget<'_> {
 pub type NsgWriter = Writer<NetworkSecurityGroup>;
 
 impl NsgWriter {
-    /// Make poolnet's rules in `id` (those named `owned_prefix…`) exactly what `desired`
-    /// returns: the union of every owner's rules, from the informer caches.
+    /// Make poolnet's rules in `id` (those in the union's scope) exactly what the union
+    /// wants: every owner's recorded rules, from the informer caches (docs/ownership.md).
     pub async fn sync(
         &self,
         id: &ResourceId,
-        desired: impl Fn() -> Vec<DesiredRule> + Send + Sync,
-        owned_prefix: &str,
+        union: impl Fn() -> NsgUnion + Send + Sync,
         freshness: Freshness,
     ) -> Result<NsgSync, ArmError> {
-        let target = NsgTarget {
-            desired: &desired,
-            owned_prefix,
-        };
+        let target = NsgTarget { union: &union };
         self.sync_target(id, &target, freshness).await
     }
 }

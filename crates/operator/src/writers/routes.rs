@@ -2,10 +2,10 @@
 
 use futures::future::BoxFuture;
 
-use poolnet_api::route::is_owned_route_name;
 use poolnet_arm::models::RouteTable;
 use poolnet_arm::{ArmError, ArmNetwork, Etagged, Lro, Precondition, ResourceId};
-use poolnet_plan::routes::{DesiredRoute, RoutePlan, plan_routes};
+use poolnet_plan::desired::RouteUnion;
+use poolnet_plan::routes::{RoutePlan, plan_routes};
 
 use super::Freshness;
 use super::convert::{apply_route_plan, route_table_view};
@@ -25,7 +25,7 @@ pub struct RouteBudget {
 
 struct RouteTarget<'a> {
     /// Called when planning, under the table's lock.
-    desired: &'a (dyn Fn() -> Vec<DesiredRoute> + Send + Sync),
+    union: &'a (dyn Fn() -> RouteUnion + Send + Sync),
     cluster: &'a str,
     budget: RouteBudget,
 }
@@ -54,9 +54,11 @@ impl Target for RouteTarget<'_> {
     }
 
     fn plan(&self, current: &RouteTable) -> RoutePlan {
+        let union = (self.union)();
         plan_routes(
             &route_table_view(current),
-            &(self.desired)(),
+            &union.wanted,
+            &union.scope,
             self.cluster,
             self.budget.node_routes,
             self.budget.limit,
@@ -68,13 +70,7 @@ impl Target for RouteTarget<'_> {
     }
 
     fn apply(&self, current: &RouteTable, plan: &RoutePlan) -> RouteTable {
-        let owned: Vec<_> = plan
-            .routes
-            .iter()
-            .filter(|r| is_owned_route_name(&r.name))
-            .cloned()
-            .collect();
-        apply_route_plan(current, &owned, self.cluster)
+        apply_route_plan(current, plan, self.cluster)
     }
 
     fn counts(plan: &RoutePlan) -> (usize, usize, usize) {
@@ -86,18 +82,18 @@ impl Target for RouteTarget<'_> {
 pub type RouteWriter = Writer<RouteTable>;
 
 impl RouteWriter {
-    /// Make poolnet's routes in table `id` exactly what `desired` returns (the union of every
-    /// pool's routes, from the informer caches) for `cluster`.
+    /// Make poolnet's routes in table `id` (those in the union's scope) exactly what the
+    /// union wants (every pool's recorded routes, from the informer caches) for `cluster`.
     pub async fn sync(
         &self,
         id: &ResourceId,
-        desired: impl Fn() -> Vec<DesiredRoute> + Send + Sync,
+        union: impl Fn() -> RouteUnion + Send + Sync,
         cluster: &str,
         budget: RouteBudget,
         freshness: Freshness,
     ) -> Result<RouteSync, ArmError> {
         let target = RouteTarget {
-            desired: &desired,
+            union: &union,
             cluster,
             budget,
         };

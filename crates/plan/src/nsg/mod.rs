@@ -1,11 +1,11 @@
 //! NSG rules: what poolnet wants in one network security group, and the whole-NSG rule list
 //! to write back (read-modify-write), never touching rules it does not own.
 //!
-//! Ownership is by name: poolnet's rules are named `poolnet-<cluster>-…`, where `<cluster>` is
-//! a short hash of the AKS cluster's ARM ID, so two clusters (each with its own poolnet) can
-//! share a bring-your-own subnet NSG without deleting each other's rules (the names and
-//! limits: `poolnet_api::ownership`). Priorities are allocated stably inside each rule's band
-//! by [`priority::allocate_priorities`].
+//! poolnet's rules are named `poolnet-<cluster>-…`, where `<cluster>` is a short hash of the
+//! AKS cluster's ARM ID (the names and limits: `poolnet_api::ownership`), but a name alone
+//! proves nothing: only rules in the [`Scope`] (named so **and** recorded by an object that
+//! lets poolnet write, docs/ownership.md) are ever changed or removed. Priorities are
+//! allocated stably inside each rule's band by [`priority::allocate_priorities`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,6 +14,7 @@ use poolnet_api::portspec::{PortRange, Protocol};
 
 pub mod priority;
 
+use crate::scope::Scope;
 use poolnet_api::ownership::{MAX_RULE_NAME, cluster_rule_prefix, short_hash};
 pub use priority::{Placement, allocate_priorities};
 
@@ -127,6 +128,10 @@ pub struct NsgPlan {
     pub changed: Vec<String>,
     /// Rules that did not fit (band full, NSG limits).
     pub unplaced: Vec<Unplaced>,
+    /// Rules named like this cluster's poolnet that no object records: left alone.
+    pub unrecorded: Vec<String>,
+    /// The rules this plan may change (what applying it replaces).
+    pub scope: Scope,
 }
 
 impl NsgPlan {
@@ -143,11 +148,13 @@ impl NsgPlan {
 
 /// Group `(protocol, port range)` pairs into consolidated rules: one per protocol and source
 /// set, all ports in `destinationPortRanges`, named
-/// `poolnet-<cluster>-<owner>-<proto>-<hash>` (≤ 80 characters, unique per owner, protocol
-/// and source set).
+/// `poolnet-<cluster>-<owner>-<proto>-<hash>` (≤ 80 characters, unique per owner, object UID
+/// (`uid`), protocol and source set: a same-named object created later never writes a
+/// rule its predecessor left behind).
 pub fn consolidate(
     cluster_id: &str,
     owner: &Owner,
+    uid: &str,
     ports: &[(Protocol, PortRange)],
     sources: &[String],
     destination_asgs: &[String],
@@ -171,7 +178,7 @@ pub fn consolidate(
     by_proto
         .into_iter()
         .map(|(proto, set)| {
-            let hash = short_hash(&[&owner.to_string(), proto.as_str(), &sources.join(",")]);
+            let hash = short_hash(&[&owner.to_string(), uid, proto.as_str(), &sources.join(",")]);
             let tail = format!("-{}-{}", proto.as_str(), &hash[..6]);
             let room = MAX_RULE_NAME - prefix.len() - tail.len();
             let label: String = owner_label.chars().take(room).collect();
@@ -185,23 +192,40 @@ pub fn consolidate(
                     ports: set.ranges(proto).to_vec(),
                 },
                 band,
-                description: format!("Managed by poolnet for {owner}; do not edit"),
+                description: rule_description(owner, uid),
             }
         })
         .collect()
 }
 
+/// The description of every rule poolnet writes: who it is for, so the rule is attributable
+/// to its object (and that object's UID) from the Azure portal alone.
+pub fn rule_description(owner: &Owner, uid: &str) -> String {
+    format!("Managed by poolnet for {owner} (uid {uid}); do not edit")
+}
+
 /// Plan one NSG: `existing` is every rule in it; `desired` every rule this cluster's poolnet
-/// wants there (from all owners); `owned_prefix` is [`cluster_rule_prefix`]. Owned rules not
-/// desired are removed; foreign rules are never touched and their priorities never reused.
-pub fn plan_nsg(existing: &[ExistingRule], desired: &[DesiredRule], owned_prefix: &str) -> NsgPlan {
-    let mut plan = NsgPlan::default();
+/// wants there (from all owners, each inside `scope`); `scope` the rules poolnet may change.
+/// Rules in scope but not desired are removed; every other rule is never touched and its
+/// priority never reused. A desired rule outside `scope` is not written (its owner has not
+/// recorded it: docs/ownership.md).
+pub fn plan_nsg(existing: &[ExistingRule], desired: &[DesiredRule], scope: &Scope) -> NsgPlan {
+    let mut plan = NsgPlan {
+        scope: scope.clone(),
+        ..NsgPlan::default()
+    };
     let owned: BTreeMap<&str, &ExistingRule> = existing
         .iter()
-        .filter(|r| r.name.starts_with(owned_prefix))
+        .filter(|r| scope.owns(&r.name))
         .map(|r| (r.name.as_str(), r))
         .collect();
-    let mut desired: Vec<&DesiredRule> = desired.iter().collect();
+    plan.unrecorded = existing
+        .iter()
+        .filter(|r| scope.unrecorded(&r.name))
+        .map(|r| r.name.clone())
+        .collect();
+    plan.unrecorded.sort();
+    let mut desired: Vec<&DesiredRule> = desired.iter().filter(|d| scope.owns(&d.name)).collect();
     desired.sort_by(|a, b| a.name.cmp(&b.name));
     desired.dedup_by(|a, b| a.name == b.name);
     let wanted: BTreeSet<&str> = desired.iter().map(|d| d.name.as_str()).collect();
@@ -211,7 +235,7 @@ pub fn plan_nsg(existing: &[ExistingRule], desired: &[DesiredRule], owned_prefix
             plan.removed.push((*name).to_string());
         }
     }
-    let placements = allocate_priorities(existing, &desired, owned_prefix);
+    let placements = allocate_priorities(existing, &desired, scope);
     for (d, placement) in desired.iter().zip(placements) {
         let priority = match placement {
             Placement::Priority(p) => p,
@@ -304,6 +328,7 @@ mod tests {
         let rules = consolidate(
             CLUSTER,
             &npn("game"),
+            "uid-1",
             &ports,
             &["Internet".into()],
             &["/X/ASG".into()],
@@ -327,6 +352,7 @@ mod tests {
         let again = consolidate(
             CLUSTER,
             &npn("game"),
+            "uid-1",
             &ports,
             &["Internet".into()],
             &[],
@@ -336,6 +362,7 @@ mod tests {
         let other = consolidate(
             CLUSTER,
             &npn("game"),
+            "uid-1",
             &ports,
             &["10.0.0.0/8".into()],
             &[],
@@ -356,8 +383,8 @@ mod tests {
             name: format!("{long}2"),
         };
         let p = [(Protocol::Tcp, range(1, 2))];
-        let r1 = consolidate(CLUSTER, &o1, &p, &[], &[], (100, 499));
-        let r2 = consolidate(CLUSTER, &o2, &p, &[], &[], (100, 499));
+        let r1 = consolidate(CLUSTER, &o1, "uid-1", &p, &[], &[], (100, 499));
+        let r2 = consolidate(CLUSTER, &o2, "uid-1", &p, &[], &[], (100, 499));
         assert!(r1[0].name.len() <= MAX_RULE_NAME);
         assert_ne!(r1[0].name, r2[0].name);
     }
@@ -373,6 +400,7 @@ mod tests {
         let desired = consolidate(
             CLUSTER,
             &npn("game"),
+            "uid-1",
             &[
                 (Protocol::Tcp, range(80, 80)),
                 (Protocol::Udp, range(53, 53)),
@@ -381,7 +409,7 @@ mod tests {
             &[],
             (100, 499),
         );
-        let plan = plan_nsg(&existing, &desired, &prefix);
+        let plan = plan_nsg(&existing, &desired, &Scope::prefix_only(&prefix));
         let prios: Vec<u16> = plan.rules.iter().map(|r| r.priority).collect();
         assert_eq!(
             prios,
@@ -392,7 +420,7 @@ mod tests {
         assert!(plan.removed.is_empty() && plan.changed.is_empty());
         // Converged: planning again against the result changes nothing.
         let after = apply(&existing, &plan, &prefix);
-        let again = plan_nsg(&after, &desired, &prefix);
+        let again = plan_nsg(&after, &desired, &Scope::prefix_only(&prefix));
         assert!(!again.needs_write(), "{again:?}");
     }
 
@@ -410,11 +438,62 @@ mod tests {
             content: None,
             canonical: true,
         }];
-        let plan = plan_nsg(&existing, &[], &ours);
+        let plan = plan_nsg(&existing, &[], &Scope::prefix_only(&ours));
         assert!(
             plan.removed.is_empty(),
             "another cluster's poolnet rule is not ours to delete"
         );
+    }
+
+    #[test]
+    fn only_recorded_rules_are_touched_and_unrecorded_ones_are_reported() {
+        let prefix = cluster_rule_prefix(CLUSTER);
+        let rule = |name: &str, priority| ExistingRule {
+            name: format!("{prefix}{name}"),
+            priority,
+            direction: Direction::Inbound,
+            content: None,
+            canonical: true,
+        };
+        // "recorded" is some writing object's; "left" was left by a DetachOnDelete deletion.
+        let existing = vec![
+            rule("recorded-tcp-111111", 100),
+            rule("left-tcp-222222", 101),
+        ];
+        let scope = Scope::new(&prefix, [format!("{prefix}recorded-tcp-111111")]);
+        let plan = plan_nsg(&existing, &[], &scope);
+        assert_eq!(plan.removed, [format!("{prefix}recorded-tcp-111111")]);
+        assert_eq!(plan.unrecorded, [format!("{prefix}left-tcp-222222")]);
+        // A wanted rule its owner has not recorded yet is not written...
+        let wanted = consolidate(
+            CLUSTER,
+            &npn("new"),
+            "uid-9",
+            &[(Protocol::Tcp, range(80, 80))],
+            &[],
+            &[],
+            (100, 499),
+        );
+        let plan = plan_nsg(&existing, &wanted, &scope);
+        assert!(plan.added.is_empty() && plan.rules.is_empty(), "{plan:?}");
+        // ...and once recorded it is, never at the unrecorded rule's priority.
+        let mut scope = scope;
+        scope.extend([&wanted[0].name]);
+        let plan = plan_nsg(&existing, &wanted, &scope);
+        assert_eq!(plan.added, [wanted[0].name.clone()]);
+        assert_eq!(
+            plan.rules[0].priority, 100,
+            "the removed recorded rule's priority is free; 101 is not"
+        );
+    }
+
+    #[test]
+    fn a_later_object_of_the_same_name_gets_other_rule_names() {
+        let p = [(Protocol::Tcp, range(80, 80))];
+        let first = consolidate(CLUSTER, &npn("game"), "uid-1", &p, &[], &[], (100, 499));
+        let later = consolidate(CLUSTER, &npn("game"), "uid-2", &p, &[], &[], (100, 499));
+        assert_ne!(first[0].name, later[0].name);
+        assert!(later[0].description.contains("uid-2"));
     }
 
     #[test]
@@ -431,12 +510,13 @@ mod tests {
         let desired = consolidate(
             CLUSTER,
             &npn("g"),
+            "uid-1",
             &[(Protocol::Tcp, range(1, 1))],
             &[],
             &[],
             (300, 300),
         );
-        let plan = plan_nsg(&existing, &desired, &prefix);
+        let plan = plan_nsg(&existing, &desired, &Scope::prefix_only(&prefix));
         assert_eq!(plan.removed, [format!("{prefix}old-tcp-123456")]);
         assert_eq!(plan.unplaced.len(), 1);
         assert!(
@@ -453,6 +533,7 @@ mod tests {
         let desired = consolidate(
             CLUSTER,
             &npn("g"),
+            "uid-1",
             &[(Protocol::Tcp, range(80, 80))],
             &["Internet".into()],
             &[],
@@ -467,7 +548,7 @@ mod tests {
             content: Some(edited),
             canonical: true,
         }];
-        let plan = plan_nsg(&existing, &desired, &prefix);
+        let plan = plan_nsg(&existing, &desired, &Scope::prefix_only(&prefix));
         assert_eq!(plan.changed, [desired[0].name.clone()]);
         assert_eq!(plan.rules[0].priority, 150, "keeps its priority");
     }
@@ -499,6 +580,7 @@ mod tests {
                     consolidate(
                         CLUSTER,
                         &npn(&format!("o{owner}")),
+                        "uid-1",
                         &[(proto, range(port, port))],
                         &[format!("10.{src}.0.0/16")],
                         &[],
@@ -514,9 +596,9 @@ mod tests {
         fn invariants_hold(foreign in arb_foreign(), desired in arb_desired(), old in arb_desired()) {
             let prefix = cluster_rule_prefix(CLUSTER);
             // Start from a converged state for `old`, then move to `desired`.
-            let start_plan = plan_nsg(&foreign, &old, &prefix);
+            let start_plan = plan_nsg(&foreign, &old, &Scope::prefix_only(&prefix));
             let start = apply(&foreign, &start_plan, &prefix);
-            let plan = plan_nsg(&start, &desired, &prefix);
+            let plan = plan_nsg(&start, &desired, &Scope::prefix_only(&prefix));
             let after = apply(&start, &plan, &prefix);
 
             // Foreign rules survive untouched.
@@ -538,7 +620,7 @@ mod tests {
             names.dedup();
             prop_assert_eq!(plan.rules.len() + plan.unplaced.len(), names.len());
             // Idempotent: converged state needs no write.
-            let again = plan_nsg(&after, &desired, &prefix);
+            let again = plan_nsg(&after, &desired, &Scope::prefix_only(&prefix));
             prop_assert!(!again.needs_write(), "{:?}", again);
             // Stable: rules wanted before and after keep their priority.
             for p in &plan.rules {

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use poolnet_api::ownership::{MAX_RULES_PER_NSG, MAX_SOURCE_ADDRESSES_PER_NSG};
 
 use super::{DesiredRule, Direction, ExistingRule, RuleContent};
+use crate::scope::Scope;
 
 /// Where one desired rule goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,15 +23,15 @@ pub enum Placement {
 
 /// One placement per rule of `desired`, in the same order. `desired` must be sorted by name
 /// and free of duplicate names (the order makes ties deterministic); `existing` is every rule
-/// in the NSG; rules whose name starts with `owned_prefix` are poolnet's, the rest foreign.
+/// in the NSG; rules `scope` owns are poolnet's, the rest foreign.
 pub fn allocate_priorities(
     existing: &[ExistingRule],
     desired: &[&DesiredRule],
-    owned_prefix: &str,
+    scope: &Scope,
 ) -> Vec<Placement> {
     let owned: BTreeMap<&str, &ExistingRule> = existing
         .iter()
-        .filter(|r| r.name.starts_with(owned_prefix))
+        .filter(|r| scope.owns(&r.name))
         .map(|r| (r.name.as_str(), r))
         .collect();
 
@@ -38,10 +39,7 @@ pub fn allocate_priorities(
     let mut used: BTreeMap<Direction, BTreeSet<u16>> = BTreeMap::new();
     let mut foreign_count = 0usize;
     let mut foreign_sources = 0usize;
-    for r in existing
-        .iter()
-        .filter(|r| !r.name.starts_with(owned_prefix))
-    {
+    for r in existing.iter().filter(|r| !scope.owns(&r.name)) {
         foreign_count += 1;
         foreign_sources += r
             .content
@@ -145,7 +143,7 @@ mod tests {
         ];
         let (a, b) = (rule("a", (100, 199), 1), rule("b", (100, 199), 1));
         assert_eq!(
-            allocate_priorities(&nsg, &[&a, &b], OURS),
+            allocate_priorities(&nsg, &[&a, &b], &Scope::prefix_only(OURS)),
             [Placement::Priority(101), Placement::Priority(102)]
         );
     }
@@ -163,7 +161,7 @@ mod tests {
             rule("c", (100, 199), 1),
         );
         assert_eq!(
-            allocate_priorities(&nsg, &[&a, &b, &c], OURS),
+            allocate_priorities(&nsg, &[&a, &b, &c], &Scope::prefix_only(OURS)),
             [
                 Placement::Priority(150),
                 Placement::Priority(100),
@@ -180,18 +178,18 @@ mod tests {
             .collect();
         let a = rule("a", (100, 199), 1);
         assert!(matches!(
-            &allocate_priorities(&many, &[&a], OURS)[0],
+            &allocate_priorities(&many, &[&a], &Scope::prefix_only(OURS))[0],
             Placement::Unplaced(why) if why.contains("maximum of 1000 rules")
         ));
         let wide = rule("w", (100, 199), MAX_SOURCE_ADDRESSES_PER_NSG + 1);
         assert!(matches!(
-            &allocate_priorities(&[], &[&wide], OURS)[0],
+            &allocate_priorities(&[], &[&wide], &Scope::prefix_only(OURS))[0],
             Placement::Unplaced(why) if why.contains("4000 source addresses")
         ));
         let full = [existing("f", 300, Direction::Inbound)];
         let narrow = rule("n", (300, 300), 1);
         assert!(matches!(
-            &allocate_priorities(&full, &[&narrow], OURS)[0],
+            &allocate_priorities(&full, &[&narrow], &Scope::prefix_only(OURS))[0],
             Placement::Unplaced(why) if why.contains("no free inbound priority in 300-300")
         ));
     }
@@ -210,7 +208,7 @@ mod tests {
                 .collect();
             let desired: Vec<DesiredRule> = wanted.iter().map(|n| rule(n, (100, 160), 1)).collect();
             let refs: Vec<&DesiredRule> = desired.iter().collect();
-            let placed = allocate_priorities(&nsg, &refs, OURS);
+            let placed = allocate_priorities(&nsg, &refs, &Scope::prefix_only(OURS));
             prop_assert_eq!(placed.len(), desired.len());
             let foreign_in: BTreeSet<u16> = foreign.iter().filter(|(_, out)| !**out).map(|(p, _)| *p).collect();
             let mut seen = BTreeSet::new();
@@ -230,7 +228,7 @@ mod tests {
                     Placement::Unplaced(_) => None,
                 }))
                 .collect();
-            let again = allocate_priorities(&after, &refs, OURS);
+            let again = allocate_priorities(&after, &refs, &Scope::prefix_only(OURS));
             for (a, b) in placed.iter().zip(&again) {
                 if let Placement::Priority(_) = a {
                     prop_assert_eq!(a, b);

@@ -15,11 +15,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
@@ -31,7 +33,7 @@ use super::Context;
 use super::conditions::{PartState, conditions};
 use super::status::{apply_status, publish};
 use namespaces::{ensure_namespace_label, sweep_namespace_labels};
-use rules::security_rules;
+use rules::{Record, security_rules};
 pub use usage::{Usage, usage};
 
 /// Controller name in metrics and logs.
@@ -48,16 +50,45 @@ const RESYNC: Duration = Duration::from_secs(60);
 
 const NOT_REACHABLE: &str = "PortsNotReachable";
 
+/// Finalizer that holds a policy's deletion until its rules are out of every NSG.
+pub const FINALIZER: &str = "poolnet.dev/cleanup";
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Arm(#[from] poolnet_arm::ArmError),
+    #[error("the informer caches stopped")]
+    CachesGone,
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// A removal is still running in Azure: an error, not `Ok`, or the finalizer goes.
+    #[error("removing the policy's rules: NSG write in progress")]
+    CleanupInProgress { retry_in: Duration },
 }
 
 impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(_) => "kube",
+            Error::Arm(e) => e.metric_label(),
+            Error::CachesGone => "caches_gone",
+            Error::Finalizer(_) => "finalizer",
+            Error::CleanupInProgress { .. } => "cleanup_in_progress",
+        }
+    }
+
+    fn retry_in(&self) -> Option<Duration> {
+        match self {
+            Error::CleanupInProgress { retry_in } => Some(*retry_in),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::CleanupFailed(e)
+                | kube::runtime::finalizer::Error::ApplyFailed(e) => e.retry_in(),
+                _ => None,
+            },
+            Error::Arm(e) => e.retry_after(),
+            _ => None,
         }
     }
 }
@@ -80,14 +111,15 @@ impl Reconciler {
     }
 }
 
-/// Runs the controller until `shutdown` resolves; `policy_events` and `pool_events` are
-/// subscriptions of the shared HostPortPolicy and NodePoolNetwork informers (a pool's
-/// changes requeue its policies). Claims are watched here (their changes requeue the
+/// Runs the controller until `shutdown` resolves; `policy_events`, `pool_events` and
+/// `namespace_events` are subscriptions of the shared informers (a pool's changes requeue its
+/// policies, a namespace's those in it: both decide whether a policy is admitted). Claims are watched here (their changes requeue the
 /// policy they belong to). Run it while holding the Lease.
 pub async fn run(
     reconciler: Arc<Reconciler>,
     policy_events: ReflectHandle<HostPortPolicy>,
     pool_events: ReflectHandle<NodePoolNetwork>,
+    namespace_events: ReflectHandle<Namespace>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let Some(writer) = reconciler
@@ -109,6 +141,7 @@ pub async fn run(
     let policies = reconciler.ctx.stores.policies.clone();
     let sweeper = tokio::spawn(sweep_namespace_labels(Arc::clone(&reconciler)));
     let by_pool = policies.clone();
+    let by_namespace = policies.clone();
     Controller::for_shared_stream(super::meaningful_changes(policy_events), policies)
         // A pool's spec (allowed ports, admitted namespaces) and status (its ASGs, hence
         // where the policy's rules may go) decide each of its policies' state.
@@ -118,6 +151,16 @@ pub async fn run(
                 .state()
                 .iter()
                 .filter(|p| p.spec.node_pool_network == name)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        // A namespace's labels decide whether a pool admits its policies.
+        .watches_shared_stream(namespace_events, move |ns: Arc<Namespace>| {
+            let name = ns.name_any();
+            by_namespace
+                .state()
+                .iter()
+                .filter(|p| p.namespace().as_deref() == Some(name.as_str()))
                 .map(|p| ObjectRef::from_obj(p.as_ref()))
                 .collect::<Vec<_>>()
         })
@@ -140,14 +183,34 @@ pub async fn run(
 }
 
 fn error_policy(_policy: Arc<HostPortPolicy>, err: &Error, _r: Arc<Reconciler>) -> Action {
-    warn!(error = %err, "HostPortPolicy reconcile error");
-    Action::requeue(Duration::from_secs(10))
+    let wait = err.retry_in().unwrap_or(Duration::from_secs(10));
+    warn!(error = %err, retry_in = ?wait, "HostPortPolicy reconcile error");
+    Action::requeue(wait)
 }
 
 #[instrument(skip(policy, r), fields(namespace = policy.namespace().unwrap_or_default(), name = policy.name_any()))]
 async fn reconcile(policy: Arc<HostPortPolicy>, r: Arc<Reconciler>) -> Result<Action, Error> {
+    // The NSG union is computed from the caches: a half-filled cache would look like
+    // "nobody wants these rules".
+    r.ctx
+        .stores
+        .wait_ready()
+        .await
+        .map_err(|_| Error::CachesGone)?;
     let timer = r.ctx.metrics.reconcile_started(CONTROLLER);
-    match apply(&policy, &r).await {
+    let api = Api::<HostPortPolicy>::namespaced(
+        r.ctx.client.clone(),
+        &policy.namespace().unwrap_or_default(),
+    );
+    let result = finalizer(&api, FINALIZER, policy, |event| async {
+        match event {
+            Finalizer::Apply(p) => apply(&p, &r).await,
+            Finalizer::Cleanup(p) => cleanup(&p, &r).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    match result {
         Ok(action) => {
             timer.ok();
             Ok(action)
@@ -188,19 +251,12 @@ async fn apply(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error>
             ),
         )
     };
-    let (rules_part, rules) = match (&pool, accepted.ok) {
-        (Some(pool), true) => security_rules(policy, pool, r).await,
-        _ => (
-            PartState::failed(
-                cond::SECURITY_RULES_READY,
-                accepted.reason,
-                "not opened: the policy is not accepted",
-            ),
-            Vec::new(),
-        ),
-    };
+    // Also when not accepted: a policy its pool no longer allows takes its rules out.
+    let mut record = Record::new(policy);
+    let (rules_part, rules) =
+        security_rules(policy, pool.as_deref(), &accepted, &r.ctx, &mut record).await;
 
-    let previous = policy.status.clone().unwrap_or_default();
+    let previous = record.written.clone();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let mut events = Vec::new();
     if !ports_part.ok && !was(&previous, cond::PORTS_ALLOCATED, reason::RANGE_EXHAUSTED) {
@@ -237,6 +293,7 @@ async fn apply(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error>
         utilization: usage.utilization,
         ports_in_use: Some(usage.ports_in_use),
         security_rules: rules,
+        owned: Some(record.owned),
     };
     if status != previous {
         let api = Api::<HostPortPolicy>::namespaced(r.ctx.client.clone(), &ns);
@@ -244,6 +301,19 @@ async fn apply(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error>
     }
     publish(&r.ctx.recorder, policy, "Reconcile", events).await;
     Ok(Action::requeue(RESYNC))
+}
+
+/// Deletion: the policy's rules out of every NSG it recorded, then the finalizer goes.
+async fn cleanup(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error> {
+    let pool = r
+        .ctx
+        .stores
+        .pools
+        .get(&ObjectRef::new(&policy.spec.node_pool_network));
+    match rules::remove_all(policy, pool.as_deref(), &r.ctx).await? {
+        Some(retry_in) => Err(Error::CleanupInProgress { retry_in }),
+        None => Ok(Action::await_change()),
+    }
 }
 
 fn was(previous: &HostPortPolicyStatus, type_: &str, reason: &str) -> bool {

@@ -1,65 +1,311 @@
-//! The policy's allow rules: opened in each NSG of its pool through the shared writer, so
-//! the NodePoolNetwork controller's writes and these coalesce into one write per NSG.
+//! The policy's allow rules, opened in each NSG of its pool through the shared writer (so the
+//! NodePoolNetwork controller's writes and these coalesce into one write per NSG), under the
+//! ownership protocol of docs/ownership.md: what the policy is about to write is recorded in
+//! its status first, the union is written under the NSG's lock, and the record is settled.
+//!
+//! A policy's rules exist exactly while its pool admits it: a policy that is not accepted
+//! (pool gone, namespace no longer admitted, ports or sources outside what the pool allows
+//! now) wants nothing, so every NSG it recorded is written without its rules. Its finalizer
+//! does the same on deletion ([`remove_all`]).
+
+use std::time::Duration;
 
 use kube::ResourceExt;
-use poolnet_api::ownership::cluster_rule_prefix;
+use kube::api::Api;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork, ReconcilePolicy, RuleRef};
-use poolnet_arm::ResourceId;
-use poolnet_plan::desired::{cluster_of, destination_asgs};
-use poolnet_plan::nsg::{Owner, plan_nsg};
+use poolnet_api::v1alpha1::{
+    HostPortPolicy, HostPortPolicyStatus, NodePoolNetwork, Owned, RuleRef,
+};
+use poolnet_arm::{ArmError, ResourceId};
+use poolnet_plan::desired::{cluster_of, destination_asgs, policy_rules, writes_for};
+use poolnet_plan::nsg::{NsgPlan, Owner, plan_nsg};
 
+use super::super::Context;
 use super::super::conditions::PartState;
-use super::Reconciler;
+use super::super::status::apply_status;
+use super::{Error, MANAGER};
 use crate::writers::Freshness;
 use crate::writers::convert::existing_rules;
 
-/// Opens the policy's ports in each NSG of its pool (through the shared writer, so the
-/// NodePoolNetwork controller's writes and these coalesce) and reports its rules.
+/// The policy's record, as this reconcile changes it.
+pub(super) struct Record {
+    pub owned: Owned,
+    /// The status last written (intent writes build on it).
+    pub written: HostPortPolicyStatus,
+}
+
+impl Record {
+    pub fn new(policy: &HostPortPolicy) -> Self {
+        let written = policy.status.clone().unwrap_or_default();
+        // A policy from before the record: the rules its status reported are its record.
+        let owned = written.owned.clone().unwrap_or_else(|| {
+            let mut o = Owned::default();
+            for r in &written.security_rules {
+                Owned::record(&mut o.security_rules, &r.nsg_id, [r.name.clone()]);
+            }
+            o
+        });
+        Self { owned, written }
+    }
+
+    /// Add `names` in `nsg` and write the status before anything is written there.
+    async fn intend(
+        &mut self,
+        ctx: &Context,
+        policy: &HostPortPolicy,
+        nsg: &str,
+        names: Vec<String>,
+    ) -> Result<(), Error> {
+        let mut grown = self.owned.clone();
+        if !Owned::record(&mut grown.security_rules, nsg, names) {
+            return Ok(());
+        }
+        let status = HostPortPolicyStatus {
+            owned: Some(grown.clone()),
+            ..self.written.clone()
+        };
+        let api = Api::<HostPortPolicy>::namespaced(
+            ctx.client.clone(),
+            &policy.namespace().unwrap_or_default(),
+        );
+        apply_status(&api, &policy.name_any(), MANAGER, &status).await?;
+        self.owned = grown;
+        self.written = status;
+        Ok(())
+    }
+}
+
+fn owner(policy: &HostPortPolicy) -> Owner {
+    Owner::HostPortPolicy {
+        namespace: policy.namespace().unwrap_or_default(),
+        name: policy.name_any(),
+    }
+}
+
+/// This policy as the shared writer must count it: with its record as it stands.
+fn me(policy: &HostPortPolicy, record: &Record) -> HostPortPolicy {
+    let mut me = policy.clone();
+    me.status.get_or_insert_with(Default::default).owned = Some(record.owned.clone());
+    me
+}
+
+/// Every cached policy, with `policy` as given in place of its cached copy.
+fn policies_with(policy: &HostPortPolicy, ctx: &Context) -> Vec<HostPortPolicy> {
+    let mut all: Vec<HostPortPolicy> = ctx
+        .stores
+        .all_policies()
+        .into_iter()
+        .filter(|p| !(p.namespace() == policy.namespace() && p.name_any() == policy.name_any()))
+        .collect();
+    all.push(policy.clone());
+    all
+}
+
+/// Write the union into NSG `raw` under its lock.
+async fn sync(
+    ctx: &Context,
+    cluster: &str,
+    raw: &str,
+    policy: &HostPortPolicy,
+    record: &Record,
+) -> Result<(NsgPlan, Option<Duration>), ArmError> {
+    let id: ResourceId = raw.parse().map_err(ArmError::from)?;
+    let me = me(policy, record);
+    let union = || {
+        ctx.stores.nsg_union(
+            cluster,
+            raw,
+            &ctx.stores.all_pools(),
+            &policies_with(&me, ctx),
+        )
+    };
+    let s = ctx.nsg_writer.sync(&id, union, Freshness::Cached).await?;
+    Ok((s.plan, s.pending))
+}
+
+/// The cluster the policy's rules belong to: its pool's, or (pool gone) whatever the record's
+/// rule names say; a name with another prefix is out of every scope anyway.
+fn cluster_for(pool: Option<&NodePoolNetwork>) -> Option<String> {
+    pool.and_then(|p| cluster_of(&p.spec.node_pool.agent_pool_id))
+}
+
+/// Open the policy's ports in each NSG of its pool when `accepted`, take them out of every
+/// NSG it recorded otherwise, and report its rules.
 pub(super) async fn security_rules(
     policy: &HostPortPolicy,
-    pool: &NodePoolNetwork,
-    r: &Reconciler,
+    pool: Option<&NodePoolNetwork>,
+    accepted: &PartState,
+    ctx: &Context,
+    record: &mut Record,
 ) -> (PartState, Vec<RuleRef>) {
-    let ctx = &r.ctx;
-    if pool.spec.network_security_groups.is_empty() {
-        return (
-            PartState::ok(
-                cond::SECURITY_RULES_READY,
-                reason::NOT_CONFIGURED,
-                format!(
-                    "NodePoolNetwork {} names no NSGs: nothing to open",
-                    pool.name_any()
-                ),
-            ),
-            Vec::new(),
-        );
+    let me = owner(policy);
+    let mut rules = Vec::new();
+    let mut problems: Vec<String> = Vec::new();
+    let mut pending = false;
+
+    // Who decides: a pool that lets poolnet write (or none: its policies' rules go).
+    if let Some(pool) = pool
+        && !writes_for(pool)
+    {
+        return observe(policy, pool, accepted, ctx).await;
     }
-    // Rules target the pool's ASGs; ARM refuses rules naming an ASG that does not exist.
-    let have: Vec<String> = pool
-        .status
-        .as_ref()
-        .map(|s| {
-            s.application_security_groups
+    let wanted_here = accepted.ok && pool.is_some();
+    let pool_nsgs: Vec<String> = pool
+        .map(|p| {
+            p.spec
+                .network_security_groups
                 .iter()
-                .map(|a| a.id.to_ascii_lowercase())
+                .map(|t| t.id.clone())
                 .collect()
         })
         .unwrap_or_default();
-    let missing: Vec<String> = destination_asgs(pool)
-        .into_iter()
-        .filter(|d| !have.contains(&d.to_ascii_lowercase()))
-        .collect();
-    if !missing.is_empty() {
+    if wanted_here && let Some(pool) = pool {
+        // Rules target the pool's ASGs; ARM refuses rules naming an ASG that does not exist.
+        let have: Vec<String> = pool
+            .status
+            .as_ref()
+            .map(|s| {
+                s.application_security_groups
+                    .iter()
+                    .map(|a| a.id.to_ascii_lowercase())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let missing: Vec<String> = destination_asgs(pool)
+            .into_iter()
+            .filter(|d| !have.contains(&d.to_ascii_lowercase()))
+            .collect();
+        if !missing.is_empty() {
+            return (
+                PartState::failed(
+                    cond::SECURITY_RULES_READY,
+                    reason::PROGRESSING,
+                    format!(
+                        "waiting for NodePoolNetwork {} to create ASG(s) {}",
+                        pool.name_any(),
+                        missing.join(", ")
+                    ),
+                ),
+                Vec::new(),
+            );
+        }
+    }
+    let Some(cluster) = cluster_for(pool).or_else(|| {
+        // Pool gone: any cluster will do for the union; only the record's names matter.
+        ctx.stores
+            .all_pools()
+            .first()
+            .and_then(|p| cluster_of(&p.spec.node_pool.agent_pool_id))
+    }) else {
         return (
             PartState::failed(
                 cond::SECURITY_RULES_READY,
-                reason::PROGRESSING,
-                format!(
-                    "waiting for NodePoolNetwork {} to create ASG(s) {}",
-                    pool.name_any(),
-                    missing.join(", ")
-                ),
+                reason::POOL_NOT_FOUND,
+                "no NodePoolNetwork: nothing opened",
+            ),
+            Vec::new(),
+        );
+    };
+    let mut targets: Vec<String> = if wanted_here {
+        pool_nsgs.clone()
+    } else {
+        Vec::new()
+    };
+    for id in Owned::ids(&record.owned.security_rules) {
+        if !targets.iter().any(|t| t.eq_ignore_ascii_case(id)) {
+            targets.push(id.to_string());
+        }
+    }
+    for raw in targets {
+        let wanted: Vec<String> = match pool {
+            Some(pool) if wanted_here => pool
+                .spec
+                .network_security_groups
+                .iter()
+                .filter(|t| t.id.eq_ignore_ascii_case(&raw))
+                .flat_map(|t| policy_rules(&cluster, pool, t, policy))
+                .map(|r| r.name)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if !wanted.is_empty()
+            && let Err(e) = record.intend(ctx, policy, &raw, wanted.clone()).await
+        {
+            problems.push(format!(
+                "recording the rules for NSG {raw} in status before writing them: {e}"
+            ));
+            continue;
+        }
+        match sync(ctx, &cluster, &raw, policy, record).await {
+            Ok((_, Some(_))) => {
+                pending = true;
+                problems.push(format!("NSG {raw} is updating"));
+            }
+            Ok((plan, None)) => {
+                for u in plan.unplaced.iter().filter(|u| u.rule.owner == me) {
+                    problems.push(format!("rule {} in NSG {raw}: {}", u.rule.name, u.reason));
+                }
+                let present: Vec<String> =
+                    plan.rules_of(&me).map(|p| p.rule.name.clone()).collect();
+                if wanted_here {
+                    rules.extend(plan.rules_of(&me).map(|p| RuleRef {
+                        nsg_id: raw.clone(),
+                        name: p.rule.name.clone(),
+                        priority: i32::from(p.priority),
+                    }));
+                }
+                Owned::settle(
+                    &mut record.owned.security_rules,
+                    &raw,
+                    present.into_iter().chain(wanted),
+                );
+            }
+            Err(ArmError::NotFound { .. }) => {
+                Owned::settle(&mut record.owned.security_rules, &raw, Vec::<String>::new());
+                if wanted_here && pool_nsgs.iter().any(|t| t.eq_ignore_ascii_case(&raw)) {
+                    problems.push(format!("NSG {raw} does not exist"));
+                }
+            }
+            Err(e) => problems.push(format!("writing NSG {raw}: {e}")),
+        }
+    }
+    let part = match (accepted.ok, problems.is_empty()) {
+        (false, true) => PartState::failed(
+            cond::SECURITY_RULES_READY,
+            accepted.reason,
+            "not opened: the policy is not accepted",
+        ),
+        (true, true) => PartState::ok(
+            cond::SECURITY_RULES_READY,
+            reason::RECONCILED,
+            format!("{} rule(s) in {} NSG(s)", rules.len(), pool_nsgs.len()),
+        ),
+        (_, false) => PartState::failed(
+            cond::SECURITY_RULES_READY,
+            if pending {
+                reason::PROGRESSING
+            } else {
+                reason::ARM_ERROR
+            },
+            problems.join("; "),
+        ),
+    };
+    (part, rules)
+}
+
+/// The pool is Observe: poolnet writes nothing for it or its policies, and reports.
+async fn observe(
+    policy: &HostPortPolicy,
+    pool: &NodePoolNetwork,
+    accepted: &PartState,
+    ctx: &Context,
+) -> (PartState, Vec<RuleRef>) {
+    if !accepted.ok {
+        return (
+            PartState::failed(
+                cond::SECURITY_RULES_READY,
+                accepted.reason,
+                "not opened: the policy is not accepted",
             ),
             Vec::new(),
         );
@@ -74,12 +320,7 @@ pub(super) async fn security_rules(
             Vec::new(),
         );
     };
-    let prefix = cluster_rule_prefix(&cluster);
-    let me = Owner::HostPortPolicy {
-        namespace: policy.namespace().unwrap_or_default(),
-        name: policy.name_any(),
-    };
-    let writes = pool.spec.reconcile_policy != ReconcilePolicy::Observe;
+    let me = owner(policy);
     let mut rules = Vec::new();
     let mut problems = Vec::new();
     for target in &pool.spec.network_security_groups {
@@ -90,76 +331,104 @@ pub(super) async fn security_rules(
                 continue;
             }
         };
-        // Read from the caches when the writer holds the NSG, not now: a reconcile that
-        // waited for another's write must not put back the union as it was before.
-        let desired = || {
-            ctx.stores
-                .nsg_union(&cluster, &target.id, &ctx.stores.all_pools())
-        };
-        let plan = if writes {
-            match ctx
-                .nsg_writer
-                .sync(&id, desired, &prefix, Freshness::Cached)
-                .await
-            {
-                Ok(sync) if sync.pending.is_some() => {
-                    problems.push(format!("NSG {} is updating", target.id));
-                    continue;
+        match ctx.arm.get_nsg(&id).await {
+            Ok(nsg) => {
+                // Report the rules the NSG holds for this policy, as they are.
+                let union = ctx.stores.nsg_union(
+                    &cluster,
+                    &target.id,
+                    &ctx.stores.all_pools(),
+                    &ctx.stores.all_policies(),
+                );
+                let plan = plan_nsg(
+                    &existing_rules(&nsg.resource, union.scope.prefix()),
+                    &union.wanted,
+                    &union.scope,
+                );
+                let wanted: Vec<String> = policy_rules(&cluster, pool, target, policy)
+                    .into_iter()
+                    .map(|r| r.name)
+                    .collect();
+                let held: Vec<&String> = plan
+                    .unrecorded
+                    .iter()
+                    .chain(plan.rules_of(&me).map(|p| &p.rule.name))
+                    .filter(|n| wanted.contains(n))
+                    .collect();
+                if held.len() < wanted.len() {
+                    problems.push(format!(
+                        "NSG {} lacks the policy's rules and the pool is Observe-only",
+                        target.id
+                    ));
                 }
-                Ok(sync) => sync.plan,
-                Err(e) => {
-                    problems.push(format!("writing NSG {}: {e}", target.id));
-                    continue;
-                }
+                rules.extend(held.into_iter().map(|name| RuleRef {
+                    nsg_id: target.id.clone(),
+                    name: name.clone(),
+                    priority: 0,
+                }));
             }
-        } else {
-            match ctx.arm.get_nsg(&id).await {
-                Ok(nsg) => {
-                    let plan =
-                        plan_nsg(&existing_rules(&nsg.resource, &prefix), &desired(), &prefix);
-                    if plan.rules_of(&me).count() == 0 || plan.needs_write() {
-                        problems.push(format!(
-                            "NSG {} lacks the policy's rules and the pool is Observe-only",
-                            target.id
-                        ));
-                    }
-                    plan
-                }
-                Err(e) => {
-                    problems.push(format!("reading NSG {}: {e}", target.id));
-                    continue;
-                }
-            }
-        };
-        for u in plan.unplaced.iter().filter(|u| u.rule.owner == me) {
-            problems.push(format!(
-                "rule {} in NSG {}: {}",
-                u.rule.name, target.id, u.reason
-            ));
+            Err(e) => problems.push(format!("reading NSG {}: {e}", target.id)),
         }
-        rules.extend(plan.rules_of(&me).map(|p| RuleRef {
-            nsg_id: target.id.clone(),
-            name: p.rule.name.clone(),
-            priority: i32::from(p.priority),
-        }));
     }
     let part = if problems.is_empty() {
         PartState::ok(
             cond::SECURITY_RULES_READY,
-            reason::RECONCILED,
-            format!(
-                "{} rule(s) in {} NSG(s)",
-                rules.len(),
-                pool.spec.network_security_groups.len()
-            ),
+            reason::OBSERVE_ONLY,
+            "the pool is Observe: poolnet reports and never writes",
         )
     } else {
-        let reason = if problems.iter().any(|p| p.contains("updating")) {
-            reason::PROGRESSING
-        } else {
-            reason::ARM_ERROR
-        };
-        PartState::failed(cond::SECURITY_RULES_READY, reason, problems.join("; "))
+        PartState::failed(
+            cond::SECURITY_RULES_READY,
+            reason::OBSERVE_ONLY,
+            problems.join("; "),
+        )
     };
     (part, rules)
+}
+
+/// The finalizer's work: every NSG the policy recorded (and its pool's) written without its
+/// rules. `Ok(None)` when done; `Ok(Some(wait))` while a write is still running in Azure.
+pub(super) async fn remove_all(
+    policy: &HostPortPolicy,
+    pool: Option<&NodePoolNetwork>,
+    ctx: &Context,
+) -> Result<Option<Duration>, ArmError> {
+    let mut record = Record::new(policy);
+    if let Some(pool) = pool
+        && !writes_for(pool)
+    {
+        // Observe pool: its policies' rules stay as they are.
+        return Ok(None);
+    }
+    let Some(cluster) = cluster_for(pool).or_else(|| {
+        ctx.stores
+            .all_pools()
+            .first()
+            .and_then(|p| cluster_of(&p.spec.node_pool.agent_pool_id))
+    }) else {
+        return Ok(None);
+    };
+    let mut targets: Vec<String> = Owned::ids(&record.owned.security_rules)
+        .map(String::from)
+        .collect();
+    for t in pool
+        .iter()
+        .flat_map(|p| p.spec.network_security_groups.iter())
+    {
+        if !targets.iter().any(|x| x.eq_ignore_ascii_case(&t.id)) {
+            targets.push(t.id.clone());
+        }
+    }
+    // The policy carries its deletion timestamp: the union leaves it out, its record keeps
+    // its rules in scope.
+    for raw in targets {
+        match sync(ctx, &cluster, &raw, policy, &record).await {
+            Ok((_, Some(wait))) => return Ok(Some(wait)),
+            Ok((_, None)) | Err(ArmError::NotFound { .. }) => {
+                Owned::settle(&mut record.owned.security_rules, &raw, Vec::<String>::new());
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }

@@ -38,10 +38,10 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Vec<AsgStatus>> {
         match raw.parse::<ResourceId>() {
             Err(e) => problems.push(fx.arm_failure(cond::ASG_READY, "managed ASG ID", &e.into())),
             Ok(id) => match arm.get_asg(&id).await.optional() {
-                Ok(Some(a)) if ours(&a.resource.resource, npn, &pass.cluster.key) => asgs.push(AsgStatus {
-                    id: raw,
-                    managed: true,
-                }),
+                Ok(Some(a)) if ours(&a.resource.resource, npn, &pass.cluster.key) => {
+                    pass.ledger.update(|o| o.application_security_group = Some(raw.clone()));
+                    asgs.push(AsgStatus { id: raw, managed: true });
+                }
                 Ok(Some(_)) => problems.push(PartState::failed(
                     cond::ASG_READY,
                     "ASGNotOwned",
@@ -53,6 +53,20 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Vec<AsgStatus>> {
                     format!("managed ASG {raw} does not exist (Observe: poolnet would create it)"),
                 )),
                 Ok(None) => {
+                    // Recorded before created (docs/ownership.md).
+                    if let Err(e) = pass
+                        .ledger
+                        .record_created(pass.ctx, npn, |o| o.application_security_group = Some(raw.clone()))
+                        .await
+                    {
+                        fx.soon(std::time::Duration::from_secs(5));
+                        let c = PartState::failed(
+                            cond::ASG_READY,
+                            reason::PROGRESSING,
+                            format!("recording ASG {raw} in status before creating it: {e}"),
+                        );
+                        return Part::new(asgs, c, fx);
+                    }
                     let body = managed_asg_body(npn, pass.cluster.location.clone(), &pass.cluster.key);
                     match arm.put_asg(&id, &body, Precondition::IfNoneMatch).await {
                         Ok(Lro::Done(_)) => {
@@ -133,4 +147,81 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Vec<AsgStatus>> {
         ),
     };
     Part::new(asgs, condition, fx)
+}
+
+/// `applicationSecurityGroups.managed` turned off: once the pool's NICs have left the ASG this
+/// object created (`pool_lists`: the ASGs the agent pool lists after this reconcile) and the
+/// rules no longer target it (`rules_done`), delete it. Returns a condition while that is not
+/// done, and the effects (an Event when deleted).
+pub(super) async fn retire(
+    pass: &Pass<'_>,
+    pool_lists: Option<&[String]>,
+    rules_done: bool,
+) -> (Option<PartState>, Effects) {
+    let mut fx = Effects::default();
+    let c = retire_with(pass, pool_lists, rules_done, &mut fx).await;
+    (c, fx)
+}
+
+async fn retire_with(
+    pass: &Pass<'_>,
+    pool_lists: Option<&[String]>,
+    rules_done: bool,
+    fx: &mut Effects,
+) -> Option<PartState> {
+    let npn = pass.npn;
+    if !pass.writes || managed_asg_enabled(&npn.spec) {
+        return None;
+    }
+    let raw = pass.ledger.owned().application_security_group?;
+    let in_use = pool_lists.is_none_or(|l| l.iter().any(|a| a.eq_ignore_ascii_case(&raw)));
+    if in_use || !rules_done {
+        fx.soon(std::time::Duration::from_secs(10));
+        return Some(PartState::failed(
+            cond::ASG_READY,
+            reason::PROGRESSING,
+            format!(
+                "managed ASG {raw} is deleted once the pool's nodes have left it and no rule targets it"
+            ),
+        ));
+    }
+    let id: ResourceId = match raw.parse() {
+        Ok(id) => id,
+        Err(e) => return Some(fx.arm_failure(cond::ASG_READY, "recorded ASG ID", &e.into())),
+    };
+    let arm = pass.ctx.arm.as_ref();
+    match arm.get_asg(&id).await.optional() {
+        Ok(Some(a)) if ours(&a.resource.resource, npn, &pass.cluster.key) => {
+            match arm.delete_asg(&id).await {
+                Ok(Lro::Done(())) => {
+                    pass.ledger.update(|o| o.application_security_group = None);
+                    fx.event(
+                        EventType::Normal,
+                        "ASGDeleted",
+                        format!("deleted application security group {raw}: applicationSecurityGroups.managed is false"),
+                    );
+                    None
+                }
+                Ok(Lro::Pending(h)) => {
+                    fx.soon(h.next_poll_in());
+                    Some(PartState::failed(
+                        cond::ASG_READY,
+                        reason::PROGRESSING,
+                        format!("deleting managed ASG {raw}"),
+                    ))
+                }
+                Err(e) => Some(fx.arm_failure(
+                    cond::ASG_READY,
+                    &format!("deleting managed ASG {raw}"),
+                    &e,
+                )),
+            }
+        }
+        // Gone, or not ours after all (another owner's tags): nothing of ours to delete.
+        Ok(_) => {
+            pass.ledger.update(|o| o.application_security_group = None);
+            None
+        }
+        Err(e) => Some(fx.arm_failure(cond::ASG_READY, &format!("reading ASG {raw}"), &e)),
+    }
 }

@@ -14,13 +14,14 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use poolnet_api::one_per_pool;
-use poolnet_api::ownership::cluster_rule_prefix;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_api::v1alpha1::{NodePoolNetwork, NodePoolNetworkStatus, ReconcilePolicy};
+use poolnet_api::v1alpha1::{
+    NodePoolNetwork, NodePoolNetworkStatus, Owned, OwnedEntries, ReconcilePolicy,
+};
 use poolnet_api::validation::managed_asg_enabled;
 use poolnet_arm::{ArmError, Lro, NotFoundExt, ResourceId};
 use poolnet_plan::agent_pool::differs_from_original;
-use poolnet_plan::desired::{cluster_of, desired_routes_for_table, managed_asg_id};
+use poolnet_plan::desired::{cluster_of, managed_asg_id, route_union};
 use poolnet_plan::prefix::managed_prefix_id;
 use poolnet_plan::routes::RouteProblem;
 use tracing::info;
@@ -69,6 +70,16 @@ pub(super) async fn cleanup(npn: Arc<NodePoolNetwork>, ctx: &Context) -> Result<
         report(&npn, ctx, reason::DELETING, DELETING_MESSAGE.to_string()).await?;
     }
     let cluster = cluster_of(&npn.spec.node_pool.agent_pool_id).unwrap_or_default();
+    // An object from before the record: what its status reported is its record.
+    let npn = if npn.status.as_ref().is_some_and(|s| s.owned.is_none()) {
+        let mut seeded = (*npn).clone();
+        if let Some(s) = seeded.status.as_mut() {
+            s.owned = Some(super::ledger::seed(s));
+        }
+        Arc::new(seeded)
+    } else {
+        npn
+    };
     let done = async {
         remove_rules(&npn, ctx, &cluster).await?;
         remove_routes(&npn, ctx, &cluster).await?;
@@ -169,67 +180,93 @@ fn gone<T>(result: Result<T, ArmError>) -> Result<Option<T>, ArmError> {
     result.optional()
 }
 
+/// The NSGs and route tables this object may have written to: what its record names, and
+/// what its spec names (a record is a superset of what was written, but the spec's targets
+/// cost nothing to include).
+fn targets(recorded: &[OwnedEntries], spec: impl Iterator<Item = String>) -> Vec<String> {
+    let mut out: Vec<String> = Owned::ids(recorded).map(String::from).collect();
+    for id in spec {
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&id)) {
+            out.push(id);
+        }
+    }
+    out
+}
+
 /// Rewrite each NSG without this object's rules (it carries its deletion timestamp, so the
-/// union leaves it out).
+/// union leaves it out, while its record keeps its rules in scope).
 async fn remove_rules(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Result<(), Error> {
-    let prefix = cluster_rule_prefix(cluster);
-    for target in &npn.spec.network_security_groups {
-        let id = arm_id(&target.id)?;
+    let owned = npn
+        .status
+        .as_ref()
+        .and_then(|s| s.owned.clone())
+        .unwrap_or_default();
+    let spec = npn
+        .spec
+        .network_security_groups
+        .iter()
+        .map(|t| t.id.clone());
+    for raw in targets(&owned.security_rules, spec) {
+        let id = arm_id(&raw)?;
         // The union as the caches show it once the writer holds the NSG, with this object
         // as given (deleting) even where the cache still shows it without the timestamp.
-        let desired = || {
-            ctx.stores
-                .nsg_union(cluster, &target.id, &pools_with(npn, ctx))
+        let union = || {
+            ctx.stores.nsg_union(
+                cluster,
+                &raw,
+                &pools_with(npn, ctx),
+                &ctx.stores.all_policies(),
+            )
         };
-        let Some(sync) = gone(
-            ctx.nsg_writer
-                .sync(&id, desired, &prefix, Freshness::Reread)
-                .await,
-        )?
-        else {
-            info!(nsg = %target.id, "the NSG is gone in Azure: none of this object's rules are left there");
+        let Some(sync) = gone(ctx.nsg_writer.sync(&id, union, Freshness::Reread).await)? else {
+            info!(nsg = %raw, "the NSG is gone in Azure: none of this object's rules are left there");
             continue;
         };
         if let Some(wait) = sync.pending {
-            return Err(in_progress(format!("NSG {}", target.id), wait));
+            return Err(in_progress(format!("NSG {raw}"), wait));
         }
     }
     Ok(())
 }
 
-/// Rewrite the route table without this object's routes.
+/// Rewrite each route table without this object's routes.
 async fn remove_routes(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Result<(), Error> {
-    let Some(rt) = &npn.spec.route_table else {
-        return Ok(());
-    };
-    let id = arm_id(&rt.id)?;
-    // As in remove_rules: computed under the writer's lock, with this object as deleting.
-    let desired = || desired_routes_for_table(cluster, &rt.id, &pools_with(npn, ctx));
-    // Removing routes never needs room, and conflicts of others are not ours to judge:
-    // plan with a generous budget so only poolnet's own routes change.
-    let budget = RouteBudget {
-        node_routes: 0,
-        limit: usize::MAX,
-    };
-    let Some(sync) = gone(
-        ctx.route_writer
-            .sync(&id, desired, cluster, budget, Freshness::Reread)
-            .await,
-    )?
-    else {
-        info!(table = %rt.id, "the route table is gone in Azure: none of this object's routes are left there");
-        return Ok(());
-    };
-    if let Some(wait) = sync.pending {
-        return Err(in_progress(format!("route table {}", rt.id), wait));
-    }
-    if let Some(p) = sync
-        .plan
-        .problems
-        .iter()
-        .find(|p| !matches!(p, RouteProblem::NoDefaultRoute))
-    {
-        return Err(Error::CleanupPending(format!("route table {}: {p}", rt.id)));
+    let owned = npn
+        .status
+        .as_ref()
+        .and_then(|s| s.owned.clone())
+        .unwrap_or_default();
+    let spec = npn.spec.route_table.iter().map(|rt| rt.id.clone());
+    for raw in targets(&owned.routes, spec) {
+        let id = arm_id(&raw)?;
+        // As in remove_rules: computed under the writer's lock, with this object as deleting.
+        let union = || route_union(cluster, &raw, &pools_with(npn, ctx));
+        // Removing routes never needs room, and conflicts of others are not ours to judge:
+        // plan with a generous budget so only poolnet's own routes change.
+        let budget = RouteBudget {
+            node_routes: 0,
+            limit: usize::MAX,
+        };
+        let Some(sync) = gone(
+            ctx.route_writer
+                .sync(&id, union, cluster, budget, Freshness::Reread)
+                .await,
+        )?
+        else {
+            info!(table = %raw, "the route table is gone in Azure: none of this object's routes are left there");
+            continue;
+        };
+        if let Some(wait) = sync.pending {
+            return Err(in_progress(format!("route table {raw}"), wait));
+        }
+        if let Some(p) = sync
+            .plan
+            .problems
+            .iter()
+            .find(|p| !matches!(p, RouteProblem::NoDefaultRoute))
+        {
+            return Err(Error::CleanupPending(format!("route table {raw}: {p}")));
+        }
     }
     Ok(())
 }
@@ -283,9 +320,17 @@ async fn restore_agent_pool(npn: &NodePoolNetwork, ctx: &Context) -> Result<(), 
 
 /// Delete the managed ASG and prefix, if their tags say this object of this cluster made them.
 async fn delete_managed(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Result<(), Error> {
-    if managed_asg_enabled(&npn.spec)
-        && let Some(raw) = managed_asg_id(npn)
-    {
+    let owned = npn
+        .status
+        .as_ref()
+        .and_then(|s| s.owned.clone())
+        .unwrap_or_default();
+    let asg = owned.application_security_group.clone().or_else(|| {
+        managed_asg_enabled(&npn.spec)
+            .then(|| managed_asg_id(npn))
+            .flatten()
+    });
+    if let Some(raw) = asg {
         let id = arm_id(&raw)?;
         if let Some(a) = ctx.arm.get_asg(&id).await.optional()?
             && ours(&a.resource.resource, npn, cluster)
@@ -294,7 +339,11 @@ async fn delete_managed(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> 
             return Err(in_progress(format!("deleting ASG {raw}"), h.next_poll_in()));
         }
     }
-    if let Some(raw) = managed_prefix_id(npn) {
+    if let Some(raw) = owned
+        .public_ip_prefix
+        .clone()
+        .or_else(|| managed_prefix_id(npn))
+    {
         let id = arm_id(&raw)?;
         if let Some(p) = ctx.arm.get_public_ip_prefix(&id).await.optional()?
             && ours(&p.resource.resource, npn, cluster)

@@ -21,6 +21,7 @@ mod agent_pool;
 mod asgs;
 mod cleanup;
 mod cluster;
+mod ledger;
 mod node_ips;
 mod nsgs;
 mod outcome;
@@ -42,7 +43,7 @@ use kube::runtime::reflector::{ObjectRef, ReflectHandle};
 use kube::{Api, ResourceExt};
 use poolnet_api::one_per_pool;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_api::v1alpha1::{NodePoolNetwork, NodePoolNetworkStatus, ReconcilePolicy};
+use poolnet_api::v1alpha1::{AsgStatus, NodePoolNetwork, NodePoolNetworkStatus, ReconcilePolicy};
 use poolnet_api::validation::validate_node_pool_network;
 use poolnet_arm::ArmError;
 use tracing::{instrument, warn};
@@ -185,12 +186,26 @@ pub(crate) struct Pass<'a> {
     pub freshness: Freshness,
     /// The status the reconcile started from.
     pub previous: &'a NodePoolNetworkStatus,
+    /// What the object has written (status.owned), as this reconcile changes it.
+    pub ledger: &'a ledger::Ledger,
 }
 
 impl Pass<'_> {
-    /// All pools from the cache, with this object as reconciled (the cache may lag behind it).
+    /// This object as the shared writers must count it: its record as it stands and, once
+    /// this reconcile knows them, its ASGs (the cached copy may lag behind both).
+    fn me(&self, asgs: Option<&[AsgStatus]>) -> NodePoolNetwork {
+        let mut me = self.npn.clone();
+        let status = me.status.get_or_insert_with(Default::default);
+        status.owned = Some(self.ledger.owned());
+        if let Some(asgs) = asgs {
+            status.application_security_groups = asgs.to_vec();
+        }
+        me
+    }
+
+    /// All pools from the cache, with this object as reconciled (see [`Pass::me`]).
     fn pools_with_me(&self) -> Vec<NodePoolNetwork> {
-        pools_with(self.npn, self.ctx)
+        pools_with(&self.me(None), self.ctx)
     }
 }
 
@@ -357,6 +372,7 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         out.condition(condition);
         out.effects(effects);
     }
+    let ledger = ledger::Ledger::new(&previous);
     let pass = Pass {
         npn: &npn,
         ctx,
@@ -364,6 +380,7 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         cluster: &cluster,
         freshness: r.freshness(&name),
         previous: &previous,
+        ledger: &ledger,
     };
 
     status.public_ip_prefix = out.take(prefix::reconcile(&pass).await);
@@ -374,12 +391,23 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         status.agent_pool = Some(pool.status.clone());
         status.node_count = pool.node_count;
     }
-    if let nsgs::Rules::Set { groups, rule_count } = out.take(nsgs::reconcile(&pass, &asgs).await) {
+    let rules = nsgs::reconcile(&pass, &asgs).await;
+    let rules_done = rules.condition.ok;
+    if let nsgs::Rules::Set { groups, rule_count } = out.take(rules) {
         status.security_groups = groups;
         status.rule_count = rule_count;
     }
     out.take(routes::reconcile(&pass).await)
         .apply(&mut status.route_table);
+    // After the pool and the rules moved off it: the managed ASG turned off goes.
+    let pool_lists = pool
+        .as_ref()
+        .map(|p| p.status.application_security_groups.as_slice());
+    let (retiring, effects) = asgs::retire(&pass, pool_lists, rules_done).await;
+    out.effects(effects);
+    if let Some(c) = retiring {
+        out.condition(c);
+    }
     if let Some(ips) = out.take(node_ips::reconcile(&pass).await) {
         status.nodes = ips.addresses;
         if pool.is_none() || ips.selected == 0 {
@@ -400,9 +428,11 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         ));
     }
 
+    status.owned = Some(ledger.owned());
+
     let retry = out.effects.retryable_failure;
     let requeue = out.effects.requeue;
-    finish(&npn, ctx, status, &previous, out).await?;
+    finish(&npn, ctx, status, &ledger.written(), out).await?;
     if !retry {
         r.with_memory(&name, |m| m.failures = 0);
     }

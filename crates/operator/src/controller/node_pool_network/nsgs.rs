@@ -1,22 +1,24 @@
 //! Part 4: allow rules in the NSGs the spec names. An NSG is shared (with AKS, other pools,
 //! HostPortPolicies, other tools): the shared writer puts the union of every owner's rules
-//! into one read-modify-write, so this part computes the union and reports this object's
-//! share of the result.
+//! into one read-modify-write, so this part records what this object is about to write
+//! (docs/ownership.md), has the union written, settles the record, and reports this object's
+//! share of the result. NSGs the record names but the spec no longer does get this object's
+//! rules removed.
 
 use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::runtime::events::EventType;
-use poolnet_api::ownership::cluster_rule_prefix;
 use poolnet_api::portspec::Protocol;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_api::v1alpha1::{AsgStatus, NsgStatus, RuleStatus};
-use poolnet_arm::ResourceId;
-use poolnet_plan::desired::destination_asgs;
+use poolnet_api::v1alpha1::{AsgStatus, NsgStatus, Owned, ReconcilePolicy, RuleStatus};
+use poolnet_arm::{ArmError, ResourceId};
+use poolnet_plan::desired::{destination_asgs, pool_rules};
 use poolnet_plan::nsg::{NsgPlan, Owner, plan_nsg};
 
 use super::super::conditions::PartState;
 use super::Pass;
+use super::ledger::Entries;
 use super::outcome::{Effects, Part, combine};
 use crate::writers::convert::existing_rules;
 
@@ -66,13 +68,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
         );
         return Part::new(Rules::Keep, c, fx);
     }
-    let prefix = cluster_rule_prefix(&pass.cluster.key);
-    // This object with the ASGs this reconcile found, not the status it was triggered with:
-    // desired_rules_for_nsg takes an object's rules once its status shows their ASGs.
-    let mut me = npn.clone();
-    me.status
-        .get_or_insert_with(Default::default)
-        .application_security_groups = asgs.to_vec();
+    let cluster = pass.cluster.key.as_str();
     let owner = Owner::NodePoolNetwork {
         name: npn.name_any(),
     };
@@ -86,45 +82,66 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                 continue;
             }
         };
-        // Read from the caches when the writer holds the NSG, not now: a reconcile that
-        // waited for another's write must not put back the union as it was before.
-        let desired = || {
-            ctx.stores
-                .nsg_union(&pass.cluster.key, &target.id, &super::pools_with(&me, ctx))
-        };
+        let wanted: Vec<String> = pool_rules(cluster, npn, target)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
         let plan = if pass.writes {
-            match ctx
-                .nsg_writer
-                .sync(&id, desired, &prefix, pass.freshness)
+            // Recorded before written: a crash after the write forgets nothing.
+            if let Err(e) = pass
+                .ledger
+                .intend(ctx, npn, Entries::Rules, &target.id, wanted.clone())
                 .await
             {
-                Ok(sync) => {
-                    if sync.wrote {
-                        let p = &sync.plan;
+                problems.push(PartState::failed(
+                    cond::SECURITY_RULES_READY,
+                    reason::PROGRESSING,
+                    format!(
+                        "recording the rules for NSG {} in status before writing them: {e}",
+                        target.id
+                    ),
+                ));
+                fx.soon(Duration::from_secs(5));
+                continue;
+            }
+            match sync(pass, asgs, &id, &target.id).await {
+                Synced::Done(plan, wrote) => {
+                    if wrote {
                         fx.event(
                             EventType::Normal,
                             "SecurityRulesUpdated",
                             format!(
                                 "wrote NSG {}: {} added, {} changed, {} removed",
                                 target.id,
-                                p.added.len(),
-                                p.changed.len(),
-                                p.removed.len()
+                                plan.added.len(),
+                                plan.changed.len(),
+                                plan.removed.len()
                             ),
                         );
                     }
-                    if let Some(wait) = sync.pending {
-                        fx.soon(wait);
-                        problems.push(PartState::failed(
-                            cond::SECURITY_RULES_READY,
-                            reason::PROGRESSING,
-                            format!("NSG {} is updating", target.id),
-                        ));
-                        continue;
-                    }
-                    sync.plan
+                    // What the NSG holds of this object now, plus what it still wants there
+                    // (an unplaced rule stays recorded: no flip-flop of the record).
+                    let present = plan.rules_of(&owner).map(|p| p.rule.name.clone());
+                    pass.ledger.settle(
+                        Entries::Rules,
+                        &target.id,
+                        present.chain(wanted.iter().cloned()).collect::<Vec<_>>(),
+                    );
+                    plan
                 }
-                Err(e) => {
+                Synced::Pending(wait) => {
+                    fx.soon(wait);
+                    problems.push(PartState::failed(
+                        cond::SECURITY_RULES_READY,
+                        reason::PROGRESSING,
+                        format!("NSG {} is updating", target.id),
+                    ));
+                    continue;
+                }
+                Synced::Failed(e) => {
+                    if matches!(e, ArmError::NotFound { .. }) {
+                        pass.ledger.settle(Entries::Rules, &target.id, Vec::new());
+                    }
                     problems.push(fx.arm_failure(
                         cond::SECURITY_RULES_READY,
                         &format!("writing NSG {}", target.id),
@@ -136,8 +153,26 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
         } else {
             match ctx.arm.get_nsg(&id).await {
                 Ok(nsg) => {
-                    let plan =
-                        plan_nsg(&existing_rules(&nsg.resource, &prefix), &desired(), &prefix);
+                    // What poolnet would write if this object managed the NSG.
+                    let mut would = pass.me(Some(asgs));
+                    would.spec.reconcile_policy = ReconcilePolicy::Manage;
+                    let owned = would
+                        .status
+                        .get_or_insert_with(Default::default)
+                        .owned
+                        .get_or_insert_with(Default::default);
+                    Owned::record(&mut owned.security_rules, &target.id, wanted.clone());
+                    let union = ctx.stores.nsg_union(
+                        cluster,
+                        &target.id,
+                        &super::pools_with(&would, ctx),
+                        &ctx.stores.all_policies(),
+                    );
+                    let plan = plan_nsg(
+                        &existing_rules(&nsg.resource, union.scope.prefix()),
+                        &union.wanted,
+                        &union.scope,
+                    );
                     if plan.needs_write() {
                         problems.push(PartState::failed(
                             cond::SECURITY_RULES_READY,
@@ -167,10 +202,74 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                 ),
             ));
         }
+        if !plan.unrecorded.is_empty() {
+            tracing::debug!(nsg = %target.id, rules = ?plan.unrecorded, "rules named like poolnet's that no object records: left alone");
+        }
         groups.push(NsgStatus {
             id: target.id.clone(),
             rules: rule_statuses(&plan, &owner),
+            unrecorded_rules: plan.unrecorded.clone(),
         });
+    }
+    // NSGs this object wrote to that its spec no longer names: remove what it left there.
+    if pass.writes {
+        for raw in pass.ledger.ids(Entries::Rules) {
+            if npn
+                .spec
+                .network_security_groups
+                .iter()
+                .any(|t| t.id.eq_ignore_ascii_case(&raw))
+            {
+                continue;
+            }
+            let id: ResourceId = match raw.parse() {
+                Ok(id) => id,
+                Err(e) => {
+                    problems.push(fx.arm_failure(
+                        cond::SECURITY_RULES_READY,
+                        "recorded NSG ID",
+                        &e.into(),
+                    ));
+                    continue;
+                }
+            };
+            match sync(pass, asgs, &id, &raw).await {
+                Synced::Done(plan, wrote) => {
+                    if wrote {
+                        fx.event(
+                            EventType::Normal,
+                            "SecurityRulesRemoved",
+                            format!(
+                                "removed {} rule(s) from NSG {}, which the spec no longer names",
+                                plan.removed.len(),
+                                raw
+                            ),
+                        );
+                    }
+                    let present: Vec<String> =
+                        plan.rules_of(&owner).map(|p| p.rule.name.clone()).collect();
+                    pass.ledger.settle(Entries::Rules, &raw, present);
+                }
+                Synced::Pending(wait) => {
+                    fx.soon(wait);
+                    problems.push(PartState::failed(
+                        cond::SECURITY_RULES_READY,
+                        reason::PROGRESSING,
+                        format!(
+                            "NSG {raw} is updating (removing rules the spec no longer asks for)"
+                        ),
+                    ));
+                }
+                Synced::Failed(ArmError::NotFound { .. }) => {
+                    pass.ledger.settle(Entries::Rules, &raw, Vec::new());
+                }
+                Synced::Failed(e) => problems.push(fx.arm_failure(
+                    cond::SECURITY_RULES_READY,
+                    &format!("removing rules from NSG {raw}, which the spec no longer names"),
+                    &e,
+                )),
+            }
+        }
     }
     let rule_count: i32 = groups.iter().map(|g| g.rules.len() as i32).sum();
     let condition = combine(problems).unwrap_or_else(|| {
@@ -191,6 +290,36 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
         condition,
         fx,
     )
+}
+
+/// How one NSG sync ended.
+enum Synced {
+    Done(NsgPlan, bool),
+    Pending(Duration),
+    Failed(ArmError),
+}
+
+/// Write the union into NSG `id` (`raw` as the spec or record spells it). The union is read
+/// from the caches when the writer holds the NSG, not now: a reconcile that waited for
+/// another's write must not put back the union as it was before; and this object counts with
+/// the ASGs this reconcile found and its record as it stands.
+async fn sync(pass: &Pass<'_>, asgs: &[AsgStatus], id: &ResourceId, raw: &str) -> Synced {
+    let ctx = pass.ctx;
+    let union = || {
+        ctx.stores.nsg_union(
+            &pass.cluster.key,
+            raw,
+            &super::pools_with(&pass.me(Some(asgs)), ctx),
+            &ctx.stores.all_policies(),
+        )
+    };
+    match ctx.nsg_writer.sync(id, union, pass.freshness).await {
+        Ok(s) => match s.pending {
+            Some(wait) => Synced::Pending(wait),
+            None => Synced::Done(s.plan, s.wrote),
+        },
+        Err(e) => Synced::Failed(e),
+    }
 }
 
 /// `owner`'s rules in the planned NSG, as status shows them.

@@ -135,6 +135,8 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<PrefixStatus>> {
                 );
                 return Part::new(None, c, fx);
             }
+            pass.ledger
+                .update(|o| o.public_ip_prefix = Some(raw_id.clone()));
             let st = prefix_status(&raw_id, &p.resource, true);
             let c = if managed_is_ready(&observed_prefix(&p.resource)) {
                 managed_ready(&raw_id)
@@ -150,6 +152,19 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<PrefixStatus>> {
                     cond::PREFIX_READY,
                     reason::NOT_FOUND,
                     format!("prefix {raw_id} does not exist (Observe: poolnet would create it)"),
+                );
+                return Part::new(None, c, fx);
+            }
+            // Recorded before created (docs/ownership.md).
+            if let Err(e) = pass
+                .ledger
+                .record_created(pass.ctx, npn, |o| o.public_ip_prefix = Some(raw_id.clone()))
+                .await
+            {
+                fx.soon(Duration::from_secs(5));
+                let c = progressing(
+                    &raw_id,
+                    &format!("is recorded in status before it is created; that failed: {e}"),
                 );
                 return Part::new(None, c, fx);
             }
