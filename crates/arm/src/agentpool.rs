@@ -8,9 +8,18 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// API version used for agent pools: the first GA version with `networkProfile.allowedHostPorts`,
-/// `applicationSecurityGroups` and `nodePublicIPTags`.
-pub const AGENT_POOL_API_VERSION: &str = "2024-02-01";
+/// API version used for agent pools (and the read of their managed cluster): the first GA
+/// version that documents an agent pool ETag, so the read-modify-write PUT can be conditional.
+///
+/// The fields poolnet writes (`networkProfile.allowedHostPorts`, `applicationSecurityGroups`,
+/// `nodePublicIPTags`) are GA since 2024-02-01, but up to 2024-09-01 AKS returns no ETag for an
+/// agent pool and documents no `If-Match`, so every pool PUT was last-writer-wins. 2024-10-01 is
+/// the first stable version whose spec has the read-only `properties.eTag` on the pool and
+/// `If-Match` / `If-None-Match` on `AgentPools_CreateOrUpdate` (`If-Match` on `AgentPools_Delete`);
+/// it documents no `ETag` response header. Read in Azure/azure-rest-api-specs,
+/// specification/containerservice/resource-manager/Microsoft.ContainerService/aks/stable/
+/// 2024-10-01/managedClusters.json (and, for the absence, stable/2024-09-01/managedClusters.json).
+pub const AGENT_POOL_API_VERSION: &str = "2024-10-01";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentPool {
@@ -57,7 +66,9 @@ pub struct AgentPoolProperties {
     /// Read-only; `Succeeded`, `Creating`, `Updating`, `Failed`, ...
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provisioning_state: Option<String>,
-    /// Read-only ETag AKS reports in the body (newer API versions); the header is used when absent.
+    /// Read-only ETag AKS reports in the body from api-version 2024-10-01, which documents no
+    /// `ETag` header for agent pools. It is what `If-Match` carries; `put_agent_pool` leaves it
+    /// out of the body it sends, where it would only be a stale read-only value.
     #[serde(default, rename = "eTag", skip_serializing_if = "Option::is_none")]
     pub e_tag: Option<String>,
     #[serde(flatten)]

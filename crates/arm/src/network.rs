@@ -104,7 +104,22 @@ pub trait ArmNetwork: Send + Sync + fmt::Debug {
         id: &ResourceId,
     ) -> Result<Etagged<ManagedCluster>, ArmError>;
 
+    /// The pool at [`AGENT_POOL_API_VERSION`], its ETag from the body's `properties.eTag`.
+    ///
+    /// [`AGENT_POOL_API_VERSION`]: crate::AGENT_POOL_API_VERSION
     async fn get_agent_pool(&self, id: &ResourceId) -> Result<Etagged<AgentPool>, ArmError>;
+    /// PUT of the whole pool as read and edited, with the read's [`Etagged::precondition`].
+    ///
+    /// That is `If-Match: <properties.eTag>`, so a change someone else made since the read (a
+    /// scale, an upgrade, another tool's edit) answers 412 [`ArmError::PreconditionFailed`]
+    /// (re-read and retry) instead of being overwritten. The read-only `eTag` is left out of
+    /// the body sent.
+    ///
+    /// A read without any eTag (an AKS that does not implement it at this api-version) gives
+    /// [`Precondition::None`]: the PUT then goes out unconditional, as every pool PUT did before
+    /// AKS had eTags, and the client logs a warning the first time that happens in the process
+    /// (then at debug level). It does not refuse the write: poolnet could then neither reconcile
+    /// nor restore any pool of such an AKS, for a race that AKS gives no way to close there.
     async fn put_agent_pool(
         &self,
         id: &ResourceId,

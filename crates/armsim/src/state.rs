@@ -32,7 +32,20 @@ pub const AKS_API_VERSIONS: &[&str] = &[
     "2024-08-01",
     "2024-09-01",
     "2024-10-01",
+    "2025-01-01",
 ];
+/// The first AKS api-version whose spec documents an agent pool ETag: the read-only
+/// `properties.eTag`, `If-Match` / `If-None-Match` on `AgentPools_CreateOrUpdate` and `If-Match`
+/// on `AgentPools_Delete` (specification/containerservice/resource-manager/Microsoft.ContainerService/
+/// aks/stable/2024-10-01/managedClusters.json). 2024-09-01 and every older version in
+/// [`AKS_API_VERSIONS`] document none of them; 2024-10-01 documents no `ETag` response header.
+pub const AGENT_POOL_ETAG_SINCE: &str = "2024-10-01";
+
+/// Whether AKS answers agent pools at `api_version` with an eTag and honours the conditional
+/// headers (`api_version` is one of [`AKS_API_VERSIONS`]; dates compare as strings).
+pub fn agent_pool_etags(api_version: &str) -> bool {
+    api_version >= AGENT_POOL_ETAG_SINCE
+}
 /// The VMSS public-IP and NIC listings are Network operations; the spec pins 2018-10-01 but
 /// current SDKs (azure-mgmt-network 27) send the package's version, which the service accepts.
 pub const VMSS_NETWORK_API_VERSIONS: &[&str] = &["2017-03-30", "2018-10-01", "2024-03-01"];

@@ -475,6 +475,198 @@ async fn agent_pool_scaling_is_bounded_by_its_prefix() {
     assert_eq!(b["error"]["code"], "PropertyChangeNotAllowed");
 }
 
+fn pool_url(sim: &armsim::RunningSim, pool: &str, api_version: &str) -> String {
+    format!(
+        "{}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ContainerService/managedClusters/aks-demo/agentPools/{pool}?api-version={api_version}",
+        sim.base_url()
+    )
+}
+
+/// The agent pool's eTag as AKS puts it in the body (`properties.eTag`), if any.
+fn pool_etag(body: &Value) -> Option<String> {
+    body["properties"]["eTag"].as_str().map(str::to_string)
+}
+
+/// AKS documents an agent pool eTag (body `properties.eTag`, never a header or a top-level
+/// `etag`) from api-version 2024-10-01 on; 2024-09-01 and older answer without any.
+#[tokio::test]
+async fn agent_pool_etag_follows_the_api_version() {
+    let sim = demo(SimConfig::default());
+    let c = client(&sim);
+    for old in ["2023-10-01", "2024-02-01", "2024-09-01"] {
+        let (s, headers, body) = send(
+            &c,
+            reqwest::Method::GET,
+            &pool_url(&sim, "game", old),
+            None,
+            &[],
+        )
+        .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["properties"]["count"], 3);
+        assert_eq!(pool_etag(&body), None, "{old}: {body}");
+        assert!(body.get("etag").is_none(), "{old}: {body}");
+        assert!(!headers.contains_key("etag"), "{old}: {headers:?}");
+    }
+    let (s, headers, body) = send(
+        &c,
+        reqwest::Method::GET,
+        &pool_url(&sim, "game", "2024-10-01"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let etag = pool_etag(&body).expect("2024-10-01 documents properties.eTag");
+    assert!(!etag.is_empty());
+    assert!(body.get("etag").is_none(), "{body}");
+    assert!(!headers.contains_key("etag"), "{headers:?}");
+    let (_, _, newer) = send(
+        &c,
+        reqwest::Method::GET,
+        &pool_url(&sim, "game", "2025-01-01"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(pool_etag(&newer), Some(etag.clone()));
+
+    // The list answers the same way.
+    let list = |v: &str| {
+        format!(
+            "{}/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.ContainerService/managedClusters/aks-demo/agentPools?api-version={v}",
+            sim.base_url()
+        )
+    };
+    let (_, _, old) = send(&c, reqwest::Method::GET, &list("2024-02-01"), None, &[]).await;
+    let (_, _, new) = send(&c, reqwest::Method::GET, &list("2024-10-01"), None, &[]).await;
+    let pools = |b: &Value| b["value"].as_array().unwrap().clone();
+    assert!(
+        pools(&old)
+            .iter()
+            .all(|p| pool_etag(p).is_none() && p.get("etag").is_none())
+    );
+    assert!(pools(&new).iter().all(|p| pool_etag(p).is_some()));
+    assert!(
+        pools(&new)
+            .iter()
+            .any(|p| p["name"] == "game" && pool_etag(p) == Some(etag.clone()))
+    );
+}
+
+/// From 2024-10-01 a stale `If-Match` is 412 `PreconditionFailed` and `If-None-Match: *` on an
+/// existing pool too; at 2024-02-01 AKS documents neither header and armsim ignores both.
+#[tokio::test]
+async fn agent_pool_preconditions_follow_the_api_version() {
+    let sim = demo(SimConfig {
+        lro: LroConfig {
+            aks_ms: 0,
+            ..LroConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    let c = client(&sim);
+    let new = pool_url(&sim, "game", "2024-10-01");
+    let old = pool_url(&sim, "game", "2024-02-01");
+    let (_, _, read) = send(&c, reqwest::Method::GET, &new, None, &[]).await;
+    let stale = pool_etag(&read).unwrap();
+
+    // Someone else scales the pool: its eTag moves.
+    let (s, _, b) = send(
+        &c,
+        reqwest::Method::PUT,
+        &new,
+        Some(json!({"properties": {"count": 2}})),
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let current = pool_etag(&b).unwrap();
+    assert_ne!(current, stale);
+
+    // A write built on the first read is refused, and the foreign change stays.
+    let mut mine = read.clone();
+    mine["properties"]["count"] = json!(4);
+    let (s, _, b) = send(
+        &c,
+        reqwest::Method::PUT,
+        &new,
+        Some(mine.clone()),
+        &[("If-Match", &stale)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{b}");
+    assert_eq!(b["error"]["code"], "PreconditionFailed");
+    let (s, _, b) = send(
+        &c,
+        reqwest::Method::PUT,
+        &new,
+        Some(mine.clone()),
+        &[("If-None-Match", "*")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{b}");
+    let (_, _, now) = send(&c, reqwest::Method::GET, &new, None, &[]).await;
+    assert_eq!(now["properties"]["count"], 2);
+    assert_eq!(pool_etag(&now), Some(current.clone()));
+
+    // With the current eTag it goes through; the stale read-only eTag in the body is ignored.
+    let (s, _, b) = send(
+        &c,
+        reqwest::Method::PUT,
+        &new,
+        Some(mine.clone()),
+        &[("If-Match", &current)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["properties"]["count"], 4);
+    let after = pool_etag(&b).unwrap();
+    assert!(after != current && after != stale);
+
+    // 2024-02-01: the headers are not part of the operation; the write is unconditional.
+    let (s, _, b) = send(
+        &c,
+        reqwest::Method::PUT,
+        &old,
+        Some(json!({"properties": {"count": 3}})),
+        &[("If-Match", &stale)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["properties"]["count"], 3);
+    assert!(b.get("etag").is_none() && pool_etag(&b).is_none(), "{b}");
+    let (s, _, b) = send(
+        &c,
+        reqwest::Method::PUT,
+        &old,
+        Some(json!({"properties": {"count": 3}})),
+        &[("If-None-Match", "*")],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+
+    // DELETE: If-Match is documented (and honoured) from 2024-10-01 only.
+    let (s, _, b) = send(
+        &c,
+        reqwest::Method::DELETE,
+        &pool_url(&sim, "kubenet", "2024-10-01"),
+        None,
+        &[("If-Match", &stale)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{b}");
+    let (s, _, b) = send(
+        &c,
+        reqwest::Method::DELETE,
+        &pool_url(&sim, "kubenet", "2024-02-01"),
+        None,
+        &[("If-Match", &stale)],
+    )
+    .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{b}");
+}
+
 #[tokio::test]
 async fn plain_http_snapshot_and_restore() {
     let dir = std::env::temp_dir().join(format!("armsim-snap-{}", std::process::id()));

@@ -2,6 +2,7 @@
 //! prefixes, route tables and VMSS public IPs through the generated Microsoft.Network client, AKS
 //! clusters and agent pools through the small serde model.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -281,8 +282,14 @@ impl ArmNetwork for ArmClient {
         precondition: Precondition,
     ) -> Result<Lro<Etagged<AgentPool>>, ArmError> {
         Self::check(id, CONTAINER_SERVICE, "managedClusters/agentPools")?;
+        if precondition == Precondition::None {
+            warn_unconditional_pool_write(id);
+        }
         let url = self.resource_url(id, AGENT_POOL_API_VERSION)?;
-        let body = serde_json::to_vec(pool).map_err(|e| ArmError::InvalidResponse {
+        // The read-only eTag of the read is the If-Match value, not part of the new state.
+        let mut pool = pool.clone();
+        pool.properties.e_tag = None;
+        let body = serde_json::to_vec(&pool).map_err(|e| ArmError::InvalidResponse {
             id: id.to_string(),
             message: format!("cannot encode the agent pool: {e}"),
         })?;
@@ -311,5 +318,110 @@ impl ArmNetwork for ArmClient {
     }
 }
 
+/// Set by the first unconditional agent pool PUT of the process (see [`ArmNetwork::put_agent_pool`]).
+static UNCONDITIONAL_POOL_WRITE_WARNED: AtomicBool = AtomicBool::new(false);
+
+/// An agent pool PUT without `If-Match`: the read had no eTag. Warned once per process (every
+/// pool of such an AKS would repeat it on each write), then at debug level.
+fn warn_unconditional_pool_write(id: &ResourceId) {
+    if UNCONDITIONAL_POOL_WRITE_WARNED.swap(true, Ordering::Relaxed) {
+        tracing::debug!(pool = %id, "agent pool PUT without If-Match (no eTag)");
+    } else {
+        tracing::warn!(
+            pool = %id,
+            api_version = AGENT_POOL_API_VERSION,
+            "AKS returned no eTag for this agent pool, so its PUT is unconditional: a change someone else makes between poolnet's read and write is overwritten (logged once per process)"
+        );
+    }
+}
+
 /// The Microsoft.Network API version of the generated operations (package-2024-03).
 const NETWORK_API_VERSION: &str = "2024-03-01";
+
+#[cfg(test)]
+mod tests {
+    use azure_core::Url;
+    use azure_core::auth::Secret;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::client::ArmConfig;
+    use crate::credential::CredentialConfig;
+    use crate::test_http::serve;
+
+    const POOL: &str = "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/np1";
+
+    /// An agent pool as AKS answers it; `etag` in `properties.eTag` as from 2024-10-01.
+    fn pool(etag: Option<&str>) -> String {
+        let mut body = json!({
+            "id": POOL,
+            "name": "np1",
+            "properties": {"count": 3, "provisioningState": "Succeeded", "orchestratorVersion": "1.30.3"}
+        });
+        if let Some(e) = etag {
+            body["properties"]["eTag"] = json!(e);
+        }
+        body.to_string()
+    }
+
+    fn client(base: &str) -> ArmClient {
+        ArmClient::new(
+            ArmConfig::new(Url::parse(base).unwrap()),
+            CredentialConfig::Static(Secret::new("t")),
+        )
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn agent_pool_put_sends_the_read_etag_as_if_match_and_not_in_the_body() {
+        let server = serve(|_| (200, pool(Some("ebwiyfneowv")))).await;
+        let arm = client(&server.base);
+        let id: ResourceId = POOL.parse().unwrap();
+        let read = arm.get_agent_pool(&id).await.unwrap();
+        assert_eq!(read.etag.as_deref(), Some("ebwiyfneowv"));
+        assert_eq!(
+            read.precondition(),
+            Precondition::IfMatch("ebwiyfneowv".into())
+        );
+        let done = arm
+            .put_agent_pool(&id, &read.resource, read.precondition())
+            .await
+            .unwrap();
+        assert!(matches!(done, Lro::Done(_)));
+
+        let sent = server.recorded();
+        assert_eq!(sent.len(), 2);
+        for r in &sent {
+            assert!(
+                r.target.ends_with("?api-version=2024-10-01"),
+                "{}",
+                r.target
+            );
+        }
+        let put = &sent[1];
+        assert_eq!(put.method, "PUT");
+        assert_eq!(put.header("if-match"), Some("ebwiyfneowv"));
+        assert_eq!(put.header("if-none-match"), None);
+        let body: Value = serde_json::from_str(&put.body).unwrap();
+        assert_eq!(body["properties"]["count"], 3);
+        assert_eq!(body["properties"]["orchestratorVersion"], "1.30.3");
+        assert!(body["properties"].get("eTag").is_none(), "{body}");
+    }
+
+    /// An AKS that returns no eTag: the PUT still goes out (unconditional, warned once).
+    #[tokio::test]
+    async fn agent_pool_without_an_etag_is_written_without_if_match() {
+        let server = serve(|_| (200, pool(None))).await;
+        let arm = client(&server.base);
+        let id: ResourceId = POOL.parse().unwrap();
+        let read = arm.get_agent_pool(&id).await.unwrap();
+        assert_eq!(read.etag, None);
+        assert_eq!(read.precondition(), Precondition::None);
+        arm.put_agent_pool(&id, &read.resource, read.precondition())
+            .await
+            .unwrap();
+        let sent = server.recorded();
+        assert_eq!(sent[1].method, "PUT");
+        assert_eq!(sent[1].header("if-match"), None);
+    }
+}

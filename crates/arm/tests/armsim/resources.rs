@@ -280,6 +280,76 @@ async fn agent_pool_put_keeps_fields_poolnet_does_not_model() {
     );
 }
 
+fn host_ports(pool: &poolnet_arm::AgentPool) -> Option<Vec<PortRange>> {
+    pool.properties
+        .network_profile
+        .as_ref()
+        .and_then(|n| n.allowed_host_ports.clone())
+}
+
+/// The pool's eTag is the body's `properties.eTag` (AKS from 2024-10-01, which armsim answers as
+/// AKS does): poolnet's read-modify-write PUT after someone else scaled the pool is refused with
+/// `PreconditionFailed` instead of setting the count back, and the re-read retry keeps it.
+#[tokio::test]
+async fn agent_pool_put_after_a_foreign_change_is_precondition_failed() {
+    let Env { sim, arm } = env();
+    let id = pool_id("games");
+    let read = arm.get_agent_pool(&id).await.unwrap();
+
+    // Someone else (the portal, the cluster autoscaler, another tool) scales the pool.
+    let theirs = client_for(&sim, BudgetConfig::default());
+    let mut scaled = theirs.get_agent_pool(&id).await.unwrap();
+    scaled.resource.properties.count = Some(5);
+    let lro = theirs
+        .put_agent_pool(&id, &scaled.resource, scaled.precondition())
+        .await
+        .unwrap();
+    settle(&theirs, lro).await;
+
+    // poolnet's write built on its earlier read: refused, the foreign change stays.
+    let ports = vec![PortRange {
+        port_start: Some(40000),
+        port_end: Some(40100),
+        protocol: Some("TCP".into()),
+        extra: Default::default(),
+    }];
+    let mut mine = read.resource.clone();
+    mine.network_profile_mut().allowed_host_ports = Some(ports.clone());
+    let err = arm
+        .put_agent_pool(&id, &mine, read.precondition())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ArmError::PreconditionFailed { .. }),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    let now = arm.get_agent_pool(&id).await.unwrap();
+    assert_eq!(now.resource.properties.count, Some(5));
+    assert_eq!(host_ports(&now.resource), None);
+
+    // What the If-Match carried: the body's properties.eTag, which moved with the foreign write.
+    let etag = read.etag.clone().expect("AKS returns the pool's eTag");
+    assert_eq!(
+        read.resource.properties.e_tag.as_deref(),
+        Some(etag.as_str())
+    );
+    assert_eq!(read.precondition(), Precondition::IfMatch(etag.clone()));
+    assert_ne!(now.etag.as_deref(), Some(etag.as_str()));
+
+    // Re-read and retry, as the callers do: both changes hold.
+    let mut retry = now.resource.clone();
+    retry.network_profile_mut().allowed_host_ports = Some(ports.clone());
+    let lro = arm
+        .put_agent_pool(&id, &retry, now.precondition())
+        .await
+        .unwrap();
+    settle(&arm, lro).await;
+    let done = arm.get_agent_pool(&id).await.unwrap();
+    assert_eq!(done.resource.properties.count, Some(5));
+    assert_eq!(host_ports(&done.resource), Some(ports));
+}
+
 #[tokio::test]
 async fn vmss_public_ips_follow_next_link() {
     let Env { sim, arm } = env_with(

@@ -89,15 +89,20 @@ pub fn env_with(config: SimConfig, budget: BudgetConfig) -> Env {
         "127.0.0.1:0".parse().expect("loopback address"),
     )
     .expect("armsim starts");
+    let arm = client_for(&sim, budget);
+    Env { sim, arm }
+}
+
+/// A client of `sim` of its own (a second writer has its own client).
+pub fn client_for(sim: &RunningSim, budget: BudgetConfig) -> ArmClient {
     let mut config = ArmConfig::new(Url::parse(&sim.base_url()).expect("armsim URL"));
     config.transport.extra_ca_pem = sim.ca_pem();
     config.budget = budget;
-    let arm = ArmClient::new(
+    ArmClient::new(
         config,
         CredentialConfig::Static(Secret::new("armsim-token")),
     )
-    .expect("client builds");
-    Env { sim, arm }
+    .expect("client builds")
 }
 
 pub fn env() -> Env {

@@ -203,7 +203,7 @@ fn resource(sim: &Arc<Sim>, req: &Request, p: &ResPath) -> CloudResult<Reply> {
         .ok_or_else(|| unknown_type(req))?;
     check_api_version(req, kind.api_versions(), kind.type_name())?;
     match req.method {
-        "GET" => resources::get(sim, p, kind),
+        "GET" => resources::get(sim, req, p, kind),
         "PUT" => resources::put(sim, req, p, kind),
         "PATCH" if kind != Kind::AgentPool => resources::patch(sim, req, p, kind),
         "DELETE" => resources::delete(sim, req, p, kind),

@@ -289,7 +289,10 @@ pub(super) fn op_result(sim: &Arc<Sim>, req: &Request, op_id: &str) -> CloudResu
             .header("Retry-After", retry.to_string())),
         OpStatus::Succeeded => match op.kind {
             OpKind::Put => match st.resources.get(&op.resource_key) {
-                Some(res) => Ok(Reply::json(200, kinds::render(&st, res))),
+                Some(res) => Ok(Reply::json(
+                    200,
+                    kinds::render_at(&st, res, req.api_version()),
+                )),
                 None => Ok(Reply::empty(204)),
             },
             _ => Ok(Reply::empty(204)),

@@ -40,7 +40,7 @@ pub(super) fn list(
         .resources
         .iter()
         .filter(|(k, r)| r.kind == kind && k.starts_with(&prefix))
-        .map(|(_, r)| kinds::render(&st, r))
+        .map(|(_, r)| kinds::render_at(&st, r, req.api_version()))
         .collect();
     Ok(page(sim, req, items))
 }
@@ -56,7 +56,7 @@ pub(super) fn list_agent_pools(sim: &Arc<Sim>, req: &Request, p: &ResPath) -> Cl
     let items = st
         .under(&cluster)
         .filter(|r| r.kind == Kind::AgentPool)
-        .map(|r| kinds::render(&st, r))
+        .map(|r| kinds::render_at(&st, r, req.api_version()))
         .collect();
     drop(st);
     Ok(page(sim, req, items))
@@ -117,14 +117,22 @@ fn check_cluster(st: &State, kind: Kind, p: &ResPath) -> CloudResult<()> {
     Ok(())
 }
 
-pub(super) fn get(sim: &Arc<Sim>, p: &ResPath, kind: Kind) -> CloudResult<Reply> {
+pub(super) fn get(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> CloudResult<Reply> {
     let st = sim.state();
     st.resource_group(&p.sub, &p.rg)?;
     check_cluster(&st, kind, p)?;
     let res = st
         .get_kind(&res_id(p), kind)
         .ok_or_else(|| not_found(kind, p))?;
-    Ok(Reply::json(200, kinds::render(&st, res)).etag(res.etag()))
+    let body = kinds::render_at(&st, res, req.api_version());
+    Ok(Reply::json(200, body).etag(kinds::etag_header(res)))
+}
+
+/// Whether a write at this api-version is subject to `If-Match` / `If-None-Match`. AKS documents
+/// them on agent pools only from [`state::AGENT_POOL_ETAG_SINCE`]; before that it returns no
+/// ETag to match and the headers are not part of the operation, so they are ignored.
+fn honours_preconditions(kind: Kind, req: &Request) -> bool {
+    kind != Kind::AgentPool || state::agent_pool_etags(req.api_version())
 }
 
 fn valid_name(kind: Kind, name: &str) -> CloudResult<()> {
@@ -314,7 +322,9 @@ pub(super) fn put(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> Clo
     check_cluster(&st, kind, p)?;
     let id = res_id(p);
     let existing = st.get(&id).cloned();
-    preconditions(existing.as_ref().map(Resource::etag), req)?;
+    if honours_preconditions(kind, req) {
+        preconditions(existing.as_ref().map(Resource::etag), req)?;
+    }
     if kind.is_aks()
         && let Some(e) = &existing
     {
@@ -372,8 +382,8 @@ pub(super) fn put(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> Clo
     );
     let st = finish_or_schedule(sim, st, &op_id, ms);
     let res = st.get(&id).ok_or_else(|| not_found(kind, p))?;
-    let reply =
-        Reply::json(if created { 201 } else { 200 }, kinds::render(&st, res)).etag(res.etag());
+    let body = kinds::render_at(&st, res, req.api_version());
+    let reply = Reply::json(if created { 201 } else { 200 }, body).etag(kinds::etag_header(res));
     Ok(reply
         .header("Azure-AsyncOperation", url)
         .header("Retry-After", live.lro.retry_after_secs.to_string()))
@@ -419,13 +429,16 @@ pub(super) fn delete(sim: &Arc<Sim>, req: &Request, p: &ResPath, kind: Kind) -> 
     let mut st = sim.state();
     st.resource_group(&p.sub, &p.rg)?;
     let id = res_id(p);
+    let conditional = honours_preconditions(kind, req);
     let Some(existing) = st.get_kind(&id, kind).cloned() else {
-        if req.if_match.is_some() {
+        if conditional && req.if_match.is_some() {
             return Err(CloudError::precondition_failed());
         }
         return Ok(Reply::empty(204));
     };
-    preconditions(Some(existing.etag()), req)?;
+    if conditional {
+        preconditions(Some(existing.etag()), req)?;
+    }
     if kind.is_aks() {
         aks_busy(&existing, &st)?;
     }

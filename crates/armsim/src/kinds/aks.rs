@@ -129,6 +129,25 @@ pub fn build_cluster(
     Ok(out)
 }
 
+/// An agent pool as AKS answers it at `api_version`. AKS models agent pools as proxy resources:
+/// no top-level `etag` in any version. Up to 2024-09-01 there is no ETag at all; from
+/// [`state::AGENT_POOL_ETAG_SINCE`] on it is the read-only `properties.eTag`, a bare token as in
+/// the spec's examples (`"eTag": "ebwiyfneowv"`), which `If-Match` is compared with. `etag` is
+/// the stored concurrency token (`W/"uuid"`).
+pub fn shape_pool(body: &mut Value, etag: &str, api_version: &str) {
+    let Value::Object(b) = body else {
+        return;
+    };
+    b.remove("etag");
+    let bare = etag.strip_prefix("W/").unwrap_or(etag).trim_matches('"');
+    if state::agent_pool_etags(api_version)
+        && !bare.is_empty()
+        && let Some(Value::Object(p)) = b.get_mut("properties")
+    {
+        p.insert("eTag".into(), json!(bare));
+    }
+}
+
 /// Creation-only agent pool fields: AKS refuses to change them afterwards.
 const CREATION_ONLY: &[&str] = &[
     "enableNodePublicIP",
@@ -174,8 +193,10 @@ pub fn build_pool(
             }
         }
     }
+    // `eTag` is read-only: a client that sends back the body it read (with a possibly stale
+    // eTag) is not refused for it, the value is ignored; `If-Match` is the precondition.
     for (k, v) in &req_props {
-        if !v.is_null() {
+        if !v.is_null() && k != "eTag" {
             out.insert(k.clone(), v.clone());
         }
     }

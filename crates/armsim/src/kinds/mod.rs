@@ -187,6 +187,26 @@ pub fn render(st: &State, res: &Resource) -> Value {
     body
 }
 
+/// The body a request at `api_version` gets: [`render`], shaped as that api-version documents
+/// the type. Only agent pools differ between the versions armsim serves (see [`aks::shape_pool`]).
+pub fn render_at(st: &State, res: &Resource, api_version: &str) -> Value {
+    let mut body = render(st, res);
+    if res.kind == Kind::AgentPool {
+        aks::shape_pool(&mut body, res.etag(), api_version);
+    }
+    body
+}
+
+/// The `ETag` response header of a single-resource answer: none for agent pools, for which the
+/// spec documents no such header (their ETag is in the body, from 2024-10-01).
+pub fn etag_header(res: &Resource) -> &str {
+    if res.kind == Kind::AgentPool {
+        ""
+    } else {
+        res.etag()
+    }
+}
+
 fn refs(key: &str, ids: Vec<String>) -> Vec<(&str, Value)> {
     if ids.is_empty() {
         Vec::new()
