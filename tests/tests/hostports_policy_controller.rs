@@ -205,3 +205,115 @@ async fn a_policy_opens_its_range_reports_allocations_and_exhaustion() -> Result
     );
     Ok(())
 }
+
+/// The names of the rules in `nsg` (armsim's state).
+fn nsg_rule_names(h: &Harness, nsg: &str) -> Result<Vec<String>> {
+    let nsg = h.sim.resource(nsg).context("the NSG exists")?;
+    Ok(nsg["properties"]["securityRules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(String::from))
+        .collect())
+}
+
+/// Issue 12, item 9: a policy's rule exists in ARM exactly while its pool admits it. Narrowing
+/// the pool's allowedHostPorts closes it, widening again reopens it; sources wider than the
+/// pool's are not opened; deleting the policy removes its rule (its finalizer).
+#[tokio::test]
+async fn a_policy_rule_exists_exactly_while_its_pool_admits_it() -> Result<()> {
+    let h = Harness::start().await?;
+    let client = h.env.client();
+    let ns = h.env.namespace().to_string();
+    let nsg = poolnet_tests::operator::byo_nsg_id();
+    let game = sample("game-pool.yaml")?;
+    h.apply(&game).await?;
+    h.wait_ready("game").await?;
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"poolnet.dev/host-ports": "game"}}}),
+            ),
+        )
+        .await?;
+    let policies: Api<HostPortPolicy> = Api::namespaced(client.clone(), &ns);
+    echo_policy(&client, &ns, "echo", "game", (40000, 40100)).await?;
+    let ready = policy_when(&policies, "echo", "echo Ready", |p| is(p, "Ready", "True")).await?;
+    let opened: Vec<String> = ready
+        .status
+        .unwrap_or_default()
+        .security_rules
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    ensure!(!opened.is_empty());
+    let has = |names: &[String]| opened.iter().all(|o| names.contains(o));
+    let none = |names: &[String]| !opened.iter().any(|o| names.contains(o));
+    ensure!(has(&nsg_rule_names(&h, &nsg)?));
+
+    // The platform team narrows the pool: the policy's range is outside it now.
+    let mut narrow = game.clone();
+    narrow.spec.allowed_host_ports = vec!["80/tcp,443/tcp,53/udp".into()];
+    h.apply(&narrow).await?;
+    eventually("the policy's rule is closed", WAIT, || async {
+        let names = nsg_rule_names(&h, &nsg)?;
+        ensure!(none(&names), "still open: {names:?}");
+        Ok(())
+    })
+    .await?;
+    policy_when(&policies, "echo", "echo not accepted", |p| {
+        is(p, "Accepted", "False")
+            && p.status
+                .as_ref()
+                .is_some_and(|s| s.owned.as_ref().is_none_or(|o| o.security_rules.is_empty()))
+    })
+    .await?;
+    h.apply(&game).await?;
+    eventually("the policy's rule is open again", WAIT, || async {
+        let names = nsg_rule_names(&h, &nsg)?;
+        ensure!(has(&names), "not reopened: {names:?}");
+        Ok(())
+    })
+    .await?;
+
+    // A namespace user cannot widen what the pool opens (Internet) to anything.
+    let wide: HostPortPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "poolnet.dev/v1alpha1", "kind": "HostPortPolicy",
+        "metadata": {"name": "wide", "namespace": ns},
+        "spec": {
+            "nodePoolNetwork": "game",
+            "podSelector": {"matchLabels": {"app": "wide"}},
+            "ports": [{"containerPort": 9000, "protocol": "UDP"}],
+            "hostPortRange": {"start": 41000, "end": 41100},
+            "sourceAddressPrefixes": ["*"]
+        }
+    }))?;
+    policies.create(&PostParams::default(), &wide).await?;
+    let refused = policy_when(&policies, "wide", "wide not accepted", |p| {
+        is(p, "Accepted", "False")
+    })
+    .await?;
+    let msg = &condition(&refused, "Accepted").context("Accepted")?.message;
+    ensure!(msg.contains("spec.sourceAddressPrefixes[0]"), "{msg}");
+    let label = format!("-{ns}.wide-");
+    ensure!(
+        !nsg_rule_names(&h, &nsg)?.iter().any(|n| n.contains(&label)),
+        "a policy wider than its pool opened a rule"
+    );
+
+    // Deleting the policy closes its ports (its finalizer), with nothing else written.
+    policies.delete("echo", &Default::default()).await?;
+    eventually("echo is gone and its rule with it", WAIT, || async {
+        let names = nsg_rule_names(&h, &nsg)?;
+        ensure!(none(&names), "still open: {names:?}");
+        ensure!(
+            policies.get_opt("echo").await?.is_none(),
+            "echo still exists"
+        );
+        Ok(())
+    })
+    .await?;
+    Ok(())
+}

@@ -146,7 +146,7 @@ pub enum FaultAction {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct OtherWriter {
-    /// ARM ID of an NSG or route table (case-insensitive).
+    /// ARM ID of an NSG, a route table or an agent pool (case-insensitive).
     pub resource_id: String,
     /// Mutate right after answering this many GETs of the resource (1 = the next GET).
     pub after_gets: u64,
@@ -194,6 +194,8 @@ pub enum OtherWriterAction {
     UpsertRoute { route: Value },
     /// Remove a security rule or route by name.
     RemoveChild { name: String },
+    /// Set `properties.<name>` (e.g. an agent pool's `count`, as someone scaling it).
+    SetProperty { name: String, value: Value },
 }
 
 /// Decision for one request.

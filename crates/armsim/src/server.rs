@@ -373,7 +373,8 @@ fn run_other_writers(sim: &Arc<Sim>, route: &Route) {
     let Route::Resource(p) = route else {
         return;
     };
-    if p.segs.len() != 1 || p.collection.is_some() {
+    // A top-level resource or a child resource (an agent pool), never a list.
+    if !(1..=2).contains(&p.segs.len()) || p.collection.is_some() {
         return;
     }
     let id = handlers::res_id(p);

@@ -6,11 +6,12 @@
 //! What the ARM side looks like is read from armsim's state directly (no request counted);
 //! what poolnet did is read from armsim's request counters.
 //!
-//! One test binary (one link), split by theme: [`samples`], [`sharing`], [`lifecycle`],
+//! One test binary (one link), split by theme: [`samples`], [`sharing`], [`lifecycle`], [`ownership`],
 //! [`one_pool`]; [`support`] holds what they share.
 
 mod lifecycle;
 mod one_pool;
+mod ownership;
 mod samples;
 mod sharing;
 mod support;

@@ -291,3 +291,52 @@ pub fn fits_pool(policy: &HostPortPolicy, pool: &NodePoolNetwork) -> bool {
     );
     policy_fits_pool(policy, range, pool).is_empty()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(sources: &str) -> NodePoolNetwork {
+        serde_yaml::from_str(&format!(
+            "apiVersion: poolnet.dev/v1alpha1\nkind: NodePoolNetwork\nmetadata: {{name: game}}\nspec:\n  nodePool: {{agentPoolId: /subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/game}}\n  allowedHostPorts: ['40000-40100/tcp']\n  networkSecurityGroups:\n    - id: /subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg\n      sourceAddressPrefixes: {sources}\n"
+        ))
+        .unwrap()
+    }
+
+    fn policy(sources: &str, range: (u16, u16)) -> HostPortPolicy {
+        serde_yaml::from_str(&format!(
+            "apiVersion: poolnet.dev/v1alpha1\nkind: HostPortPolicy\nmetadata: {{name: echo, namespace: games}}\nspec:\n  nodePoolNetwork: game\n  podSelector: {{matchLabels: {{app: echo}}}}\n  ports: [{{containerPort: 8080}}]\n  hostPortRange: {{start: {}, end: {}}}\n  sourceAddressPrefixes: {sources}\n",
+            range.0, range.1
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_policy_stays_inside_its_pools_ports_and_sources() {
+        let p = pool("['203.0.113.0/24']");
+        assert!(
+            fits_pool(&policy("[]", (40000, 40100)), &p),
+            "no sources: the pool's"
+        );
+        assert!(fits_pool(
+            &policy("['203.0.113.128/25']", (40000, 40050)),
+            &p
+        ));
+        let wide = policy_fits_pool(
+            &policy("['*']", (40000, 40100)),
+            PortRange::new(40000, 40100),
+            &p,
+        );
+        let e = wide.iter().next().expect("refused");
+        assert_eq!(e.path, "spec.sourceAddressPrefixes[0]");
+        assert!(e.to_string().contains("203.0.113.0/24"), "{e}");
+        assert!(
+            !fits_pool(&policy("[]", (39000, 40100)), &p),
+            "range outside allowedHostPorts"
+        );
+        assert!(fits_pool(
+            &policy("['Internet']", (40000, 40100)),
+            &pool("['*']")
+        ));
+    }
+}

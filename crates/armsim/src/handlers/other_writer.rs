@@ -40,6 +40,9 @@ pub fn other_write(sim: &Sim, id: &str, action: &OtherWriterAction) -> CloudResu
             upsert(&mut props, "securityRules", rule)?
         }
         OtherWriterAction::UpsertRoute { route } => upsert(&mut props, "routes", route)?,
+        OtherWriterAction::SetProperty { name, value } => {
+            props.insert(name.clone(), value.clone());
+        }
         OtherWriterAction::RemoveChild { name } => {
             for array in ["securityRules", "routes"] {
                 if let Some(Value::Array(items)) = props.get_mut(array) {
