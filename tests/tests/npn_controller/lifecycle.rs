@@ -400,3 +400,36 @@ async fn a_cleanup_that_cannot_finish_says_so_and_is_never_ready() -> Result<()>
     h.wait_gone("game").await?;
     Ok(())
 }
+
+/// Issue 12, item 12: a part that keeps failing retryably backs off (5 s, 10 s, 20 s, ...)
+/// instead of asking ARM every 5 s for as long as the failure lasts.
+#[tokio::test]
+async fn a_part_that_keeps_failing_backs_off() -> Result<()> {
+    let h = Harness::start().await?;
+    h.sim.faults().add_rule(
+        FaultRule::new(FaultAction::Error {
+            status: 500,
+            code: "InternalServerError".into(),
+            message: None,
+        })
+        .method("PUT")
+        .path_contains("applicationSecurityGroups/poolnet-game"),
+    );
+    h.apply(&sample("game-pool.yaml")?).await?;
+    h.wait_condition("game", "ASGReady", "False", "ArmError")
+        .await?;
+    let attempts = || {
+        h.sim
+            .counters()
+            .get("PUT", "Microsoft.Network/applicationSecurityGroups")
+    };
+    let first = attempts();
+    // 36 s: every 5 s would be 7 more attempts; backing off (after 5, 10 and 20 s) is 3.
+    tokio::time::sleep(Duration::from_secs(36)).await;
+    let more = attempts() - first;
+    assert!(
+        (1..=4).contains(&more),
+        "{more} attempts in 36 s after the first failure"
+    );
+    Ok(())
+}

@@ -433,13 +433,47 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     let retry = out.effects.retryable_failure;
     let requeue = out.effects.requeue;
     finish(&npn, ctx, status, &ledger.written(), out).await?;
-    if !retry {
-        r.with_memory(&name, |m| m.failures = 0);
-    }
-    Ok(Action::requeue(
-        requeue.unwrap_or_else(|| jittered(ctx.config.resync, &name)),
-    ))
+    // A part that keeps failing retryably backs off like a failed reconcile does, or a
+    // fleet with an ARM outage would ask every few seconds for as long as it lasts.
+    let failures = r.with_memory(&name, |m| {
+        m.failures = if retry {
+            m.failures.saturating_add(1)
+        } else {
+            0
+        };
+        m.failures
+    });
+    Ok(Action::requeue(retry_in(
+        requeue,
+        failures,
+        ctx.config.max_backoff,
+        jittered(ctx.config.resync, &name),
+    )))
 }
+
+/// When to look again: `soonest` (what the parts asked for: an operation to poll, a
+/// Retry-After), but after `failures` retryable failures in a row no sooner than 5 s doubling
+/// per failure up to `max_backoff`; the resync period when nothing asked.
+fn retry_in(
+    soonest: Option<Duration>,
+    failures: u32,
+    max_backoff: Duration,
+    resync: Duration,
+) -> Duration {
+    let Some(soonest) = soonest else {
+        return resync;
+    };
+    if failures == 0 {
+        return soonest;
+    }
+    let backoff = PART_RETRY_FLOOR
+        .saturating_mul(1u32 << (failures - 1).min(16))
+        .min(max_backoff);
+    soonest.max(backoff)
+}
+
+/// The first retry after a part failed retryably.
+const PART_RETRY_FLOOR: Duration = Duration::from_secs(5);
 
 /// `base` ±10%, fixed per object so resyncs of many objects spread out.
 fn jittered(base: Duration, name: &str) -> Duration {
@@ -484,6 +518,21 @@ async fn write_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retryable_part_failures_back_off_up_to_the_cap() {
+        let cap = Duration::from_secs(300);
+        let resync = Duration::from_secs(600);
+        let s = |n| Some(Duration::from_secs(n));
+        let waits: Vec<u64> = (1..=9)
+            .map(|f| retry_in(s(5), f, cap, resync).as_secs())
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+        assert_eq!(retry_in(s(2), 0, cap, resync), Duration::from_secs(2), "no failure: as asked");
+        assert_eq!(retry_in(s(120), 1, cap, resync), Duration::from_secs(120), "a longer Retry-After wins");
+        assert_eq!(retry_in(None, 3, cap, resync), resync);
+        assert_eq!(retry_in(s(5), u32::MAX, cap, resync), cap);
+    }
 
     #[test]
     fn jitter_stays_within_ten_percent() {
