@@ -100,6 +100,7 @@ POD_NAMESPACE=poolnet-system POD_NAME=demo-operator \
     "$target/debug/poolnet-operator" \
     --arm-endpoint "https://127.0.0.1:$port" --arm-ca-file "$dir/armsim-ca.pem" --arm-static-token demo \
     --admin-addr "127.0.0.1:$admin_port" --resync 30s \
+    --allowed-scope /subscriptions/00000000-1111-2222-3333-444444444444 \
     --webhook-addr "127.0.0.1:$webhook_port" --webhook-extra-names 127.0.0.1 \
     >"$dir/operator.log" 2>&1 &
 echo $! >"$dir/operator.pid"

@@ -3,6 +3,7 @@
 //! the validators the admission webhook runs. No I/O and no async: everything is a function
 //! of its inputs.
 
+pub mod allowed_scopes;
 pub mod armid;
 pub mod cidr;
 pub mod crd;

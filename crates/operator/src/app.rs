@@ -46,6 +46,17 @@ pub struct OperatorArgs {
     #[arg(long, env = "POOLNET_RESYNC", default_value = "5m", value_parser = runtime::parse_duration)]
     pub resync: Duration,
 
+    /// Subscriptions and resource groups poolnet may write in, e.g.
+    /// /subscriptions/<id>/resourceGroups/rg-aks (repeat or separate with commas). Every ARM ID
+    /// in a NodePoolNetwork must lie inside one: the webhook refuses others, the controller
+    /// writes nothing for them. Empty: whatever the Azure identity reaches.
+    #[arg(
+        long = "allowed-scope",
+        env = "POOLNET_ALLOWED_SCOPES",
+        value_delimiter = ','
+    )]
+    pub allowed_scopes: Vec<String>,
+
     #[command(flatten)]
     pub webhook: WebhookArgs,
 }
@@ -84,6 +95,13 @@ pub async fn run(
     .await?;
     tracing::info!(%admin_addr, "poolnet-operator starting");
 
+    let scopes = poolnet_api::allowed_scopes::AllowedScopes::parse(&args.allowed_scopes)
+        .map_err(|e| anyhow::anyhow!("--allowed-scope: {e}"))?;
+    if scopes.is_unrestricted() {
+        tracing::warn!(
+            "no --allowed-scope: NodePoolNetworks may name any Azure resource the operator's identity reaches"
+        );
+    }
     let informers = Informers::new(client.clone());
     let stores = informers.stores();
     let pool_events = informers.pools.subscribe();
@@ -106,6 +124,7 @@ pub async fn run(
         metrics: metrics.clone(),
         config: ControllerConfig {
             resync: args.resync,
+            allowed_scopes: scopes.clone(),
             ..ControllerConfig::default()
         },
     });
@@ -130,6 +149,7 @@ pub async fn run(
             &args.webhook,
             &args.runtime.lease_namespace,
             stores.policies.clone(),
+            scopes.clone(),
             metrics.clone(),
             recorder,
             shutdown.clone(),

@@ -72,6 +72,8 @@ pub struct HarnessOptions {
     pub resync: String,
     /// Start the operator right away.
     pub operator: bool,
+    /// More flags for the operator.
+    pub flags: Vec<String>,
 }
 
 impl HarnessOptions {
@@ -81,6 +83,7 @@ impl HarnessOptions {
             nodes: fixture_nodes(),
             resync: DEFAULT_RESYNC.into(),
             operator: true,
+            flags: Vec::new(),
         })
     }
 }
@@ -136,6 +139,7 @@ impl Harness {
             format!("--lease-namespace={}", env.namespace()),
             format!("--resync={}", options.resync),
         ];
+        flags.extend(options.flags.iter().cloned());
         // Every test has an operator of its own: any server it runs gets a free port.
         if <OperatorArgs as clap::CommandFactory>::command()
             .get_arguments()

@@ -230,3 +230,35 @@ async fn a_foreign_scale_between_read_and_write_of_the_agent_pool_is_kept() -> R
     );
     Ok(())
 }
+
+/// Item 14: with `--allowed-scope`, an object naming an Azure resource outside it is refused
+/// by the controller too (the webhook may be down, or was not there): it writes nothing and
+/// says which field is outside.
+#[tokio::test]
+async fn an_object_outside_the_allowed_scopes_writes_nothing() -> Result<()> {
+    let mut options = poolnet_tests::operator::HarnessOptions::demo()?;
+    options.flags.push(format!(
+        "--allowed-scope=/subscriptions/{}/resourceGroups/{RG}",
+        poolnet_tests::operator::SUB
+    ));
+    let h = Harness::start_with(options).await?;
+    let before = comparable_state(&h.sim.snapshot()?);
+    let mut game = sample("game-pool.yaml")?;
+    game.spec.network_security_groups[0].id =
+        network_id("rg-network-team", "networkSecurityGroups", "nsg-hub");
+    h.apply(&game).await?;
+    let refused = h
+        .wait_condition("game", "Accepted", "False", "OutOfScope")
+        .await?;
+    let msg = &condition(&refused, "Accepted").context("Accepted")?.message;
+    assert!(msg.contains("spec.networkSecurityGroups[0].id"), "{msg}");
+    assert_eq!(writes(&h.sim.counters()), 0, "{:#?}", h.sim.counters());
+    assert_eq!(
+        json_diff(&before, &comparable_state(&h.sim.snapshot()?)),
+        Vec::<String>::new()
+    );
+    // Inside the scope again, it proceeds.
+    h.apply(&sample("game-pool.yaml")?).await?;
+    h.wait_ready("game").await?;
+    Ok(())
+}

@@ -227,6 +227,8 @@ pub struct ControllerConfig {
     pub resync: std::time::Duration,
     /// Longest backoff after retryable errors.
     pub max_backoff: std::time::Duration,
+    /// Where poolnet may write (`--allowed-scope`); empty: anywhere.
+    pub allowed_scopes: poolnet_api::allowed_scopes::AllowedScopes,
 }
 
 impl Default for ControllerConfig {
@@ -234,6 +236,7 @@ impl Default for ControllerConfig {
         Self {
             resync: std::time::Duration::from_secs(300),
             max_backoff: std::time::Duration::from_secs(300),
+            allowed_scopes: Default::default(),
         }
     }
 }

@@ -167,6 +167,7 @@ pub async fn run_replica(
     args: &WebhookArgs,
     namespace: &str,
     policies: kube::runtime::reflector::Store<poolnet_api::v1alpha1::HostPortPolicy>,
+    scopes: poolnet_api::allowed_scopes::AllowedScopes,
     metrics: Arc<Metrics>,
     recorder: kube::runtime::events::Recorder,
     shutdown: CancellationToken,
@@ -188,7 +189,7 @@ pub async fn run_replica(
             args.webhook_budget,
             Some(recorder),
         ),
-        validator: PolicyValidator::new(client.clone()),
+        validator: PolicyValidator::new(client.clone()).with_scopes(scopes),
         metrics: Some(metrics),
     });
     let running = start(

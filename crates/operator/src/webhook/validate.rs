@@ -10,6 +10,7 @@ use kube::api::{Api, ListParams};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
 use kube::{Client, ResourceExt};
+use poolnet_api::allowed_scopes::AllowedScopes;
 use poolnet_api::error::FieldErrors;
 use poolnet_api::one_per_pool::validate_unique_agent_pool;
 use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
@@ -22,6 +23,7 @@ use serde::de::DeserializeOwned;
 #[derive(Clone)]
 pub struct PolicyValidator {
     client: Client,
+    scopes: AllowedScopes,
 }
 
 fn decode<T: DeserializeOwned>(object: Option<&DynamicObject>) -> Result<Option<T>, String> {
@@ -36,7 +38,16 @@ fn decode<T: DeserializeOwned>(object: Option<&DynamicObject>) -> Result<Option<
 
 impl PolicyValidator {
     pub fn new(client: Client) -> Self {
-        Self { client }
+        Self {
+            client,
+            scopes: AllowedScopes::default(),
+        }
+    }
+
+    /// Refuse NodePoolNetworks that name Azure resources outside `scopes`.
+    pub fn with_scopes(mut self, scopes: AllowedScopes) -> Self {
+        self.scopes = scopes;
+        self
     }
 
     pub async fn admit(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
@@ -59,6 +70,10 @@ impl PolicyValidator {
         let new: NodePoolNetwork = decode(req.object.as_ref())?.ok_or("no object")?;
         let old: Option<NodePoolNetwork> = decode(req.old_object.as_ref())?;
         validate_node_pool_network(&new, old.as_ref()).map_err(|e| message(&e))?;
+        self.scopes
+            .check(&new.spec)
+            .into_result()
+            .map_err(|e| message(&e))?;
         // agentPoolId is immutable: only a new object can take a pool another one holds.
         if old.is_some() {
             return Ok(());
@@ -111,4 +126,60 @@ impl PolicyValidator {
 
 fn message(errors: &FieldErrors) -> String {
     format!("poolnet: {errors}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::admission::AdmissionReview;
+
+    /// A client that never connects: the scope check refuses before any API call.
+    fn offline_client() -> Client {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        Client::try_from(config).expect("client")
+    }
+
+    fn review(nsg_rg: &str) -> AdmissionRequest<DynamicObject> {
+        let sub = "00000000-1111-2222-3333-444444444444";
+        let object = serde_json::json!({
+            "apiVersion": "poolnet.dev/v1alpha1", "kind": "NodePoolNetwork",
+            "metadata": {"name": "game"},
+            "spec": {
+                "nodePool": {"agentPoolId": format!("/subscriptions/{sub}/resourceGroups/rg-aks/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/game")},
+                "allowedHostPorts": ["40000-40100/tcp"],
+                "networkSecurityGroups": [{"id": format!("/subscriptions/{sub}/resourceGroups/{nsg_rg}/providers/Microsoft.Network/networkSecurityGroups/nsg")}]
+            }
+        });
+        let review: AdmissionReview<DynamicObject> = serde_json::from_value(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {
+                "uid": "1", "operation": "UPDATE",
+                "kind": {"group": "poolnet.dev", "version": "v1alpha1", "kind": "NodePoolNetwork"},
+                "resource": {"group": "poolnet.dev", "version": "v1alpha1", "resource": "nodepoolnetworks"},
+                "name": "game",
+                "userInfo": {"username": "platform"},
+                "object": object, "oldObject": object
+            }
+        }))
+        .expect("review");
+        review.try_into().expect("request")
+    }
+
+    #[tokio::test]
+    async fn a_node_pool_network_outside_the_allowed_scopes_is_refused_naming_the_field() {
+        let scopes = AllowedScopes::parse(&[
+            "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-aks",
+        ])
+        .expect("scopes");
+        let v = PolicyValidator::new(offline_client()).with_scopes(scopes);
+        let inside = v.admit(&review("rg-aks")).await;
+        assert!(inside.allowed, "{:?}", inside.result);
+        let outside = v.admit(&review("rg-network-team")).await;
+        assert!(!outside.allowed);
+        let msg = outside.result.message;
+        assert!(
+            msg.contains("spec.networkSecurityGroups[0].id") && msg.contains("--allowed-scope"),
+            "{msg}"
+        );
+    }
 }

@@ -352,6 +352,26 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         return Ok(Action::await_change());
     }
 
+    // Checked again here: the webhook may have been down, or the list changed since.
+    let out_of_scope = ctx.config.allowed_scopes.check(&npn.spec);
+    if !out_of_scope.is_empty() {
+        let message = out_of_scope.to_string();
+        let told = previous.conditions.iter().any(|c| {
+            c.type_ == cond::ACCEPTED && c.reason == reason::OUT_OF_SCOPE && c.message == message
+        });
+        if !told {
+            out.effects
+                .event(EventType::Warning, reason::OUT_OF_SCOPE, message.clone());
+        }
+        out.condition(PartState::failed(
+            cond::ACCEPTED,
+            reason::OUT_OF_SCOPE,
+            message,
+        ));
+        finish(&npn, ctx, status, &previous, out).await?;
+        return Ok(Action::await_change());
+    }
+
     if let Some(holder) = one_per_pool::holder(&npn, &pools_with(&npn, ctx)) {
         let message = one_per_pool::conflict_message(holder);
         let told = previous.conditions.iter().any(|c| {
@@ -528,8 +548,16 @@ mod tests {
             .map(|f| retry_in(s(5), f, cap, resync).as_secs())
             .collect();
         assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
-        assert_eq!(retry_in(s(2), 0, cap, resync), Duration::from_secs(2), "no failure: as asked");
-        assert_eq!(retry_in(s(120), 1, cap, resync), Duration::from_secs(120), "a longer Retry-After wins");
+        assert_eq!(
+            retry_in(s(2), 0, cap, resync),
+            Duration::from_secs(2),
+            "no failure: as asked"
+        );
+        assert_eq!(
+            retry_in(s(120), 1, cap, resync),
+            Duration::from_secs(120),
+            "a longer Retry-After wins"
+        );
         assert_eq!(retry_in(None, 3, cap, resync), resync);
         assert_eq!(retry_in(s(5), u32::MAX, cap, resync), cap);
     }
