@@ -290,6 +290,7 @@ async fn main() -> Result<()> {
         nodes: Vec::new(),
         resync: args.resync.clone(),
         operator: false,
+        flags: Vec::new(),
     })
     .await?;
     if !args.arm_throttling {
