@@ -262,3 +262,33 @@ async fn an_object_outside_the_allowed_scopes_writes_nothing() -> Result<()> {
     h.wait_ready("game").await?;
     Ok(())
 }
+
+/// Item 10: one contribution ARM refuses (a regional service tag with a region that does not
+/// exist passes every check poolnet can make) does not stall the NSG for everyone: the writer
+/// leaves that rule out, writes the others, and the owner's condition carries ARM's message.
+#[tokio::test]
+async fn a_rule_arm_refuses_is_left_out_and_reported_and_the_others_are_written() -> Result<()> {
+    let h = Harness::start().await?;
+    let mut bad = neighbour("bad", ReconcilePolicy::Manage)?;
+    bad.spec.network_security_groups[0].source_address_prefixes = vec!["Storage.Nowhere".into()];
+    h.apply(&bad).await?;
+    h.apply(&sample("game-pool.yaml")?).await?;
+    let refused = h
+        .wait_condition("bad", "SecurityRulesReady", "False", "ArmRefused")
+        .await?;
+    let msg = &condition(&refused, "SecurityRulesReady")
+        .context("SecurityRulesReady")?
+        .message;
+    assert!(msg.contains("Storage.Nowhere"), "ARM's message: {msg}");
+    h.wait_ready("game").await?;
+    ensure!(!rules_of(&h, &byo_nsg_id(), "game")?.is_empty());
+    assert!(rules_of(&h, &byo_nsg_id(), "bad")?.is_empty());
+    // Fixed in the spec: written at the next reconcile.
+    let mut fixed = neighbour("bad", ReconcilePolicy::Manage)?;
+    fixed.spec.network_security_groups[0].source_address_prefixes =
+        vec!["Storage.WestEurope".into()];
+    h.apply(&fixed).await?;
+    h.wait_ready("bad").await?;
+    ensure!(!rules_of(&h, &byo_nsg_id(), "bad")?.is_empty());
+    Ok(())
+}

@@ -33,6 +33,8 @@ pub mod reason {
     pub const OBSERVE_ONLY: &str = "ObserveOnly";
     /// Another, older NodePoolNetwork names the same agent pool: this one writes nothing.
     pub const CONFLICT: &str = "Conflict";
+    /// ARM refused this object's entry in a shared resource; the others were written without it.
+    pub const ARM_REFUSED: &str = "ArmRefused";
     /// An ARM ID of the spec lies outside the operator's allowed scopes: nothing is written.
     pub const OUT_OF_SCOPE: &str = "OutOfScope";
     /// The object is being deleted and poolnet is removing what it wrote.

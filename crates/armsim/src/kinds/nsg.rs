@@ -340,9 +340,87 @@ pub fn valid_address_prefix(s: &str) -> bool {
         return s.parse::<ipnet::IpNet>().is_ok() || s.parse::<std::net::IpAddr>().is_ok();
     }
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
+    let tag_shaped = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_');
+    // A regional service tag (`Storage.WestEurope`) must name a region that exists: ARM
+    // refuses `Storage.Nowhere` with SecurityRuleInvalidAddressPrefix.
+    tag_shaped
+        && s.split_once('.')
+            .is_none_or(|(_, region)| AZURE_REGIONS.iter().any(|r| r.eq_ignore_ascii_case(region)))
 }
+
+/// Region names service tags may carry (public, China and US Government clouds).
+const AZURE_REGIONS: &[&str] = &[
+    "australiacentral",
+    "australiacentral2",
+    "australiaeast",
+    "australiasoutheast",
+    "austriaeast",
+    "belgiumcentral",
+    "brazilsouth",
+    "brazilsoutheast",
+    "canadacentral",
+    "canadaeast",
+    "centralindia",
+    "centralus",
+    "centraluseuap",
+    "chilecentral",
+    "chinaeast",
+    "chinaeast2",
+    "chinaeast3",
+    "chinanorth",
+    "chinanorth2",
+    "chinanorth3",
+    "eastasia",
+    "eastus",
+    "eastus2",
+    "eastus2euap",
+    "francecentral",
+    "francesouth",
+    "germanynorth",
+    "germanywestcentral",
+    "indonesiacentral",
+    "israelcentral",
+    "italynorth",
+    "japaneast",
+    "japanwest",
+    "jioindiacentral",
+    "jioindiawest",
+    "koreacentral",
+    "koreasouth",
+    "malaysiawest",
+    "mexicocentral",
+    "newzealandnorth",
+    "northcentralus",
+    "northeurope",
+    "norwayeast",
+    "norwaywest",
+    "polandcentral",
+    "qatarcentral",
+    "southafricanorth",
+    "southafricawest",
+    "southcentralus",
+    "southeastasia",
+    "southindia",
+    "spaincentral",
+    "swedencentral",
+    "swedensouth",
+    "switzerlandnorth",
+    "switzerlandwest",
+    "uaecentral",
+    "uaenorth",
+    "uksouth",
+    "ukwest",
+    "usgovarizona",
+    "usgovtexas",
+    "usgovvirginia",
+    "westcentralus",
+    "westeurope",
+    "westindia",
+    "westus",
+    "westus2",
+    "westus3",
+];
 
 fn default_rules(nsg_id: &str) -> Value {
     let rule =
@@ -486,7 +564,14 @@ mod tests {
         ] {
             assert!(valid_address_prefix(ok), "{ok}");
         }
-        for bad in ["10.0.0.0/33", "300.1.1.1", "", "1.2.3", "-x"] {
+        for bad in [
+            "10.0.0.0/33",
+            "300.1.1.1",
+            "",
+            "1.2.3",
+            "-x",
+            "Storage.Nowhere",
+        ] {
             assert!(!valid_address_prefix(bad), "{bad}");
         }
     }

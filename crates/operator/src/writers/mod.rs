@@ -23,7 +23,7 @@ mod rmw;
 mod routes;
 
 pub use nsg::{NsgSync, NsgWriter};
-pub use rmw::{Synced, Writer};
+pub use rmw::{REFUSAL_RETRY, Refusal, Synced, Writer};
 pub use routes::{RouteBudget, RouteSync, RouteWriter};
 
 use std::time::Duration;

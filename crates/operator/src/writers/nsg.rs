@@ -9,7 +9,15 @@ use poolnet_plan::nsg::{NsgPlan, plan_nsg};
 
 use super::Freshness;
 use super::convert::{apply_nsg_plan, existing_rules};
-use super::rmw::{Synced, Target, Writer};
+use super::rmw::{Refusals, Synced, Target, Writer};
+
+/// Fingerprint of a rule's content: a refusal holds while the content is the same.
+fn fingerprint(content: &poolnet_plan::nsg::RuleContent) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    content.hash(&mut h);
+    h.finish()
+}
 
 /// Result of one NSG sync.
 pub type NsgSync = Synced<NsgPlan>;
@@ -43,13 +51,29 @@ impl Target for NsgTarget<'_> {
         arm.put_nsg(id, resource, precondition)
     }
 
-    fn plan(&self, current: &NetworkSecurityGroup) -> NsgPlan {
-        let union = (self.union)();
+    fn plan(&self, current: &NetworkSecurityGroup, refused: &Refusals) -> NsgPlan {
+        let mut union = (self.union)();
+        union.wanted.retain(|d| {
+            !refused
+                .get(&d.name.to_ascii_lowercase())
+                .is_some_and(|r| r.fingerprint == fingerprint(&d.content))
+        });
         plan_nsg(
             &existing_rules(current, union.scope.prefix()),
             &union.wanted,
             &union.scope,
         )
+    }
+
+    fn refused_entry(&self, plan: &NsgPlan, message: &str) -> Option<(String, u64)> {
+        // ARM names the rule by its ID (`.../securityRules/<name>`) or its name; the longest
+        // name found wins (a name may be a prefix of another).
+        let lower = message.to_ascii_lowercase();
+        plan.rules
+            .iter()
+            .filter(|p| lower.contains(&p.rule.name.to_ascii_lowercase()))
+            .max_by_key(|p| p.rule.name.len())
+            .map(|p| (p.rule.name.clone(), fingerprint(&p.rule.content)))
     }
 
     fn needs_write(plan: &NsgPlan) -> bool {

@@ -2,8 +2,13 @@
 //! remembered state, `If-Match` with a bounded retry on 412, and long-running operations
 //! that are waited for briefly, then handed back to the caller to requeue on, and forgotten
 //! when they are still running past a bound (see [`PENDING_EXPIRY`]).
+//!
+//! One entry ARM refuses (400 naming it) must not stall every other owner of the resource:
+//! the writer leaves that entry out, remembers ARM's message for its owner to report
+//! ([`Writer::refusals`]) and writes the rest. The refusal holds while the entry's content
+//! stays the same, for at most [`REFUSAL_RETRY`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,9 +42,18 @@ pub trait Target {
         precondition: poolnet_arm::Precondition,
     ) -> BoxFuture<'a, Result<Lro<Etagged<Self::Resource>>, ArmError>>;
 
-    /// The plan for the resource as it is now. Called only under the resource's lock, so
-    /// a target that computes what the caller wants here computes it at write time.
-    fn plan(&self, current: &Self::Resource) -> Self::Plan;
+    /// The plan for the resource as it is now, leaving out the entries ARM refused
+    /// (`refused`, by lower-cased name, while their content is the same). Called only under
+    /// the resource's lock, so a target that computes what the caller wants here computes it
+    /// at write time.
+    fn plan(&self, current: &Self::Resource, refused: &Refusals) -> Self::Plan;
+
+    /// The entry of `plan` that ARM's refusal (`message` of a 400) names, with the
+    /// fingerprint of its content: it is left out and the rest written. `None`: the refusal
+    /// is the whole write's.
+    fn refused_entry(&self, _plan: &Self::Plan, _message: &str) -> Option<(String, u64)> {
+        None
+    }
 
     fn needs_write(plan: &Self::Plan) -> bool;
 
@@ -70,6 +84,28 @@ impl<T: Default> PerResource<T> {
         slots.entry(id.to_ascii_lowercase()).or_default().clone()
     }
 }
+
+/// An entry ARM refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The entry's name as written.
+    pub name: String,
+    /// ARM's message.
+    pub message: String,
+    /// Fingerprint of the refused content: other content is tried again.
+    pub fingerprint: u64,
+    pub at: std::time::Instant,
+}
+
+/// Refusals of one resource, by lower-cased entry name.
+pub type Refusals = BTreeMap<String, Refusal>;
+
+/// How long a refused entry stays left out before it is tried again (ARM may accept it by
+/// then: a region that was not yet known, a limit raised).
+pub const REFUSAL_RETRY: Duration = Duration::from_secs(30 * 60);
+
+/// Refusals in a row one sync may set aside before giving up.
+const MAX_REFUSALS_PER_SYNC: usize = 8;
 
 #[derive(Debug)]
 struct Remembered<R> {
@@ -120,6 +156,8 @@ pub struct Writer<R> {
     state: PerResource<Remembered<R>>,
     /// See [`PENDING_EXPIRY`].
     pending_expiry: Duration,
+    /// Entries ARM refused, per lower-cased resource ID.
+    refused: Mutex<HashMap<String, Refusals>>,
 }
 
 impl<R: Clone + Send + Sync> Writer<R> {
@@ -128,7 +166,30 @@ impl<R: Clone + Send + Sync> Writer<R> {
             arm,
             state: PerResource::new(),
             pending_expiry: PENDING_EXPIRY,
+            refused: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The entries of `id` ARM refused recently (their owners report ARM's message).
+    pub fn refusals(&self, id: &ResourceId) -> Vec<Refusal> {
+        self.current_refusals(id).into_values().collect()
+    }
+
+    fn current_refusals(&self, id: &ResourceId) -> Refusals {
+        let mut all = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        let key = id.to_string().to_ascii_lowercase();
+        let Some(of) = all.get_mut(&key) else {
+            return Refusals::new();
+        };
+        of.retain(|_, r| r.at.elapsed() < REFUSAL_RETRY);
+        of.clone()
+    }
+
+    fn refuse(&self, id: &ResourceId, refusal: Refusal) {
+        let mut all = self.refused.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry(id.to_string().to_ascii_lowercase())
+            .or_default()
+            .insert(refusal.name.to_ascii_lowercase(), refusal);
     }
 
     /// Forget a write's operation that is still running after `expiry` instead of
@@ -185,19 +246,24 @@ impl<R: Clone + Send + Sync> Writer<R> {
             Freshness::Reread => false,
             Freshness::ReadWithin(age) => mem.at.is_some_and(|at| at.elapsed() < age),
         };
+        let refused = self.current_refusals(id);
         if trusted && let Some(remembered) = &mem.resource {
-            let plan = target.plan(remembered);
+            let plan = target.plan(remembered, &refused);
             if !T::needs_write(&plan) {
                 return Ok(Synced::done(plan, false));
             }
         }
 
         let mut last_err = None;
-        for attempt in 1..=PRECONDITION_ATTEMPTS {
+        let mut refused = refused;
+        let mut set_aside = 0;
+        let mut attempt = 0;
+        while attempt < PRECONDITION_ATTEMPTS {
+            attempt += 1;
             // Whatever happens below, what was remembered is stale until proven otherwise.
             mem.resource = None;
             let current = target.get(arm, id).await?;
-            let plan = target.plan(&current.resource);
+            let plan = target.plan(&current.resource, &refused);
             if !T::needs_write(&plan) {
                 mem.resource = Some(current.resource);
                 mem.at = Some(std::time::Instant::now());
@@ -233,7 +299,33 @@ impl<R: Clone + Send + Sync> Writer<R> {
                     debug!(kind = T::KIND, id = %id, attempt, "changed between read and write; re-reading");
                     last_err = Some(e);
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    let named = match &e {
+                        ArmError::Api {
+                            status: 400,
+                            message,
+                            ..
+                        } if set_aside < MAX_REFUSALS_PER_SYNC => target
+                            .refused_entry(&plan, message)
+                            .map(|entry| (entry, message.clone())),
+                        _ => None,
+                    };
+                    let Some(((name, fingerprint), message)) = named else {
+                        return Err(e);
+                    };
+                    warn!(kind = T::KIND, id = %id, entry = %name, %message, "ARM refused one entry; writing the others without it");
+                    let refusal = Refusal {
+                        name: name.clone(),
+                        message,
+                        fingerprint,
+                        at: std::time::Instant::now(),
+                    };
+                    refused.insert(name.to_ascii_lowercase(), refusal.clone());
+                    self.refuse(id, refusal);
+                    set_aside += 1;
+                    // Not a precondition attempt: the write is tried again without it.
+                    attempt -= 1;
+                }
             }
         }
         Err(last_err.unwrap_or_else(|| ArmError::InvalidResponse {

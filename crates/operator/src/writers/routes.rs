@@ -9,7 +9,7 @@ use poolnet_plan::routes::{RoutePlan, plan_routes};
 
 use super::Freshness;
 use super::convert::{apply_route_plan, route_table_view};
-use super::rmw::{Synced, Target, Writer};
+use super::rmw::{Refusals, Synced, Target, Writer};
 
 /// Result of one route-table sync; `plan.problems` non-empty means nothing was written, and why.
 pub type RouteSync = Synced<RoutePlan>;
@@ -53,7 +53,7 @@ impl Target for RouteTarget<'_> {
         arm.put_route_table(id, resource, precondition)
     }
 
-    fn plan(&self, current: &RouteTable) -> RoutePlan {
+    fn plan(&self, current: &RouteTable, _refused: &Refusals) -> RoutePlan {
         let union = (self.union)();
         plan_routes(
             &route_table_view(current),

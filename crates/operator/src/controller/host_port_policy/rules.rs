@@ -242,6 +242,16 @@ pub(super) async fn security_rules(
                 problems.push(format!("NSG {raw} is updating"));
             }
             Ok((plan, None)) => {
+                if let Ok(id) = raw.parse::<ResourceId>() {
+                    for r in ctx.nsg_writer.refusals(&id) {
+                        if wanted.iter().any(|w| w.eq_ignore_ascii_case(&r.name)) {
+                            problems.push(format!(
+                                "ARM refused rule {} in NSG {raw}: {}; the NSG's other rules were written without it",
+                                r.name, r.message
+                            ));
+                        }
+                    }
+                }
                 for u in plan.unplaced.iter().filter(|u| u.rule.owner == me) {
                     problems.push(format!("rule {} in NSG {raw}: {}", u.rule.name, u.reason));
                 }

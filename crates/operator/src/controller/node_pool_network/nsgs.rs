@@ -192,6 +192,13 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                 }
             }
         };
+        if pass.writes {
+            for r in ctx.nsg_writer.refusals(&id) {
+                if wanted.iter().any(|w| w.eq_ignore_ascii_case(&r.name)) {
+                    problems.push(refused(&r, &target.id));
+                }
+            }
+        }
         for u in plan.unplaced.iter().filter(|u| u.rule.owner == owner) {
             problems.push(PartState::failed(
                 cond::SECURITY_RULES_READY,
@@ -289,6 +296,18 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
         },
         condition,
         fx,
+    )
+}
+
+/// ARM refused one of this object's rules: the NSG was written without it.
+pub(crate) fn refused(r: &crate::writers::Refusal, nsg: &str) -> PartState {
+    PartState::failed(
+        cond::SECURITY_RULES_READY,
+        reason::ARM_REFUSED,
+        format!(
+            "ARM refused rule {} in NSG {nsg}: {}; the NSG's other rules were written without it (fix the spec; poolnet tries again when the rule changes)",
+            r.name, r.message
+        ),
     )
 }
 
