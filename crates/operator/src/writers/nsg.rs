@@ -54,9 +54,9 @@ impl Target for NsgTarget<'_> {
     fn plan(&self, current: &NetworkSecurityGroup, refused: &Refusals) -> NsgPlan {
         let mut union = (self.union)();
         union.wanted.retain(|d| {
-            !refused
+            refused
                 .get(&d.name.to_ascii_lowercase())
-                .is_some_and(|r| r.fingerprint == fingerprint(&d.content))
+                .is_none_or(|r| r.fingerprint != fingerprint(&d.content))
         });
         plan_nsg(
             &existing_rules(current, union.scope.prefix()),
