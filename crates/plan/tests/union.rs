@@ -157,6 +157,17 @@ fn arb_step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// The NSGs a reconcile writes: those `pool`'s spec names and those `owned` records.
+fn targets(pool: Option<&NodePoolNetwork>, owned: &Owned) -> Vec<usize> {
+    (0..NSGS.len())
+        .filter(|n| {
+            let id = nsg_id(*n);
+            pool.is_some_and(|p| p.spec.network_security_groups.iter().any(|t| t.id == id))
+                || owned.security_rules.iter().any(|e| e.id == id)
+        })
+        .collect()
+}
+
 /// The world: the objects, the NSGs in ARM, and the rules that must stay as they are.
 #[derive(Default)]
 struct World {
@@ -263,23 +274,7 @@ impl World {
             }
         }
         // 2. Write every NSG of the spec and of the record; 3. trim.
-        let mut targets: Vec<usize> = (0..NSGS.len())
-            .filter(|n| {
-                p.spec
-                    .network_security_groups
-                    .iter()
-                    .any(|t| t.id == nsg_id(*n))
-            })
-            .collect();
-        let recorded: Vec<String> = self
-            .owned_of_pool(i)
-            .security_rules
-            .iter()
-            .map(|e| e.id.clone())
-            .collect();
-        targets.extend((0..NSGS.len()).filter(|n| recorded.contains(&nsg_id(*n))));
-        targets.sort();
-        targets.dedup();
+        let targets = targets(Some(&p), &self.owned_of_pool(i).clone());
         let owner = Owner::NodePoolNetwork {
             name: format!("p{i}"),
         };
@@ -408,25 +403,7 @@ impl World {
                 Owned::record(&mut self.owned_of_policy(i).security_rules, &t.id, names);
             }
         }
-        let mut targets: Vec<usize> = (0..NSGS.len())
-            .filter(|n| {
-                pool.as_ref().is_some_and(|p| {
-                    p.spec
-                        .network_security_groups
-                        .iter()
-                        .any(|t| t.id == nsg_id(*n))
-                })
-            })
-            .collect();
-        let recorded: Vec<String> = self
-            .owned_of_policy(i)
-            .security_rules
-            .iter()
-            .map(|e| e.id.clone())
-            .collect();
-        targets.extend((0..NSGS.len()).filter(|n| recorded.contains(&nsg_id(*n))));
-        targets.sort();
-        targets.dedup();
+        let targets = targets(pool.as_ref(), &self.owned_of_policy(i).clone());
         let owner = Owner::HostPortPolicy {
             namespace: "games".into(),
             name: format!("h{i}"),

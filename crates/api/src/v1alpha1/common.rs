@@ -96,6 +96,10 @@ pub struct Owned {
         rename = "publicIPPrefixId"
     )]
     pub public_ip_prefix: Option<String>,
+    /// The AKS cluster (ARM ID) the rules were written for (HostPortPolicy only: its rules
+    /// can still be removed once its pool is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// Names of the entries (rules or routes) an object owns in one shared Azure resource.

@@ -53,13 +53,17 @@ impl Record {
         &mut self,
         ctx: &Context,
         policy: &HostPortPolicy,
+        cluster: &str,
         nsg: &str,
         names: Vec<String>,
     ) -> Result<(), Error> {
         let mut grown = self.owned.clone();
-        if !Owned::record(&mut grown.security_rules, nsg, names) {
+        let added = Owned::record(&mut grown.security_rules, nsg, names);
+        let cluster_known = grown.cluster.as_deref() == Some(cluster);
+        if !added && cluster_known {
             return Ok(());
         }
+        grown.cluster = Some(cluster.to_string());
         let status = HostPortPolicyStatus {
             owned: Some(grown.clone()),
             ..self.written.clone()
@@ -123,10 +127,11 @@ async fn sync(
     Ok((s.plan, s.pending))
 }
 
-/// The cluster the policy's rules belong to: its pool's, or (pool gone) whatever the record's
-/// rule names say; a name with another prefix is out of every scope anyway.
-fn cluster_for(pool: Option<&NodePoolNetwork>) -> Option<String> {
+/// The cluster the policy's rules belong to: its pool's, or (pool gone) the one its record
+/// names.
+fn cluster_for(pool: Option<&NodePoolNetwork>, record: &Record) -> Option<String> {
     pool.and_then(|p| cluster_of(&p.spec.node_pool.agent_pool_id))
+        .or_else(|| record.owned.cluster.clone())
 }
 
 /// Open the policy's ports in each NSG of its pool when `accepted`, take them out of every
@@ -190,13 +195,7 @@ pub(super) async fn security_rules(
             );
         }
     }
-    let Some(cluster) = cluster_for(pool).or_else(|| {
-        // Pool gone: any cluster will do for the union; only the record's names matter.
-        ctx.stores
-            .all_pools()
-            .first()
-            .and_then(|p| cluster_of(&p.spec.node_pool.agent_pool_id))
-    }) else {
+    let Some(cluster) = cluster_for(pool, record) else {
         return (
             PartState::failed(
                 cond::SECURITY_RULES_READY,
@@ -229,7 +228,9 @@ pub(super) async fn security_rules(
             _ => Vec::new(),
         };
         if !wanted.is_empty()
-            && let Err(e) = record.intend(ctx, policy, &raw, wanted.clone()).await
+            && let Err(e) = record
+                .intend(ctx, policy, &cluster, &raw, wanted.clone())
+                .await
         {
             problems.push(format!(
                 "recording the rules for NSG {raw} in status before writing them: {e}"
@@ -410,12 +411,8 @@ pub(super) async fn remove_all(
         // Observe pool: its policies' rules stay as they are.
         return Ok(None);
     }
-    let Some(cluster) = cluster_for(pool).or_else(|| {
-        ctx.stores
-            .all_pools()
-            .first()
-            .and_then(|p| cluster_of(&p.spec.node_pool.agent_pool_id))
-    }) else {
+    let Some(cluster) = cluster_for(pool, &record) else {
+        // Neither a pool nor a record: the policy never wrote anything.
         return Ok(None);
     };
     let mut targets: Vec<String> = Owned::ids(&record.owned.security_rules)

@@ -203,6 +203,30 @@ impl Pass<'_> {
         me
     }
 
+    /// This object as if it managed Azure and had recorded `names` in `id` (what an Observe
+    /// object reports poolnet would write).
+    fn me_managing(
+        &self,
+        asgs: Option<&[AsgStatus]>,
+        which: ledger::Entries,
+        id: &str,
+        names: Vec<String>,
+    ) -> NodePoolNetwork {
+        let mut me = self.me(asgs);
+        me.spec.reconcile_policy = ReconcilePolicy::Manage;
+        let owned = me
+            .status
+            .get_or_insert_with(Default::default)
+            .owned
+            .get_or_insert_with(Default::default);
+        let entries = match which {
+            ledger::Entries::Rules => &mut owned.security_rules,
+            ledger::Entries::Routes => &mut owned.routes,
+        };
+        poolnet_api::v1alpha1::Owned::record(entries, id, names);
+        me
+    }
+
     /// All pools from the cache, with this object as reconciled (see [`Pass::me`]).
     fn pools_with_me(&self) -> Vec<NodePoolNetwork> {
         pools_with(&self.me(None), self.ctx)

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use poolnet_api::portspec::Protocol;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_api::v1alpha1::{AsgStatus, NsgStatus, Owned, ReconcilePolicy, RuleStatus};
+use poolnet_api::v1alpha1::{AsgStatus, NsgStatus, RuleStatus};
 use poolnet_arm::{ArmError, ResourceId};
 use poolnet_plan::desired::{destination_asgs, pool_rules};
 use poolnet_plan::nsg::{NsgPlan, Owner, plan_nsg};
@@ -154,14 +154,8 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
             match ctx.arm.get_nsg(&id).await {
                 Ok(nsg) => {
                     // What poolnet would write if this object managed the NSG.
-                    let mut would = pass.me(Some(asgs));
-                    would.spec.reconcile_policy = ReconcilePolicy::Manage;
-                    let owned = would
-                        .status
-                        .get_or_insert_with(Default::default)
-                        .owned
-                        .get_or_insert_with(Default::default);
-                    Owned::record(&mut owned.security_rules, &target.id, wanted.clone());
+                    let would =
+                        pass.me_managing(Some(asgs), Entries::Rules, &target.id, wanted.clone());
                     let union = ctx.stores.nsg_union(
                         cluster,
                         &target.id,

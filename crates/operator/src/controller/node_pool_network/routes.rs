@@ -3,8 +3,8 @@
 //! cluster's routes into one read-modify-write, within the table's route limit.
 
 use kube::runtime::events::EventType;
+use poolnet_api::v1alpha1::RouteTableStatus;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_api::v1alpha1::{Owned, ReconcilePolicy, RouteTableStatus};
 use poolnet_arm::{ArmError, ResourceId};
 use poolnet_plan::desired::{pool_routes, route_union};
 use poolnet_plan::routes::{RoutePlan, RouteProblem, plan_routes};
@@ -86,15 +86,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
                         .cloned()
                         .collect();
                 }
-                Ok((_, _, Some(wait))) => {
-                    fx.soon(wait);
-                    let c = PartState::failed(
-                        cond::ROUTES_READY,
-                        reason::PROGRESSING,
-                        format!("route table {} is updating", rt.id),
-                    );
-                    return Part::new(Piece::Keep, c, fx);
-                }
+                Ok((_, _, Some(wait))) => return updating(fx, &rt.id, wait),
                 Err(e) => {
                     let c =
                         fx.arm_failure(cond::ROUTES_READY, &format!("route table {}", rt.id), &e);
@@ -123,14 +115,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
     } else {
         ctx.arm.get_route_table(&id).await.map(|t| {
             // What poolnet would write if this object managed the table.
-            let mut would = pass.me(None);
-            would.spec.reconcile_policy = ReconcilePolicy::Manage;
-            let owned = would
-                .status
-                .get_or_insert_with(Default::default)
-                .owned
-                .get_or_insert_with(Default::default);
-            Owned::record(&mut owned.routes, &rt.id, wanted.clone());
+            let would = pass.me_managing(None, Entries::Routes, &rt.id, wanted.clone());
             let union = route_union(cluster, &rt.id, &super::pools_with(&would, ctx));
             let plan = plan_routes(
                 &route_table_view(&t.resource),
@@ -151,15 +136,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
             let c = fx.arm_failure(cond::ROUTES_READY, &format!("route table {}", rt.id), &e);
             return Part::new(Piece::Keep, c, fx);
         }
-        Ok((_, _, Some(wait))) => {
-            fx.soon(wait);
-            let c = PartState::failed(
-                cond::ROUTES_READY,
-                reason::PROGRESSING,
-                format!("route table {} is updating", rt.id),
-            );
-            return Part::new(Piece::Keep, c, fx);
-        }
+        Ok((_, _, Some(wait))) => return updating(fx, &rt.id, wait),
         Ok((plan, wrote, None)) => (plan, wrote),
     };
     if pass.writes && plan.problems.is_empty() {
@@ -244,6 +221,21 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
 }
 
 const ROUTE_CONFLICT: &str = "RouteConflict";
+
+/// A write of the table is still running in Azure: look again then, keep the status.
+fn updating(
+    mut fx: Effects,
+    table: &str,
+    wait: std::time::Duration,
+) -> Part<Piece<Option<RouteTableStatus>>> {
+    fx.soon(wait);
+    let c = PartState::failed(
+        cond::ROUTES_READY,
+        reason::PROGRESSING,
+        format!("route table {table} is updating"),
+    );
+    Part::new(Piece::Keep, c, fx)
+}
 
 type SyncResult = Result<(RoutePlan, bool, Option<std::time::Duration>), ArmError>;
 
