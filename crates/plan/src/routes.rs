@@ -58,7 +58,7 @@ pub enum RouteProblem {
     },
     /// No route for 0.0.0.0/0, neither ours nor foreign.
     NoDefaultRoute,
-    /// Two owners want the same Azure route name, or a foreign route holds it.
+    /// Two owners want the same Azure route name.
     NameConflict { name: String, owners: Vec<String> },
     /// A foreign route already routes this prefix (Azure allows one route per prefix).
     PrefixConflict {
@@ -215,21 +215,6 @@ pub fn plan_routes(
             });
         }
     }
-    // A foreign route (an unrecorded `poolnet-…` one above all) holding a wanted name.
-    for (name, ds) in &by_name {
-        if let Some(f) = foreign.iter().find(|f| f.name.eq_ignore_ascii_case(name)) {
-            plan.problems.push(RouteProblem::NameConflict {
-                name: f.name.clone(),
-                owners: ds
-                    .iter()
-                    .map(|d| d.owner.clone())
-                    .chain(std::iter::once(
-                        "a route already in the table that no NodePoolNetwork records (left by a DetachOnDelete deletion or made by hand: delete it in Azure, or rename the route)".to_string(),
-                    ))
-                    .collect(),
-            });
-        }
-    }
     // Prefix conflicts with foreign routes.
     let foreign_prefixes: BTreeMap<String, &Route> =
         foreign.iter().map(|r| (r.prefix_key(), *r)).collect();
@@ -346,6 +331,33 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn an_unrecorded_route_is_kept_reported_and_not_written_over() {
+        // "poolnet-default" was left by a DetachOnDelete deletion: no object records it. A new
+        // object wanting that name has not recorded it (its reconcile sees the name taken in
+        // `unrecorded` and refuses to record it), so its route is not written.
+        let left = route(
+            "poolnet-default",
+            "0.0.0.0/0",
+            NextHopKind::VirtualAppliance,
+            Some("10.0.2.4"),
+        );
+        let table = RouteTableView {
+            routes: vec![left],
+            cluster_tag: Some(CLUSTER.into()),
+        };
+        let desired = [want("NodePoolNetwork new", "default", "10.8.0.0/16")];
+        let scope = Scope::new(ROUTE_PREFIX, Vec::<String>::new());
+        let plan = plan_routes(&table, &desired, &scope, CLUSTER, 0, 400);
+        assert_eq!(plan.unrecorded, ["poolnet-default"]);
+        assert!(!plan.needs_write(), "{plan:?}");
+        assert!(
+            !plan.untag,
+            "a route of this cluster's poolnet is still there"
+        );
+        assert_eq!(plan.routes, table.routes, "kept as read");
     }
 
     #[test]

@@ -292,3 +292,34 @@ async fn a_rule_arm_refuses_is_left_out_and_reported_and_the_others_are_written(
     ensure!(!rules_of(&h, &byo_nsg_id(), "bad")?.is_empty());
     Ok(())
 }
+
+/// Item 6, routes: routes a DetachOnDelete object left are never taken over, not even by a
+/// later object of the same name asking for the same route names; it is told why.
+#[tokio::test]
+async fn detached_routes_are_not_taken_over_by_a_later_object() -> Result<()> {
+    let h = Harness::start().await?;
+    let mut kubenet = sample("kubenet-pool.yaml")?;
+    kubenet.spec.reconcile_policy = ReconcilePolicy::DetachOnDelete;
+    h.apply(&kubenet).await?;
+    h.wait_ready("kubenet").await?;
+    let left = routes(&h, &route_table_id())?;
+    h.delete("kubenet").await?;
+    h.wait_gone("kubenet").await?;
+    h.apply(&sample("kubenet-pool.yaml")?).await?;
+    let refused = h
+        .wait_condition("kubenet", "RoutesReady", "False", "RouteConflict")
+        .await?;
+    let msg = &condition(&refused, "RoutesReady")
+        .context("RoutesReady")?
+        .message;
+    assert!(
+        msg.contains("poolnet-default-via-firewall") && msg.contains("no NodePoolNetwork records"),
+        "{msg}"
+    );
+    assert_eq!(
+        routes(&h, &route_table_id())?,
+        left,
+        "the table is as the detached object left it"
+    );
+    Ok(())
+}
