@@ -214,7 +214,15 @@ async fn a_foreign_scale_between_read_and_write_of_the_agent_pool_is_kept() -> R
             value: json!(5),
         },
     ));
-    h.apply(&sample("game-pool.yaml")?).await?;
+    // Custom ASGs only: the first reconcile reads the pool and writes it (with a managed ASG
+    // to create first, the write may come a reconcile later, after a fresh read).
+    let mut game = sample("game-pool.yaml")?;
+    game.spec
+        .application_security_groups
+        .as_mut()
+        .context("applicationSecurityGroups")?
+        .managed = Some(false);
+    h.apply(&game).await?;
     h.wait_ready("game").await?;
     let c = h.sim.counters();
     assert_eq!(c.other_writer_mutations, 1, "{c:#?}");

@@ -475,16 +475,17 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     status.owned = Some(ledger.owned());
 
     let retry = out.effects.retryable_failure;
+    let throttled = out.effects.throttled;
     let requeue = out.effects.requeue;
     finish(&npn, ctx, status, &ledger.written(), out).await?;
     // A part that keeps failing retryably backs off like a failed reconcile does, or a
     // fleet with an ARM outage would ask every few seconds for as long as it lasts.
     let failures = r.with_memory(&name, |m| {
-        m.failures = if retry {
-            m.failures.saturating_add(1)
-        } else {
-            0
-        };
+        if retry {
+            m.failures = m.failures.saturating_add(1);
+        } else if !throttled {
+            m.failures = 0;
+        }
         m.failures
     });
     Ok(Action::requeue(retry_in(

@@ -38,8 +38,11 @@ impl<T> Piece<T> {
 pub struct Effects {
     pub events: Vec<Note>,
     pub requeue: Option<Duration>,
-    /// A retryable ARM failure happened (the backoff counter is not reset).
+    /// A retryable ARM failure happened: the next attempt backs off.
     pub retryable_failure: bool,
+    /// ARM throttled a call: the next attempt waits for its Retry-After, and the backoff
+    /// counter is left as it is (throttling is paced by ARM, not a failure that grows).
+    pub throttled: bool,
 }
 
 impl Effects {
@@ -58,6 +61,7 @@ impl Effects {
             self.soon(d);
         }
         self.retryable_failure |= other.retryable_failure;
+        self.throttled |= other.throttled;
     }
 
     /// Turn an ARM error into a failed condition: retryable ones requeue, fatal ones explain.
@@ -67,7 +71,7 @@ impl Effects {
             // a status that changes on every attempt is patched every time, and each patch
             // triggers another reconcile. At least a second apart, or a throttled fleet
             // retries in a tight loop for the few tokens the budget frees.
-            self.retryable_failure = true;
+            self.throttled = true;
             self.soon(
                 e.retry_after()
                     .unwrap_or(Duration::from_secs(5))
