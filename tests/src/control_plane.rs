@@ -23,8 +23,9 @@ use crate::process::{self, Supervised};
 
 /// Controllers the tests rely on: GC and namespace deletion, the `default` service account
 /// (pod admission needs it), `kube-root-ca.crt`, aggregated RBAC roles, and the workload
-/// chain Deployment → ReplicaSet → Pod. Nothing that needs nodes.
-const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,\
+/// chain Deployment → ReplicaSet → Pod, and DaemonSets (one pod per Node object a test
+/// creates; none otherwise).
+const CONTROLLERS: &str = "garbage-collector-controller,namespace-controller,daemonset-controller,\
 serviceaccount-controller,root-ca-certificate-publisher-controller,\
 clusterrole-aggregation-controller,deployment-controller,replicaset-controller";
 

@@ -24,6 +24,7 @@ fn claim(name: &str, protocol: PortProtocol, port: u16, token: &str) -> HostPort
             pod_generate_name: Some("echo-".into()),
             policy: None,
             request_uid: token.into(),
+            daemon_set: None,
             created_at: Time(k8s_openapi::jiff::Timestamp::now()),
         },
         status: None,

@@ -57,6 +57,11 @@ pub struct OperatorArgs {
     )]
     pub allowed_scopes: Vec<String>,
 
+    /// How often the leader removes the label that routes a namespace's pods to the pod
+    /// webhook from namespaces that no longer have a HostPortPolicy.
+    #[arg(long, env = "POOLNET_NAMESPACE_LABEL_SWEEP", default_value = "60s", value_parser = runtime::parse_duration)]
+    pub namespace_label_sweep: Duration,
+
     #[command(flatten)]
     pub webhook: WebhookArgs,
 }
@@ -125,6 +130,7 @@ pub async fn run(
         config: ControllerConfig {
             resync: args.resync,
             allowed_scopes: scopes.clone(),
+            namespace_label_sweep: args.namespace_label_sweep,
             ..ControllerConfig::default()
         },
     });

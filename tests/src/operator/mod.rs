@@ -134,11 +134,18 @@ impl Harness {
             format!("--arm-ca-file={}", ca.display()),
             "--arm-static-token=poolnet-tests".into(),
             "--admin-addr=127.0.0.1:0".into(),
-            "--leader-election=false".into(),
             // The webhook keeps its self-managed certificate in a Secret there.
             format!("--lease-namespace={}", env.namespace()),
             format!("--resync={}", options.resync),
         ];
+        // One replica leads at once; tests of leader election pass their own Lease flags.
+        if !options
+            .flags
+            .iter()
+            .any(|f| f.starts_with("--leader-election"))
+        {
+            flags.push("--leader-election=false".into());
+        }
         flags.extend(options.flags.iter().cloned());
         // Every test has an operator of its own: any server it runs gets a free port.
         if <OperatorArgs as clap::CommandFactory>::command()

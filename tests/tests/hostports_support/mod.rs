@@ -57,14 +57,14 @@ impl Configs {
     }
 }
 
-fn only_namespace(selector: Option<LabelSelector>, ns: &str) -> LabelSelector {
+fn only_namespaces(selector: Option<LabelSelector>, namespaces: &[&str]) -> LabelSelector {
     let mut s = selector.unwrap_or_default();
     s.match_expressions
         .get_or_insert_with(Vec::new)
         .push(LabelSelectorRequirement {
             key: "kubernetes.io/metadata.name".into(),
             operator: "In".into(),
-            values: Some(vec![ns.into()]),
+            values: Some(namespaces.iter().map(|n| n.to_string()).collect()),
         });
     s
 }
@@ -74,6 +74,17 @@ fn only_namespace(selector: Option<LabelSelector>, ns: &str) -> LabelSelector {
 /// demo, with no caBundle (poolnet writes its own). Everything else (matchConditions,
 /// failurePolicy, sideEffects, reinvocationPolicy, timeouts) is used as shipped.
 pub async fn install_webhooks(client: &Client, ns: &str, base: &str) -> Result<Configs> {
+    install_webhooks_in(client, &[ns], base).await
+}
+
+/// [`install_webhooks`] for the pods of several namespaces (the first names the
+/// configurations and owns the poolnet objects the validating webhook sees).
+pub async fn install_webhooks_in(
+    client: &Client,
+    namespaces: &[&str],
+    base: &str,
+) -> Result<Configs> {
+    let ns = namespaces.first().copied().context("no namespace")?;
     let names = Configs::for_namespace(ns);
     let path = poolnet_tests::repo_root().join("config/webhook/webhooks.yaml");
     let text =
@@ -84,7 +95,8 @@ pub async fn install_webhooks(client: &Client, ns: &str, base: &str) -> Result<C
             AnyWebhookConfiguration::Mutating(mut c) => {
                 c.metadata.name = Some(names.mutating.clone());
                 for h in c.webhooks.iter_mut().flatten() {
-                    h.namespace_selector = Some(only_namespace(h.namespace_selector.take(), ns));
+                    h.namespace_selector =
+                        Some(only_namespaces(h.namespace_selector.take(), namespaces));
                 }
                 Api::<MutatingWebhookConfiguration>::all(client.clone())
                     .create(&PostParams::default(), &c)
@@ -93,7 +105,8 @@ pub async fn install_webhooks(client: &Client, ns: &str, base: &str) -> Result<C
             AnyWebhookConfiguration::Validating(mut c) => {
                 c.metadata.name = Some(names.validating.clone());
                 for h in c.webhooks.iter_mut().flatten() {
-                    h.namespace_selector = Some(only_namespace(h.namespace_selector.take(), ns));
+                    h.namespace_selector =
+                        Some(only_namespaces(h.namespace_selector.take(), namespaces));
                     h.object_selector = Some(LabelSelector {
                         match_labels: Some(BTreeMap::from([(
                             OWNER_LABEL.to_string(),

@@ -237,6 +237,7 @@ async fn manifests_install_and_grant_the_operator_what_it_needs() -> Result<()> 
         ("patch", "poolnet.dev", "hostportpolicies/status", app_ns),
         ("create", "poolnet.dev", "hostportclaims", None),
         ("delete", "poolnet.dev", "hostportclaims", None),
+        ("patch", "poolnet.dev", "hostportclaims/status", None),
         ("watch", "", "pods", None),
         ("list", "", "pods", app_ns),
         ("list", "", "namespaces", None),

@@ -76,6 +76,7 @@ pub fn crd() -> CustomResourceDefinition {
     printcolumn = r#"{"name":"Namespace","type":"string","jsonPath":".spec.podNamespace"}"#,
     printcolumn = r#"{"name":"Pod","type":"string","jsonPath":".status.pod.name"}"#,
     printcolumn = r#"{"name":"Policy","type":"string","jsonPath":".spec.policy"}"#,
+    printcolumn = r#"{"name":"DaemonSet","type":"string","priority":1,"jsonPath":".spec.daemonSet.name"}"#,
     printcolumn = r#"{"name":"Source","type":"string","priority":1,"jsonPath":".spec.source"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     validation = Rule::new("self.metadata.name == (self.spec.protocol == 'TCP' ? 'tcp-%d' : 'udp-%d').format([self.spec.port])").message("a HostPortClaim must be named <protocol>-<port> after its spec (e.g. tcp-41932): the name is what makes a port unique"),
@@ -115,8 +116,25 @@ pub struct HostPortClaimSpec {
     /// carries it in the poolnet.dev/reservation label, which is how the claim finds its pod.
     #[schemars(length(min = 1, max = 63))]
     pub request_uid: String,
+    /// The DaemonSet (in podNamespace) whose pods share this port: a DaemonSet runs one pod
+    /// per node, so its pods that write the same static hostPort hold one claim together. The
+    /// claim stays while any pod of that DaemonSet holds the port; pods of anything else are
+    /// refused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub daemon_set: Option<ClaimOwner>,
     /// When the claim was made.
     pub created_at: Time,
+}
+
+/// The workload a shared claim belongs to, by name and UID (a DaemonSet recreated under the
+/// same name is another owner).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimOwner {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[schemars(length(min = 1, max = 63))]
+    pub uid: String,
 }
 
 /// Name of the claim for a host port, e.g. `tcp-41932`: one object per port, so the API server
@@ -176,6 +194,46 @@ pub struct HostPortClaimStatus {
     /// no pod carrying its token; a later pass releases it if that is still so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orphan_since: Option<Time>,
+    /// Shared claims (spec.daemonSet): when an admission last gave the port to a pod of the
+    /// DaemonSet. That pod may be stored up to the API server's request deadline later, so
+    /// the grace period before release counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted_at: Option<Time>,
+}
+
+impl HostPortClaim {
+    /// Who holds the port, for messages: `pod games/echo-7d9f`, `DaemonSet ops/agent`, or the
+    /// pod being admitted (`pod games/echo-… (being admitted)`).
+    pub fn holder(&self) -> String {
+        let ns = &self.spec.pod_namespace;
+        if let Some(ds) = &self.spec.daemon_set {
+            return format!("the pods of DaemonSet {ns}/{}", ds.name);
+        }
+        if let Some(pod) = self.status.as_ref().and_then(|s| s.pod.as_ref()) {
+            return format!("pod {ns}/{}", pod.name);
+        }
+        match (&self.spec.pod_name, &self.spec.pod_generate_name) {
+            (Some(name), _) => format!("pod {ns}/{name} (being admitted, or never created)"),
+            (None, Some(generate)) => {
+                format!("a pod {ns}/{generate}… (being admitted, or never created)")
+            }
+            (None, None) => format!("a pod in namespace {ns}"),
+        }
+    }
+
+    /// The claim's name and who holds it, e.g. `HostPortClaim tcp-8443, held by pod games/x`
+    /// (plus the policy it was assigned for, if any).
+    pub fn describe(&self) -> String {
+        let name = self.metadata.name.as_deref().unwrap_or("?");
+        match &self.spec.policy {
+            Some(policy) => format!(
+                "HostPortClaim {name}, held by {} for HostPortPolicy {}/{policy}",
+                self.holder(),
+                self.spec.pod_namespace
+            ),
+            None => format!("HostPortClaim {name}, held by {}", self.holder()),
+        }
+    }
 }
 
 /// A pod by name and UID.
@@ -201,6 +259,7 @@ mod tests {
             pod_generate_name: Some("echo-".into()),
             policy: policy.map(String::from),
             request_uid: "token-1".into(),
+            daemon_set: None,
             created_at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
         }
     }
@@ -221,7 +280,29 @@ mod tests {
         assert!(claim.status.is_none());
 
         let without_policy = HostPortClaim::for_spec(spec(None));
-        let labels = without_policy.metadata.labels.unwrap_or_default();
+        let labels = without_policy.metadata.labels.clone().unwrap_or_default();
         assert!(!labels.contains_key(POLICY_LABEL), "{labels:?}");
+    }
+
+    #[test]
+    fn a_claim_names_its_holder() {
+        let mut claim = HostPortClaim::for_spec(spec(Some("echoserver")));
+        assert_eq!(
+            claim.describe(),
+            "HostPortClaim udp-41932, held by a pod games/echo-… (being admitted, or never created) for HostPortPolicy games/echoserver"
+        );
+        claim.status = Some(HostPortClaimStatus {
+            pod: Some(BoundPod {
+                name: "echo-x".into(),
+                uid: "u".into(),
+            }),
+            ..HostPortClaimStatus::default()
+        });
+        assert_eq!(claim.holder(), "pod games/echo-x");
+        claim.spec.daemon_set = Some(ClaimOwner {
+            name: "agent".into(),
+            uid: "ds".into(),
+        });
+        assert_eq!(claim.holder(), "the pods of DaemonSet games/agent");
     }
 }

@@ -9,7 +9,7 @@ pub mod node_pool_network;
 
 pub use common::*;
 pub use host_port_claim::{
-    BoundPod, HostPortClaim, HostPortClaimSpec, HostPortClaimStatus, HostPortSource,
+    BoundPod, ClaimOwner, HostPortClaim, HostPortClaimSpec, HostPortClaimStatus, HostPortSource,
 };
 pub use host_port_policy::*;
 pub use node_pool_network::*;

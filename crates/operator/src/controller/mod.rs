@@ -229,6 +229,9 @@ pub struct ControllerConfig {
     pub max_backoff: std::time::Duration,
     /// Where poolnet may write (`--allowed-scope`); empty: anywhere.
     pub allowed_scopes: poolnet_api::allowed_scopes::AllowedScopes,
+    /// Period of the sweep that removes the pod-webhook label from namespaces without a
+    /// HostPortPolicy (`--namespace-label-sweep`).
+    pub namespace_label_sweep: std::time::Duration,
 }
 
 impl Default for ControllerConfig {
@@ -237,6 +240,7 @@ impl Default for ControllerConfig {
             resync: std::time::Duration::from_secs(300),
             max_backoff: std::time::Duration::from_secs(300),
             allowed_scopes: Default::default(),
+            namespace_label_sweep: std::time::Duration::from_secs(60),
         }
     }
 }

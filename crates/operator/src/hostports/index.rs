@@ -25,6 +25,8 @@ pub struct ClaimEntry {
     pub namespace: String,
     pub bound_uid: Option<String>,
     pub policy: Option<String>,
+    /// UID of the DaemonSet whose pods share the claim, if it is shared.
+    pub daemon_set: Option<String>,
 }
 
 /// What the index keeps of a pod that holds host ports or carries a reservation token.
@@ -35,6 +37,8 @@ pub struct PodEntry {
     pub uid: String,
     pub token: Option<String>,
     pub keys: Vec<Key>,
+    /// UID of the DaemonSet controlling the pod, if one does (its pods share claims).
+    pub daemon_set: Option<String>,
 }
 
 impl PodEntry {
@@ -144,6 +148,7 @@ pub fn claim_entry(claim: &HostPortClaim) -> Option<ClaimEntry> {
             .and_then(|s| s.pod.as_ref())
             .map(|p| p.uid.clone()),
         policy: claim.spec.policy.clone(),
+        daemon_set: claim.spec.daemon_set.as_ref().map(|o| o.uid.clone()),
     })
 }
 
@@ -197,6 +202,7 @@ pub fn pod_entry(pod: &Pod) -> Option<PodEntry> {
         uid,
         token,
         keys,
+        daemon_set: super::shared::daemon_set_of(pod).map(|(_, uid)| uid.to_string()),
     })
 }
 
@@ -374,6 +380,28 @@ impl HostPortIndex {
         out
     }
 
+    /// Cached pods that declare `key` as a host port.
+    pub fn pods_holding(&self, key: Key) -> Vec<PodEntry> {
+        let g = self.read();
+        let mut out: Vec<PodEntry> = g
+            .pods
+            .values()
+            .filter(|p| p.keys.contains(&key))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        out
+    }
+
+    /// A cached pod of DaemonSet `daemon_set` (UID) in `namespace` declares `key`.
+    pub fn daemon_set_holds(&self, namespace: &str, daemon_set: &str, key: Key) -> bool {
+        self.read().pods.values().any(|p| {
+            p.namespace == namespace
+                && p.daemon_set.as_deref() == Some(daemon_set)
+                && p.keys.contains(&key)
+        })
+    }
+
     /// Counts for diagnostics and tests: (claims, pods kept, keys held).
     pub fn sizes(&self) -> (usize, usize, usize) {
         let g = self.read();
@@ -455,6 +483,7 @@ mod tests {
                 pod_generate_name: None,
                 policy: None,
                 request_uid: token.into(),
+                daemon_set: None,
                 created_at: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
             },
         );

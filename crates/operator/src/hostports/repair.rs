@@ -17,14 +17,33 @@ use kube::{Client, ResourceExt};
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_api::v1alpha1::host_port_claim::RESERVATION_LABEL;
 use poolnet_api::v1alpha1::{HostPortClaim, HostPortClaimSpec, HostPortPolicy, HostPortSource};
-use poolnet_plan::hostports::request::default_range;
 use poolnet_plan::hostports::{
     ClaimFacts, Key, PodRef, ReleasePolicy, ReleaseReason, Repair, decide,
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
+use super::coverage::reserved_ranges;
 use super::index::{HostPortIndex, PodEntry};
+use super::shared::{SharedFacts, SharedRepair, daemon_set_of, decide_shared};
+
+/// The API server stores a created object within this long of the request's start, or never:
+/// its create handler runs admission and storage under this deadline (`k8s.io/apiserver`,
+/// `requestTimeoutUpperBound`; a client's `timeout` can only shorten it). Every claim is made
+/// during that request, so a claim whose pod is not there this long after the claim was
+/// written will never get it.
+pub const CREATE_DEADLINE: Duration = Duration::from_secs(34);
+
+/// Added to [`CREATE_DEADLINE`]: the clock difference between the API server, which stamps
+/// the claim's creationTimestamp, and this replica, and a storage write already on its way
+/// when the deadline passed.
+pub const GRACE_MARGIN: Duration = Duration::from_secs(5);
+
+/// How long a claim no pod ever carried is kept: [`CREATE_DEADLINE`] + [`GRACE_MARGIN`].
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(34 + 5);
+
+/// Time between the pass that marks an orphan and the pass that releases it.
+pub const DEFAULT_CONFIRM_AFTER: Duration = Duration::from_secs(2);
 
 /// Tunables of the repair loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +60,10 @@ impl Default for RepairConfig {
         Self {
             interval: Duration::from_secs(30),
             min_gap: Duration::from_secs(1),
-            release: ReleasePolicy::default(),
+            release: ReleasePolicy {
+                grace: DEFAULT_GRACE,
+                confirm_after: DEFAULT_CONFIRM_AFTER,
+            },
         }
     }
 }
@@ -59,6 +81,26 @@ pub struct PassReport {
     pub duplicates: Vec<String>,
     /// Writes refused or failed (retried by the next pass).
     pub skipped: usize,
+    /// When an unbound claim next reaches its grace period or its confirmation: the loop
+    /// runs its next pass then rather than a whole interval later, so an orphan goes within
+    /// seconds of its deadline.
+    pub next_due: Option<Duration>,
+}
+
+impl PassReport {
+    fn due_in(&mut self, wait: Duration) {
+        self.next_due = Some(self.next_due.map_or(wait, |d| d.min(wait)));
+    }
+
+    /// Whether the pass did anything worth a log line.
+    fn eventful(&self) -> bool {
+        *self
+            != PassReport {
+                claims: self.claims,
+                next_due: self.next_due,
+                ..PassReport::default()
+            }
+    }
 }
 
 /// Runs repair passes.
@@ -104,22 +146,21 @@ impl Repairer {
     /// `shutdown`. Run it on the leader only (it is safe anywhere, merely redundant).
     pub async fn run(self, shutdown: CancellationToken) {
         loop {
+            let mut wait = self.config.interval;
             match self.pass().await {
-                Ok(report)
-                    if report
-                        != PassReport {
-                            claims: report.claims,
-                            ..PassReport::default()
-                        } =>
-                {
-                    tracing::info!(?report, "host-port repair pass");
+                Ok(report) => {
+                    if report.eventful() {
+                        tracing::info!(?report, "host-port repair pass");
+                    }
+                    if let Some(due) = report.next_due {
+                        wait = wait.min(due.max(self.config.min_gap));
+                    }
                 }
-                Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "host-port repair pass failed"),
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(self.config.interval) => {}
+                () = tokio::time::sleep(wait) => {}
                 () = self.index.changed() => {
                     tokio::select! {
                         () = shutdown.cancelled() => return,
@@ -149,18 +190,77 @@ impl Repairer {
                 .creation_timestamp
                 .as_ref()
                 .unwrap_or(&claim.spec.created_at);
+            let release = &self.config.release;
+            let marked_for = status.orphan_since.as_ref().map(|t| elapsed(now, t));
+            if let Some(owner) = &claim.spec.daemon_set {
+                let since_admitted = status
+                    .admitted_at
+                    .as_ref()
+                    .map_or(elapsed(now, created), |t| {
+                        elapsed(now, created).min(elapsed(now, t))
+                    });
+                let facts = SharedFacts {
+                    held: self
+                        .index
+                        .daemon_set_holds(&claim.spec.pod_namespace, &owner.uid, key),
+                    since_admitted,
+                    marked_for,
+                };
+                let done = match decide_shared(&facts, release) {
+                    SharedRepair::Keep => {
+                        if !facts.held {
+                            report.due_in(match marked_for {
+                                Some(m) => release.confirm_after.saturating_sub(m),
+                                None => release.grace.saturating_sub(since_admitted),
+                            });
+                        }
+                        Ok(())
+                    }
+                    SharedRepair::Unmark => self.set_orphan_mark(claim, false).await,
+                    SharedRepair::Mark => {
+                        report.due_in(release.confirm_after);
+                        self.set_orphan_mark(claim, true)
+                            .await
+                            .map(|()| report.marked += 1)
+                    }
+                    SharedRepair::Release => match self.release_shared(claim, key).await {
+                        Ok(true) => {
+                            report.released += 1;
+                            Ok(())
+                        }
+                        Ok(false) => Ok(()),
+                        Err(e) => Err(e),
+                    },
+                };
+                if let Err(e) = done {
+                    tracing::debug!(claim = %claim.name_any(), error = %e, "repair write skipped");
+                    report.skipped += 1;
+                }
+                continue;
+            }
             let facts = ClaimFacts {
                 key,
                 token: &claim.spec.request_uid,
                 pod_namespace: &claim.spec.pod_namespace,
                 bound_uid: status.pod.as_ref().map(|p| p.uid.as_str()),
                 age: elapsed(now, created),
-                marked_for: status.orphan_since.as_ref().map(|t| elapsed(now, t)),
+                marked_for,
             };
-            let done = match decide(&facts, self.index.as_ref(), &self.config.release) {
-                Repair::Keep => continue,
+            let done = match decide(&facts, self.index.as_ref(), release) {
+                Repair::Keep => {
+                    if facts.bound_uid.is_none() {
+                        report.due_in(match marked_for {
+                            Some(m) => release.confirm_after.saturating_sub(m),
+                            None => release.grace.saturating_sub(facts.age),
+                        });
+                    }
+                    continue;
+                }
                 Repair::Bind(pod) => self.bind(claim, &pod).await.map(|()| report.bound += 1),
-                Repair::Mark => self.mark(claim).await.map(|()| report.marked += 1),
+                Repair::Mark => {
+                    report.due_in(release.confirm_after);
+                    self.mark(claim).await.map(|()| report.marked += 1)
+                }
                 Repair::Release(reason) => match self.release(claim, reason).await {
                     Ok(true) => {
                         report.released += 1;
@@ -213,6 +313,58 @@ impl Repairer {
             .map(drop)
     }
 
+    /// Sets or clears the orphan mark of a shared claim, as it was read.
+    async fn set_orphan_mark(&self, claim: &HostPortClaim, on: bool) -> Result<(), kube::Error> {
+        let since = on.then(|| Time(k8s_openapi::jiff::Timestamp::now()));
+        let patch = json!({
+            "metadata": { "resourceVersion": claim.metadata.resource_version },
+            "status": { "orphanSince": since }
+        });
+        self.claims
+            .patch_status(
+                &claim.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(patch),
+            )
+            .await
+            .map(drop)
+    }
+
+    /// Confirms with a live read that no pod of the claim's DaemonSet holds `key`, then
+    /// deletes the claim as it was read (an admission that joined it since changed it).
+    async fn release_shared(&self, claim: &HostPortClaim, key: Key) -> Result<bool, kube::Error> {
+        let Some(owner) = &claim.spec.daemon_set else {
+            return Ok(false);
+        };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &claim.spec.pod_namespace);
+        let held = pods
+            .list(&ListParams::default())
+            .await?
+            .items
+            .iter()
+            .any(|p| {
+                daemon_set_of(p).is_some_and(|(_, uid)| uid == owner.uid)
+                    && super::index::pod_entry(p).is_some_and(|e| e.keys.contains(&key))
+            });
+        if held {
+            return Ok(false);
+        }
+        self.delete_as_read(claim).await
+    }
+
+    async fn delete_as_read(&self, claim: &HostPortClaim) -> Result<bool, kube::Error> {
+        let dp = DeleteParams {
+            preconditions: Some(rv_precondition(claim)),
+            ..DeleteParams::default()
+        };
+        match self.claims.delete(&claim.name_any(), &dp).await {
+            Ok(_) => Ok(true),
+            // Gone already, or changed since it was read (e.g. bound): nothing to do now.
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Confirms `reason` with a live read, then deletes the claim as it was read.
     async fn release(
         &self,
@@ -242,43 +394,14 @@ impl Repairer {
         if !confirmed {
             return Ok(false);
         }
-        let dp = DeleteParams {
-            preconditions: Some(rv_precondition(claim)),
-            ..DeleteParams::default()
-        };
-        match self.claims.delete(&claim.name_any(), &dp).await {
-            Ok(_) => Ok(true),
-            // Gone already, or changed since it was read (e.g. bound): nothing to do now.
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.delete_as_read(claim).await
     }
 
     fn managed_ranges(&self) -> Vec<(Protocol, PortRange)> {
-        let mut ranges = vec![
-            (Protocol::Tcp, default_range()),
-            (Protocol::Udp, default_range()),
-        ];
-        if let Some(store) = &self.policies {
-            for policy in store.state() {
-                let spec = &policy.spec;
-                let Some(range) =
-                    PortRange::new(spec.host_port_range.start, spec.host_port_range.end)
-                else {
-                    continue;
-                };
-                for p in &spec.ports {
-                    let proto = Protocol::from(p.protocol);
-                    ranges.push((proto, range));
-                    if let Some(hp) = p.host_port.and_then(PortRange::single) {
-                        ranges.push((proto, hp));
-                    }
-                }
-            }
+        match &self.policies {
+            Some(store) => reserved_ranges(store.state().iter().map(|p| p.as_ref())),
+            None => reserved_ranges([]),
         }
-        ranges.sort();
-        ranges.dedup();
-        ranges
     }
 
     /// Records host ports that pods hold without a claim (written by their authors, on pods
@@ -311,12 +434,13 @@ impl Repairer {
     ) {
         let bound = claim.status.as_ref().and_then(|s| s.pod.as_ref());
         let same = bound.is_some_and(|b| b.uid == pod.uid)
-            || (bound.is_none() && pod.token.as_deref() == Some(claim.spec.request_uid.as_str()));
+            || (bound.is_none() && pod.token.as_deref() == Some(claim.spec.request_uid.as_str()))
+            || claim.spec.daemon_set.as_ref().is_some_and(|o| {
+                pod.namespace == claim.spec.pod_namespace
+                    && pod.daemon_set.as_deref() == Some(o.uid.as_str())
+            });
         if !same {
-            let holder = bound.map_or_else(
-                || format!("reservation {}", claim.spec.request_uid),
-                |b| format!("{}/{}", claim.spec.pod_namespace, b.name),
-            );
+            let holder = claim.holder();
             report
                 .duplicates
                 .push(format!("{key}: {holder}, {}/{}", pod.namespace, pod.name));
@@ -334,6 +458,7 @@ impl Repairer {
             pod_generate_name: None,
             policy: None,
             request_uid: pod.uid.clone(),
+            daemon_set: None,
             created_at: Time(k8s_openapi::jiff::Timestamp::now()),
         });
         let created = match self.claims.create(&PostParams::default(), &claim).await {

@@ -16,9 +16,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use poolnet_api::v1alpha1::host_port_claim::RESERVATION_LABEL;
-use poolnet_api::v1alpha1::{HostPortClaim, HostPortClaimSpec, HostPortSource};
+use poolnet_api::v1alpha1::{ClaimOwner, HostPortClaim, HostPortClaimSpec, HostPortSource};
 use poolnet_plan::hostports::{
     AllocError, Assignment, Key, KeySet, RequestPlan, Reservation, Source, Step,
 };
@@ -38,6 +39,16 @@ pub struct Claimant<'a> {
     pub namespace: &'a str,
     pub pod_name: Option<&'a str>,
     pub generate_name: Option<&'a str>,
+    /// The DaemonSet controlling the pod: its static ports are shared with the other pods
+    /// of that DaemonSet (one claim per port, see [`super::shared`]).
+    pub daemon_set: Option<DaemonSetRef<'a>>,
+}
+
+/// A DaemonSet by name and UID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaemonSetRef<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
 }
 
 /// Why ports could not be reserved.
@@ -60,6 +71,8 @@ enum Outcome {
     /// Another reservation holds the key.
     Theirs,
     Failed(kube::Error),
+    /// A shared claim kept disappearing under us.
+    Churn,
 }
 
 /// Counters of one [`Reserver`] (for metrics, tests and the benchmark).
@@ -126,10 +139,9 @@ impl Reserver {
         seed: u64,
         deadline: Instant,
     ) -> Result<Vec<Assignment>, ReserveError> {
-        let mut res = Reservation::new(plan.requests.clone(), seed);
         let mut attempted: Vec<Key> = Vec::new();
         let result = self
-            .drive(who, plan, &mut res, &mut attempted, deadline)
+            .reserve_all(who, plan, seed, deadline, &mut attempted)
             .await;
         match &result {
             Ok(_) => self.stats.reserved.fetch_add(1, Ordering::Relaxed),
@@ -141,6 +153,78 @@ impl Reserver {
         result
     }
 
+    /// A DaemonSet's pod shares its static ports with the other pods of that DaemonSet; every
+    /// other request goes through a [`Reservation`].
+    async fn reserve_all(
+        &self,
+        who: &Claimant<'_>,
+        plan: &RequestPlan,
+        seed: u64,
+        deadline: Instant,
+        attempted: &mut Vec<Key>,
+    ) -> Result<Vec<Assignment>, ReserveError> {
+        let mut out: Vec<Option<Assignment>> = vec![None; plan.requests.len()];
+        let mut rest = RequestPlan {
+            warnings: plan.warnings.clone(),
+            ..RequestPlan::default()
+        };
+        let mut rest_at = Vec::new();
+        let mut shared_keys = Vec::new();
+        for (i, request) in plan.requests.iter().enumerate() {
+            match (who.daemon_set, request.source) {
+                (Some(ds), Source::Static(port)) => {
+                    let key = Key::new(request.protocol, port);
+                    attempted.push(key);
+                    let claim = draft(who, plan, i, key);
+                    let shared = tokio::time::timeout_at(deadline, self.share(claim, who, ds))
+                        .await
+                        .map_err(|_| {
+                            ReserveError::Timeout(
+                                deadline.saturating_duration_since(Instant::now()),
+                            )
+                        })?;
+                    match shared {
+                        Outcome::Mine => {}
+                        Outcome::Theirs => {
+                            return Err(AllocError::StaticTaken {
+                                origin: request.origin.clone(),
+                                container_port: request.container_port,
+                                protocol: request.protocol,
+                                port,
+                            }
+                            .into());
+                        }
+                        Outcome::Failed(source) => return Err(ReserveError::Api { key, source }),
+                        Outcome::Churn => {
+                            return Err(AllocError::Contended { conflicts: 3 }.into());
+                        }
+                    }
+                    shared_keys.push(key);
+                    out[i] = Some(Assignment {
+                        container_port: request.container_port,
+                        protocol: request.protocol,
+                        host_port: port,
+                    });
+                }
+                _ => {
+                    rest.requests.push(request.clone());
+                    rest.policies.push(plan.policies.get(i).cloned().flatten());
+                    rest_at.push(i);
+                }
+            }
+        }
+        if !rest.requests.is_empty() {
+            let mut res = Reservation::new(rest.requests.clone(), seed);
+            let got = self
+                .drive(who, &rest, &mut res, attempted, deadline, &shared_keys)
+                .await?;
+            for (i, a) in rest_at.into_iter().zip(got) {
+                out[i] = Some(a);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
     async fn drive(
         &self,
         who: &Claimant<'_>,
@@ -148,8 +232,12 @@ impl Reserver {
         res: &mut Reservation,
         attempted: &mut Vec<Key>,
         deadline: Instant,
+        also_held: &[Key],
     ) -> Result<Vec<Assignment>, ReserveError> {
         let mut view = self.index.held();
+        also_held.iter().for_each(|&k| {
+            view.insert(k);
+        });
         let mut refreshes = 0;
         loop {
             let mut step = res.next(&view);
@@ -159,6 +247,9 @@ impl Reserver {
                 self.stats.refreshes.fetch_add(1, Ordering::Relaxed);
                 res.refresh();
                 view = self.fresh_view().await?;
+                also_held.iter().for_each(|&k| {
+                    view.insert(k);
+                });
                 step = res.next(&view);
                 fresh = true;
             }
@@ -199,6 +290,12 @@ impl Reserver {
                         res.conflicted(key);
                     }
                     Outcome::Failed(source) => return Err(ReserveError::Api { key, source }),
+                    Outcome::Churn => {
+                        return Err(AllocError::Contended {
+                            conflicts: res.conflicts(),
+                        }
+                        .into());
+                    }
                 }
                 // A key someone else holds must look held from now on, whatever the cache says.
                 view.insert(key);
@@ -207,16 +304,58 @@ impl Reserver {
     }
 
     /// Proposals against the cache only, with no writes: for dry-run requests, which must
-    /// have no side effects (sideEffects: NoneOnDryRun) and reserve nothing (S4).
-    pub fn preview(&self, plan: &RequestPlan, seed: u64) -> Result<Vec<Assignment>, AllocError> {
-        let mut res = Reservation::new(plan.requests.clone(), seed);
-        let view = self.index.held();
-        loop {
-            match res.next(&view)? {
-                Step::Done(a) => return Ok(a),
-                Step::Create(keys) => keys.into_iter().for_each(|k| res.created(k)),
+    /// have no side effects (sideEffects: NoneOnDryRun) and reserve nothing (S4). A
+    /// DaemonSet's static ports show as its own when the cache has them free or shared by it.
+    pub fn preview(
+        &self,
+        plan: &RequestPlan,
+        seed: u64,
+        daemon_set: Option<DaemonSetRef<'_>>,
+    ) -> Result<Vec<Assignment>, AllocError> {
+        let mut out: Vec<Option<Assignment>> = vec![None; plan.requests.len()];
+        let mut rest = Vec::new();
+        let mut rest_at = Vec::new();
+        let mut view = self.index.held();
+        for (i, request) in plan.requests.iter().enumerate() {
+            match (daemon_set, request.source) {
+                (Some(ds), Source::Static(port)) => {
+                    let key = Key::new(request.protocol, port);
+                    let joinable = self
+                        .index
+                        .claim(key)
+                        .is_some_and(|c| c.daemon_set.as_deref() == Some(ds.uid));
+                    if !joinable && view.contains(key) {
+                        return Err(AllocError::StaticTaken {
+                            origin: request.origin.clone(),
+                            container_port: request.container_port,
+                            protocol: request.protocol,
+                            port,
+                        });
+                    }
+                    view.insert(key);
+                    out[i] = Some(Assignment {
+                        container_port: request.container_port,
+                        protocol: request.protocol,
+                        host_port: port,
+                    });
+                }
+                _ => {
+                    rest.push(request.clone());
+                    rest_at.push(i);
+                }
             }
         }
+        let mut res = Reservation::new(rest, seed);
+        let got = loop {
+            match res.next(&view)? {
+                Step::Done(a) => break a,
+                Step::Create(keys) => keys.into_iter().for_each(|k| res.created(k)),
+            }
+        };
+        for (i, a) in rest_at.into_iter().zip(got) {
+            out[i] = Some(a);
+        }
+        Ok(out.into_iter().flatten().collect())
     }
 
     /// Claims carrying reservation `token`, read live.
@@ -264,6 +403,72 @@ impl Reserver {
         Outcome::Theirs
     }
 
+    /// Creates the DaemonSet's claim for `claim`'s key, or joins it when the DaemonSet
+    /// (same UID, same namespace) already holds it. Joining writes `status.admittedAt`
+    /// before the pod is admitted: the repair loop counts its grace period from it, and a
+    /// release that read the claim before this write fails its resourceVersion
+    /// precondition; a release that came first makes the write fail (404), and the claim
+    /// is created again.
+    async fn share(
+        &self,
+        mut claim: HostPortClaim,
+        who: &Claimant<'_>,
+        ds: DaemonSetRef<'_>,
+    ) -> Outcome {
+        claim.spec.daemon_set = Some(ClaimOwner {
+            name: ds.name.to_string(),
+            uid: ds.uid.to_string(),
+        });
+        for _ in 0..3 {
+            match self.claims.create(&PostParams::default(), &claim).await {
+                Ok(_) => {
+                    self.stats.created.fetch_add(1, Ordering::Relaxed);
+                    return Outcome::Mine;
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Outcome::Failed(e),
+            }
+            let existing = match self.claims.get_opt(&claim.name_any()).await {
+                Ok(Some(existing)) => existing,
+                Ok(None) => continue,
+                Err(e) => return Outcome::Failed(e),
+            };
+            if existing.spec.request_uid == who.token {
+                return Outcome::Mine;
+            }
+            let same_daemon_set = existing.spec.pod_namespace == who.namespace
+                && existing
+                    .spec
+                    .daemon_set
+                    .as_ref()
+                    .is_some_and(|o| o.uid == ds.uid);
+            if !same_daemon_set {
+                return Outcome::Theirs;
+            }
+            let touch = serde_json::json!({
+                "status": {
+                    "admittedAt": Time(k8s_openapi::jiff::Timestamp::now()),
+                    "orphanSince": null,
+                }
+            });
+            match self
+                .claims
+                .patch_status(
+                    &claim.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(touch),
+                )
+                .await
+            {
+                Ok(_) => return Outcome::Mine,
+                Err(kube::Error::Api(s)) if s.code == 404 => continue,
+                Err(e) => return Outcome::Failed(e),
+            }
+        }
+        // Created and released three times over while joining: let the caller retry.
+        Outcome::Churn
+    }
+
     /// Deletes this call's claims among `keys` (best effort, bounded in time): a claim is
     /// deleted only if it carries `token`, with its UID as precondition, so a claim someone
     /// else created in the meantime is never touched. What is left is collected by the
@@ -277,10 +482,23 @@ impl Reserver {
             if claim.spec.request_uid != token {
                 return;
             }
+            // A DaemonSet's claim this call created may have been joined by another of its
+            // pods meanwhile (admittedAt): that pod needs it. Deleted only as it was read.
+            let shared = claim.spec.daemon_set.is_some();
+            if shared
+                && claim
+                    .status
+                    .as_ref()
+                    .is_some_and(|s| s.admitted_at.is_some())
+            {
+                return;
+            }
             let dp = DeleteParams {
                 preconditions: Some(Preconditions {
                     uid: claim.metadata.uid.clone(),
-                    resource_version: None,
+                    resource_version: shared
+                        .then(|| claim.metadata.resource_version.clone())
+                        .flatten(),
                 }),
                 ..DeleteParams::default()
             };
@@ -321,6 +539,7 @@ fn draft(who: &Claimant<'_>, plan: &RequestPlan, i: usize, key: Key) -> HostPort
             .map(String::from),
         policy,
         request_uid: who.token.to_string(),
+        daemon_set: None,
         created_at: Time(k8s_openapi::jiff::Timestamp::now()),
     })
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::hostports::repair::{CREATE_DEADLINE, DEFAULT_CONFIRM_AFTER};
 use crate::hostports::{ReleasePolicy, RepairConfig};
 use crate::runtime::parse_duration;
 
@@ -75,9 +76,11 @@ pub struct WebhookArgs {
     #[arg(long, env = "POOLNET_WEBHOOK_BUDGET", default_value = "8s", value_parser = parse_duration)]
     pub webhook_budget: Duration,
 
-    /// How old a never-bound host-port claim must be before the repair loop may release it;
-    /// longer than the API server's request timeout (60s by default).
-    #[arg(long, env = "POOLNET_HOST_PORT_GRACE", default_value = "5m", value_parser = parse_duration)]
+    /// How old a host-port claim that no pod carries must be before the repair loop may
+    /// release it (a later admission step refused its pod, or the request timed out). At
+    /// least 34s, the API server's deadline for storing a created pod; the default adds a
+    /// margin for clock skew.
+    #[arg(long, env = "POOLNET_HOST_PORT_GRACE", default_value = "39s", value_parser = parse_grace)]
     pub host_port_grace: Duration,
 
     /// Period of the host-port repair loop.
@@ -114,11 +117,25 @@ impl WebhookArgs {
             interval: self.host_port_repair_interval,
             release: ReleasePolicy {
                 grace: self.host_port_grace,
-                confirm_after: self.host_port_repair_interval,
+                confirm_after: DEFAULT_CONFIRM_AFTER,
             },
             ..RepairConfig::default()
         }
     }
+}
+
+/// A grace period shorter than the API server's create deadline would release the claim of
+/// a pod that is still being admitted (S3).
+fn parse_grace(s: &str) -> Result<Duration, String> {
+    let grace = parse_duration(s)?;
+    if grace < CREATE_DEADLINE {
+        return Err(format!(
+            "{grace:?} is shorter than {CREATE_DEADLINE:?}, the API server's deadline for \
+             storing a pod after its admission: a claim could be released while its pod is \
+             still being created"
+        ));
+    }
+    Ok(grace)
 }
 
 #[cfg(test)]
@@ -141,7 +158,9 @@ mod tests {
         assert_eq!(cfg.names[0], "poolnet-webhook.poolnet-system.svc");
         assert_eq!(cfg.mutating_configs, ["poolnet-host-ports"]);
         assert_eq!(cfg.validating_configs, ["poolnet-validation"]);
-        assert_eq!(f.webhook.repair().release.grace, Duration::from_secs(300));
+        assert_eq!(f.webhook.repair().release.grace, Duration::from_secs(39));
+        assert_eq!(f.webhook.repair(), RepairConfig::default());
+        assert!(Flags::try_parse_from(["poolnet", "--host-port-grace=10s"]).is_err());
         assert!(f.webhook.webhooks);
         let local = Flags::try_parse_from([
             "poolnet",

@@ -27,7 +27,13 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::patch::{PodMutation, parse_assigned, pod_patch};
-use crate::hostports::{ASSIGNED_ANNOTATION, Claimant, ReserveError, Reserver};
+use crate::hostports::coverage::{
+    WrittenPort, cover_written_ports, reserved_ranges, written_ports,
+};
+use crate::hostports::shared::daemon_set_of;
+use crate::hostports::{ASSIGNED_ANNOTATION, Claimant, DaemonSetRef, ReserveError, Reserver};
+use poolnet_api::v1alpha1::HostPortClaim;
+use poolnet_plan::hostports::Key;
 
 /// The pod webhook's collaborators.
 #[derive(Clone)]
@@ -99,6 +105,9 @@ impl PodWebhook {
         pod: &Pod,
         namespace: &str,
     ) -> Result<Outcome, String> {
+        // Every wait below is bounded by the admission's budget.
+        let deadline = Instant::now() + self.budget;
+        let daemon_set = daemon_set_of(pod).map(|(name, uid)| DaemonSetRef { name, uid });
         let identity = PodIdentity {
             name: pod.metadata.name.as_deref(),
             generate_name: pod.metadata.generate_name.as_deref(),
@@ -118,7 +127,15 @@ impl PodWebhook {
         // (re-invocation after other webhooks changed it) or a copy of another pod.
         let mut copied: Vec<Assignment> = Vec::new();
         if let Some(token) = pod.labels().get(RESERVATION_LABEL) {
-            match self.own_reservation(namespace, token).await {
+            let own = tokio::time::timeout_at(
+                deadline,
+                self.own_reservation(namespace, token, pod, daemon_set),
+            )
+            .await
+            .map_err(|_| {
+                "poolnet: checking the pod's host-port reservation took too long; retry".to_string()
+            })?;
+            match own {
                 Ok(Some(assignments)) => {
                     let env = env_vars(&deployment, &assignments);
                     let ops = pod_patch(
@@ -152,12 +169,19 @@ impl PodWebhook {
 
         let declared = declared_ports(pod, &copied);
         let policies = self.selecting(namespace, pod);
-        let plan = plan_requests(
+        let mut plan = plan_requests(
             &declared,
             pod.annotations().get(AKS_ANNOTATION).map(String::as_str),
             &policies,
         )
         .map_err(|e| format!("poolnet: {e}"))?;
+        // Written host ports inside any policy's reserved ports (not only the policies that
+        // select this pod) and ports copied from another pod are reserved too; the others
+        // must at least not be ports poolnet gave someone else.
+        let reserved = reserved_ranges(self.policies.state().iter().map(|p| p.as_ref()));
+        let unreserved = cover_written_ports(&mut plan, &written_ports(pod), &copied, &reserved);
+        self.refuse_held(namespace, daemon_set, &unreserved, deadline)
+            .await?;
         if plan.requests.is_empty() {
             return Ok(Outcome::Unchanged(plan.warnings));
         }
@@ -167,6 +191,7 @@ impl PodWebhook {
             namespace,
             pod_name: pod.metadata.name.as_deref(),
             generate_name: pod.metadata.generate_name.as_deref(),
+            daemon_set,
         };
         let seed = seed_of(&[
             namespace,
@@ -178,21 +203,33 @@ impl PodWebhook {
             token,
         ]);
         let mut warnings = plan.warnings.clone();
-        let assignments = if req.dry_run {
+        let reserved = if req.dry_run {
             // sideEffects: NoneOnDryRun: a dry run reserves nothing, so say what it shows.
             warnings.push(
                 "dry run: the host ports shown are not reserved; a real request may get others"
                     .to_string(),
             );
             self.reserver
-                .preview(&plan, seed)
-                .map_err(|e| self.denial(namespace, &plan, ReserveError::Denied(e)))?
+                .preview(&plan, seed, daemon_set)
+                .map_err(ReserveError::Denied)
         } else {
-            let deadline = Instant::now() + self.budget;
-            self.reserver
-                .reserve(&who, &plan, seed, deadline)
-                .await
-                .map_err(|e| self.denial(namespace, &plan, e))?
+            self.reserver.reserve(&who, &plan, seed, deadline).await
+        };
+        let assignments = match reserved {
+            Ok(assignments) => assignments,
+            Err(e) => {
+                let holder = match &e {
+                    ReserveError::Denied(AllocError::StaticTaken { protocol, port, .. }) => {
+                        self.holder_of(Key::new(*protocol, *port), deadline).await
+                    }
+                    _ => None,
+                };
+                let mut message = self.denial(namespace, &plan, e);
+                if let Some(holder) = holder {
+                    message.push_str(&format!(" (now: {holder})"));
+                }
+                return Err(message);
+            }
         };
         let env = env_vars(&deployment, &assignments);
         let ops = pod_patch(
@@ -209,11 +246,14 @@ impl PodWebhook {
     /// The assignments of reservation `token` if this request is its re-invocation: its
     /// claims exist in `namespace`, none is bound, and no pod carries the token yet (a
     /// re-invocation happens before the pod is stored; a pod carrying it means this one is a
-    /// copy). `None` for a copied or stale token.
+    /// copy). A DaemonSet's pod may have joined claims of its DaemonSet instead of creating
+    /// them: those count as its own. `None` for a copied or stale token.
     async fn own_reservation(
         &self,
         namespace: &str,
         token: &str,
+        pod: &Pod,
+        daemon_set: Option<DaemonSetRef<'_>>,
     ) -> Result<Option<Vec<Assignment>>, kube::Error> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let lp = ListParams::default()
@@ -223,9 +263,6 @@ impl PodWebhook {
             return Ok(None);
         }
         let claims = self.reserver.claims_of(token).await?;
-        if claims.is_empty() {
-            return Ok(None);
-        }
         let mut out = Vec::with_capacity(claims.len());
         for c in claims {
             let bound = c.status.as_ref().is_some_and(|s| s.pod.is_some());
@@ -241,8 +278,116 @@ impl PodWebhook {
                 host_port: c.spec.port,
             });
         }
+        if let Some(ds) = daemon_set {
+            let assigned = pod
+                .annotations()
+                .get(ASSIGNED_ANNOTATION)
+                .map(|v| parse_assigned(v))
+                .unwrap_or_default();
+            let claims: Api<HostPortClaim> = Api::all(self.client.clone());
+            for a in assigned {
+                if out.contains(&a) {
+                    continue;
+                }
+                let joined = claims
+                    .get_opt(&a.key().claim_name())
+                    .await?
+                    .is_some_and(|c| {
+                        c.spec.pod_namespace == namespace
+                            && c.spec.daemon_set.is_some_and(|o| o.uid == ds.uid)
+                    });
+                if !joined {
+                    return Ok(None);
+                }
+                out.push(a);
+            }
+        }
+        if out.is_empty() {
+            return Ok(None);
+        }
         out.sort();
         Ok(Some(out))
+    }
+
+    /// Refuses host ports written outside every reserved range that a claim gives to
+    /// someone else (e.g. a port a deleted policy reserved statically, still held by its
+    /// pod). Read live: the claim decides, not the cache.
+    async fn refuse_held(
+        &self,
+        namespace: &str,
+        daemon_set: Option<DaemonSetRef<'_>>,
+        written: &[WrittenPort],
+        deadline: Instant,
+    ) -> Result<(), String> {
+        let claims: Api<HostPortClaim> = Api::all(self.client.clone());
+        for w in written {
+            let name = w.key().claim_name();
+            let claim = tokio::time::timeout_at(deadline, claims.get_opt(&name))
+                .await
+                .map_err(|_| format!("poolnet: reading HostPortClaim {name} took too long; retry"))?
+                .map_err(|e| format!("poolnet: reading HostPortClaim {name}: {e}; retry"))?;
+            let Some(claim) = claim else { continue };
+            let ours = daemon_set.is_some_and(|ds| {
+                claim.spec.pod_namespace == namespace
+                    && claim
+                        .spec
+                        .daemon_set
+                        .as_ref()
+                        .is_some_and(|o| o.uid == ds.uid)
+            });
+            if !ours {
+                return Err(format!(
+                    "poolnet: hostPort {}/{} of containerPort {} is held by another pod ({}); \
+                     host ports poolnet hands out are unique across the cluster: choose \
+                     another port or delete the pod holding it",
+                    w.host_port,
+                    w.protocol,
+                    w.container_port,
+                    self.describe(&claim)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The claim and who holds it; an unbound claim's pod is found by its token in the index
+    /// (the repair loop binds claims a moment after their pods appear).
+    fn describe(&self, claim: &HostPortClaim) -> String {
+        let unbound = claim.status.as_ref().and_then(|s| s.pod.as_ref()).is_none();
+        if unbound && claim.spec.daemon_set.is_none() {
+            let index = self.reserver.index();
+            if let Some(pod) = poolnet_plan::hostports::PodView::with_token(
+                index.as_ref(),
+                &claim.spec.pod_namespace,
+                &claim.spec.request_uid,
+            ) {
+                let mut bound = claim.clone();
+                bound.status.get_or_insert_with(Default::default).pod =
+                    Some(poolnet_api::v1alpha1::BoundPod {
+                        name: pod.name,
+                        uid: pod.uid,
+                    });
+                return bound.describe();
+            }
+        }
+        claim.describe()
+    }
+
+    /// Who holds `key`: its claim (read live), else cached pods that wrote it themselves.
+    async fn holder_of(&self, key: Key, deadline: Instant) -> Option<String> {
+        let claims: Api<HostPortClaim> = Api::all(self.client.clone());
+        if let Ok(Ok(Some(claim))) =
+            tokio::time::timeout_at(deadline, claims.get_opt(&key.claim_name())).await
+        {
+            return Some(self.describe(&claim));
+        }
+        let pods = self.reserver.index().pods_holding(key);
+        (!pods.is_empty()).then(|| {
+            pods.iter()
+                .map(|p| format!("pod {}/{}", p.namespace, p.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     }
 
     /// HostPortPolicies of `namespace` whose podSelector matches `pod`, oldest first.

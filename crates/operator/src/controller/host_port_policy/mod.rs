@@ -32,7 +32,7 @@ use tracing::{instrument, warn};
 use super::Context;
 use super::conditions::{PartState, conditions};
 use super::status::{apply_status, publish};
-use namespaces::{ensure_namespace_label, sweep_namespace_labels};
+use namespaces::{ensure_namespace_label, spawn_sweeper};
 use rules::{Record, security_rules};
 pub use usage::{Usage, usage};
 
@@ -139,7 +139,7 @@ pub async fn run(
     .reflect(writer)
     .touched_objects();
     let policies = reconciler.ctx.stores.policies.clone();
-    let sweeper = tokio::spawn(sweep_namespace_labels(Arc::clone(&reconciler)));
+    let _sweeper = spawn_sweeper(Arc::clone(&reconciler));
     let by_pool = policies.clone();
     let by_namespace = policies.clone();
     Controller::for_shared_stream(super::meaningful_changes(policy_events), policies)
@@ -179,7 +179,6 @@ pub async fn run(
             }
         })
         .await;
-    sweeper.abort();
 }
 
 fn error_policy(_policy: Arc<HostPortPolicy>, err: &Error, _r: Arc<Reconciler>) -> Action {

@@ -11,7 +11,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 use tracing::warn;
 
-use super::{Error, NAMESPACE_LABEL, NAMESPACE_MANAGER, RESYNC, Reconciler};
+use super::{Error, NAMESPACE_LABEL, NAMESPACE_MANAGER, Reconciler};
 
 /// Sets (or removes) the namespace label that routes the namespace's pods to the pod
 /// webhook. Server-side apply with a manager of its own: only that label is touched.
@@ -49,11 +49,27 @@ pub(super) async fn ensure_namespace_label(
     Ok(())
 }
 
+/// The running sweep; dropping it stops the sweep. The controller's future owns it, and
+/// leader election stops the controller by dropping that future (`run_while_leader`), not by
+/// letting it return: so a replica that loses the Lease stops sweeping as well.
+pub(super) struct Sweeper(tokio::task::JoinHandle<()>);
+
+impl Drop for Sweeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Starts [`sweep_namespace_labels`] for as long as the returned [`Sweeper`] lives.
+pub(super) fn spawn_sweeper(r: Arc<Reconciler>) -> Sweeper {
+    Sweeper(tokio::spawn(sweep_namespace_labels(r)))
+}
+
 /// Removes the label from namespaces that no longer have a HostPortPolicy, so their pods
 /// stop depending on the webhook.
-pub(super) async fn sweep_namespace_labels(r: Arc<Reconciler>) {
+async fn sweep_namespace_labels(r: Arc<Reconciler>) {
     loop {
-        tokio::time::sleep(RESYNC).await;
+        tokio::time::sleep(r.ctx.config.namespace_label_sweep).await;
         let stores = &r.ctx.stores;
         let with_policies: BTreeSet<String> = stores
             .all_policies()

@@ -151,6 +151,7 @@ mod tests {
                 pod_generate_name: Some("echo-".into()),
                 policy: policy.map(String::from),
                 request_uid: "t".into(),
+                daemon_set: None,
                 created_at: Time(Timestamp::UNIX_EPOCH),
             },
         );
