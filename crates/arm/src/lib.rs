@@ -10,7 +10,8 @@
 //! - a per-subscription [`ThrottleBudget`] fed by `Retry-After` and `x-ms-ratelimit-remaining-*`
 //!   that refuses to send (retryable `Throttled`) instead of hammering ARM;
 //! - error classification ([`ArmError::is_retryable`], [`ArmError::metric_label`]);
-//! - call counting ([`ArmStats`]);
+//! - call counting ([`ArmStats`]), also by the RBAC action each request needs ([`permissions`],
+//!   the source of `docs/azure-role.json`; a 403 names the missing action);
 //! - credentials: workload identity (re-reads the projected token on every refresh), managed
 //!   identity, client secret, Azure CLI, and a static token for armsim ([`CredentialConfig`]);
 //! - a rustls (ring) transport that can trust an extra CA such as armsim's ([`TransportConfig`]).
@@ -29,6 +30,7 @@ mod error;
 mod id;
 mod lro;
 mod network;
+pub mod permissions;
 mod policy;
 mod stats;
 mod transport;

@@ -24,6 +24,7 @@ use crate::error::{ArmError, ThrottleSource};
 use crate::id::ResourceKind;
 use crate::lro::parse_retry_after;
 use crate::network::Precondition;
+use crate::permissions;
 use crate::stats::{ArmStats, CallMethod};
 
 /// Per-call settings, set with `CALL.scope(..)` around an operation.
@@ -165,6 +166,8 @@ impl Policy for ArmPolicy {
         }
 
         self.stats.record_sent(method, ResourceKind::of_path(&path));
+        self.stats
+            .record_permission(permissions::classify(method, &path));
         let response = match next[0].send(ctx, request, &next[1..]).await {
             Ok(r) => r,
             Err(e) => {
@@ -199,7 +202,18 @@ impl Policy for ArmPolicy {
                 }));
             }
         };
-        let error = ArmError::from_response(&id, status, wait, &body);
+        let mut error = ArmError::from_response(&id, status, wait, &body);
+        // A missing role assignment: say which action, so the fix is one look away.
+        if let ArmError::Api {
+            status: 403,
+            message,
+            ..
+        } = &mut error
+        {
+            message.push_str(" (");
+            message.push_str(&permissions::forbidden_hint(method, &path));
+            message.push(')');
+        }
         if let ArmError::Throttled {
             origin: ThrottleSource::Server,
             ..

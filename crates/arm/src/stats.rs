@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::id::ResourceKind;
+use crate::permissions::{PERMISSIONS, Permission};
 
 /// HTTP methods ARM calls use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -74,6 +75,10 @@ pub struct ArmStats {
     server_errors: AtomicU64,
     transport_errors: AtomicU64,
     lro_pending: AtomicU64,
+    /// Requests by row of the permission table (`permissions::PERMISSIONS`).
+    by_permission: [AtomicU64; PERMISSIONS.len()],
+    /// Requests the permission table has no row for.
+    unclassified: AtomicU64,
 }
 
 impl Default for ArmStats {
@@ -87,6 +92,8 @@ impl Default for ArmStats {
             server_errors: AtomicU64::new(0),
             transport_errors: AtomicU64::new(0),
             lro_pending: AtomicU64::new(0),
+            by_permission: std::array::from_fn(|_| AtomicU64::new(0)),
+            unclassified: AtomicU64::new(0),
         }
     }
 }
@@ -166,6 +173,28 @@ impl ArmStats {
 
     pub(crate) fn record_lro_pending(&self) {
         self.lro_pending.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_permission(&self, row: Option<usize>) {
+        let counter = row
+            .and_then(|i| self.by_permission.get(i))
+            .unwrap_or(&self.unclassified);
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests sent per row of the permission table, every row (zero included).
+    pub fn by_permission(&self) -> Vec<(&'static Permission, u64)> {
+        PERMISSIONS
+            .iter()
+            .zip(&self.by_permission)
+            .map(|(p, n)| (p, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Requests the permission table has no row for: a call added to the client without its
+    /// RBAC action (the armsim tests require zero).
+    pub fn unclassified(&self) -> u64 {
+        self.unclassified.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> StatsSnapshot {
