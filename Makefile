@@ -8,7 +8,7 @@ CARGO ?= cargo
 # Crates with no I/O: their tests need neither an API server nor armsim.
 PURE_CRATES := poolnet-api poolnet-plan poolnet-preflight
 
-.PHONY: help demo demo-stop test lint cargo-test unit integration conformance crds controlplane fuzz plan-examples
+.PHONY: help demo demo-stop test lint cargo-test unit integration conformance chart-test helm crds controlplane fuzz plan-examples
 
 help: ## list every target, one line each (the default target)
 	@awk '/^[a-zA-Z0-9_-]+:([^=]|$$)/ { t = $$0; sub(/:.*/, "", t); d = $$0; \
@@ -25,8 +25,8 @@ demo-stop: ## stop what `DEMO_KEEP=1 make demo` left running
 controlplane: ## build (or reuse) kube-apiserver, kube-controller-manager, kubectl, etcd
 	@hack/controlplane/build.sh >/dev/null
 
-crds: ## regenerate config/crd/*.yaml from crates/api
-	$(CARGO) run -q -p poolnet-api --bin poolnet-crdgen -- config/crd
+crds: ## regenerate config/crd/*.yaml and the chart's CRD templates (charts/poolnet/templates/crds/) from crates/api
+	$(CARGO) run -q -p poolnet-api --bin poolnet-crdgen -- config/crd charts/poolnet/templates/crds
 
 lint: ## cargo fmt --check and clippy -D warnings on the whole workspace
 	$(CARGO) fmt --all -- --check
@@ -47,7 +47,14 @@ integration: controlplane ## tests/ only: operator, webhooks and CRDs against a 
 conformance: ## check armsim against the official Azure SDK for Python
 	tests/armsim-conformance/run.sh
 
-test: lint cargo-test conformance ## everything CI runs: lint, then all cargo tests, then armsim conformance
+# Built from its Go module once (hack/helm/version.env pins it); later runs reuse the cache.
+helm: ## build (or reuse) the pinned helm used by chart-test
+	@hack/helm/build.sh >/dev/null
+
+chart-test: controlplane helm ## charts/poolnet: lint, ci values dry-run as restricted, install, RBAC, upgrade, operator run, uninstall
+	hack/chart-test.sh
+
+test: lint cargo-test conformance chart-test ## everything CI runs: lint, then all cargo tests, armsim conformance, the Helm chart
 
 plan-examples: ## run kubectl-poolnet on examples/plans/ (seed-* pass, fail-* fail): the CLI's cargo test
 	$(CARGO) test --locked -p kubectl-poolnet --test plan_examples
