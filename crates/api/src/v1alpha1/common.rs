@@ -178,6 +178,21 @@ impl Owned {
     pub fn ids(entries: &[OwnedEntries]) -> impl Iterator<Item = &str> {
         entries.iter().map(|e| e.id.as_str())
     }
+
+    /// The resources a reconcile or a clean-up writes: `spec`'s (in order), then every one
+    /// `entries` records that `spec` does not name (IDs compare case-insensitively, like ARM).
+    pub fn ids_with(
+        entries: &[OwnedEntries],
+        spec: impl IntoIterator<Item = String>,
+    ) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for id in spec.into_iter().chain(Self::ids(entries).map(String::from)) {
+            if !out.iter().any(|o| o.eq_ignore_ascii_case(&id)) {
+                out.push(id);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -203,5 +218,9 @@ mod owned_tests {
         assert_eq!(Owned::names_in(&e, "/X/NSG"), ["c"]);
         Owned::settle(&mut e, "/X/nsg", []);
         assert!(e.is_empty());
+        Owned::record(&mut e, "/old", ["a".to_string()]);
+        Owned::record(&mut e, "/Spec", ["b".to_string()]);
+        let ids = Owned::ids_with(&e, ["/spec".to_string(), "/new".to_string()]);
+        assert_eq!(ids, ["/spec", "/new", "/old"]);
     }
 }

@@ -223,14 +223,10 @@ impl Repairer {
                             .await
                             .map(|()| report.marked += 1)
                     }
-                    SharedRepair::Release => match self.release_shared(claim, key).await {
-                        Ok(true) => {
-                            report.released += 1;
-                            Ok(())
-                        }
-                        Ok(false) => Ok(()),
-                        Err(e) => Err(e),
-                    },
+                    SharedRepair::Release => self
+                        .release_shared(claim, key)
+                        .await
+                        .map(|released| report.released += usize::from(released)),
                 };
                 if let Err(e) = done {
                     tracing::debug!(claim = %claim.name_any(), error = %e, "repair write skipped");
@@ -261,14 +257,10 @@ impl Repairer {
                     report.due_in(release.confirm_after);
                     self.mark(claim).await.map(|()| report.marked += 1)
                 }
-                Repair::Release(reason) => match self.release(claim, reason).await {
-                    Ok(true) => {
-                        report.released += 1;
-                        Ok(())
-                    }
-                    Ok(false) => Ok(()),
-                    Err(e) => Err(e),
-                },
+                Repair::Release(reason) => self
+                    .release(claim, reason)
+                    .await
+                    .map(|released| report.released += usize::from(released)),
             };
             if let Err(e) = done {
                 tracing::debug!(claim = %claim.name_any(), error = %e, "repair write skipped");

@@ -205,16 +205,12 @@ pub(super) async fn security_rules(
             Vec::new(),
         );
     };
-    let mut targets: Vec<String> = if wanted_here {
+    let spec = if wanted_here {
         pool_nsgs.clone()
     } else {
         Vec::new()
     };
-    for id in Owned::ids(&record.owned.security_rules) {
-        if !targets.iter().any(|t| t.eq_ignore_ascii_case(id)) {
-            targets.push(id.to_string());
-        }
-    }
+    let targets = Owned::ids_with(&record.owned.security_rules, spec);
     for raw in targets {
         let wanted: Vec<String> = match pool {
             Some(pool) if wanted_here => pool
@@ -415,17 +411,11 @@ pub(super) async fn remove_all(
         // Neither a pool nor a record: the policy never wrote anything.
         return Ok(None);
     };
-    let mut targets: Vec<String> = Owned::ids(&record.owned.security_rules)
-        .map(String::from)
-        .collect();
-    for t in pool
+    let spec = pool
         .iter()
         .flat_map(|p| p.spec.network_security_groups.iter())
-    {
-        if !targets.iter().any(|x| x.eq_ignore_ascii_case(&t.id)) {
-            targets.push(t.id.clone());
-        }
-    }
+        .map(|t| t.id.clone());
+    let targets = Owned::ids_with(&record.owned.security_rules, spec);
     // The policy carries its deletion timestamp: the union leaves it out, its record keeps
     // its rules in scope.
     for raw in targets {

@@ -15,9 +15,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use poolnet_api::one_per_pool;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_api::v1alpha1::{
-    NodePoolNetwork, NodePoolNetworkStatus, Owned, OwnedEntries, ReconcilePolicy,
-};
+use poolnet_api::v1alpha1::{NodePoolNetwork, NodePoolNetworkStatus, Owned, ReconcilePolicy};
 use poolnet_api::validation::managed_asg_enabled;
 use poolnet_arm::{ArmError, Lro, NotFoundExt, ResourceId};
 use poolnet_plan::agent_pool::differs_from_original;
@@ -180,19 +178,6 @@ fn gone<T>(result: Result<T, ArmError>) -> Result<Option<T>, ArmError> {
     result.optional()
 }
 
-/// The NSGs and route tables this object may have written to: what its record names, and
-/// what its spec names (a record is a superset of what was written, but the spec's targets
-/// cost nothing to include).
-fn targets(recorded: &[OwnedEntries], spec: impl Iterator<Item = String>) -> Vec<String> {
-    let mut out: Vec<String> = Owned::ids(recorded).map(String::from).collect();
-    for id in spec {
-        if !out.iter().any(|o| o.eq_ignore_ascii_case(&id)) {
-            out.push(id);
-        }
-    }
-    out
-}
-
 /// Rewrite each NSG without this object's rules (it carries its deletion timestamp, so the
 /// union leaves it out, while its record keeps its rules in scope).
 async fn remove_rules(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Result<(), Error> {
@@ -206,7 +191,8 @@ async fn remove_rules(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Re
         .network_security_groups
         .iter()
         .map(|t| t.id.clone());
-    for raw in targets(&owned.security_rules, spec) {
+    // What the record names (a superset of what was written) and what the spec names.
+    for raw in Owned::ids_with(&owned.security_rules, spec) {
         let id = arm_id(&raw)?;
         // The union as the caches show it once the writer holds the NSG, with this object
         // as given (deleting) even where the cache still shows it without the timestamp.
@@ -237,7 +223,7 @@ async fn remove_routes(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> R
         .and_then(|s| s.owned.clone())
         .unwrap_or_default();
     let spec = npn.spec.route_table.iter().map(|rt| rt.id.clone());
-    for raw in targets(&owned.routes, spec) {
+    for raw in Owned::ids_with(&owned.routes, spec) {
         let id = arm_id(&raw)?;
         // As in remove_rules: computed under the writer's lock, with this object as deleting.
         let union = || route_union(cluster, &raw, &pools_with(npn, ctx));

@@ -282,6 +282,7 @@ async fn leave_recorded(
         };
         match sync(pass, &id, &raw, budget).await {
             Ok((plan, wrote, None)) => {
+                let recorded = pass.ledger.names(Entries::Routes, &raw);
                 if wrote {
                     fx.event(
                         EventType::Normal,
@@ -296,12 +297,7 @@ async fn leave_recorded(
                     .routes
                     .iter()
                     .filter(|r| plan.scope.owns(&r.name))
-                    .filter(|r| {
-                        pass.ledger
-                            .names(Entries::Routes, &raw)
-                            .iter()
-                            .any(|n| n.eq_ignore_ascii_case(&r.name))
-                    })
+                    .filter(|r| recorded.iter().any(|n| n.eq_ignore_ascii_case(&r.name)))
                     .map(|r| r.name.clone())
                     .collect();
                 if plan
