@@ -84,7 +84,8 @@ refuses "apiServer/cidrs" --set networkPolicy.enabled=true
 refuses "allowedScopes/0" --set 'allowedScopes[0]=rg-aks'
 refuses "leaderElection.enabled=false needs replicaCount: 1" --set leaderElection.enabled=false
 refuses "azureWorkloadIdentity/clientId" --set azureWorkloadIdentity.clientId=my-identity
-ok "8 invalid values refused with their reason"
+refuses "grafanaDashboard/namespace" --set metrics.grafanaDashboard.namespace=Monitoring_NS
+ok "9 invalid values refused with their reason"
 
 say "Starting a local control plane"
 "$here/controlplane/up.sh" >/dev/null
@@ -117,6 +118,19 @@ for kind in MutatingWebhookConfiguration ValidatingWebhookConfiguration; do
     [[ $want == "$got" ]] || { diff <(echo "$want") <(echo "$got") || true; fail "$kind webhooks differ from config/webhook"; }
 done
 ok "names, RBAC rules and webhooks as in config/"
+# The Grafana dashboard ConfigMap carries the chart's dashboard unchanged, where the sidecar
+# looks (its label, the folder annotation, the namespace asked for).
+helm template poolnet "$chart" -n poolnet-system -f "$chart/ci/aks-values.yaml" \
+    --set metrics.grafanaDashboard.namespace=monitoring >"$work/dashboard.yaml"
+cm=$(objects ConfigMap <"$work/dashboard.yaml" | jq -c '[.[] | select(.metadata.name == "poolnet-grafana-dashboard")][0]')
+[[ $(jq -r '.metadata.namespace' <<<"$cm") == monitoring ]] || fail "the dashboard ConfigMap is not in the namespace asked for"
+[[ $(jq -r '.metadata.labels.grafana_dashboard' <<<"$cm") == 1 ]] || fail "the dashboard ConfigMap lacks the sidecar label"
+[[ $(jq -r '.metadata.annotations.grafana_folder' <<<"$cm") == Platform ]] || fail "the dashboard ConfigMap lacks the folder annotation"
+diff <(jq -S . "$chart/dashboards/poolnet.json") <(jq -r '.data["poolnet.json"]' <<<"$cm" | jq -S .) >/dev/null ||
+    fail "the dashboard in the ConfigMap differs from charts/poolnet/dashboards/poolnet.json"
+objects ConfigMap <"$work/default.yaml" | jq -e 'map(select(.metadata.name | endswith("grafana-dashboard"))) | length == 0' >/dev/null ||
+    fail "the default render has a dashboard ConfigMap (it is opt-in)"
+ok "Grafana dashboard ConfigMap: opt-in, the chart's JSON unchanged, label, folder and namespace"
 
 say "3. Every ci render: kubectl apply --dry-run=server, Pod Security restricted (warnings fail)"
 restricted_ns() {
@@ -313,6 +327,19 @@ if ! kubectl wait --for=condition=Ready nodepoolnetworks --all --timeout=120s >/
     fail "the samples did not become Ready"
 fi
 ok "samples game and kubenet Ready (admitted by the webhook, reconciled against armsim)"
+# The running operator serves every family the shipped dashboard queries, and per-subscription
+# ARM figures for the subscription the samples live in.
+curl -sf "http://127.0.0.1:$admin_port/metrics" >"$work/metrics.txt" || fail "GET /metrics"
+missing=()
+for series in $(jq -r '.. | .expr? // empty' "$chart/dashboards/poolnet.json" | grep -oE 'poolnet_[a-z_]+' | sort -u); do
+    family=$series
+    grep -q "^# TYPE $family " "$work/metrics.txt" || family=$(sed -E 's/_(total|bucket|sum|count)$//' <<<"$series")
+    grep -q "^# TYPE $family " "$work/metrics.txt" || missing+=("$series")
+done
+((${#missing[@]} == 0)) || fail "the operator's /metrics lacks what the dashboard queries: ${missing[*]}"
+grep -qE "^poolnet_arm_subscription_requests_total\{subscription=\"$SUB\",class=\"write\"\} [1-9]" "$work/metrics.txt" ||
+    { grep poolnet_arm_subscription "$work/metrics.txt" || true; fail "no ARM writes counted for subscription $SUB"; }
+ok "/metrics has every family the Grafana dashboard queries, and ARM writes for subscription $SUB"
 # Deleting them runs poolnet's clean-up while the operator still runs.
 kubectl delete nodepoolnetworks --all --timeout=120s >/dev/null
 ok "samples deleted (finalizers done)"

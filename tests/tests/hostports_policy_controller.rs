@@ -68,6 +68,7 @@ async fn a_policy_opens_its_range_reports_allocations_and_exhaustion() -> Result
     // and it writes its CA bundle into them.
     let names = Configs::for_namespace(&ns);
     let base = h.serve_webhooks(&names.mutating, &names.validating)?;
+    let admin = h.serve_admin()?;
     install_webhooks(&client, &ns, &base).await?;
     h.start_operator()?;
     h.apply(&sample("game-pool.yaml")?).await?;
@@ -203,6 +204,29 @@ async fn a_policy_opens_its_range_reports_allocations_and_exhaustion() -> Result
             .iter()
             .all(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("tiny"))
     );
+    // The full range shows on /metrics, as dashboards and alerts see it (issue 15, item 5).
+    let labels = format!(
+        r#"{{policy_namespace="{ns}",policy="tiny",node_pool_network="game",protocol="TCP"}}"#
+    );
+    eventually("the full range on /metrics", WAIT, || async {
+        let text = poolnet_tests::operator::scrape_metrics(admin).await?;
+        for (family, want) in [
+            ("poolnet_hostport_range_used_ports", "2"),
+            ("poolnet_hostport_range_size_ports", "2"),
+        ] {
+            let series = format!("{family}{labels} {want}");
+            ensure!(
+                text.lines().any(|l| l == series),
+                "no `{series}` in:\n{}",
+                text.lines()
+                    .filter(|l| l.starts_with("poolnet_hostport"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+        Ok(())
+    })
+    .await?;
     Ok(())
 }
 

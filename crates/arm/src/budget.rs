@@ -192,6 +192,34 @@ impl SubscriptionBudget {
     }
 }
 
+/// What the budget believes about one subscription at a moment (exported as gauges).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetEstimate {
+    /// Lower-cased subscription ID.
+    pub subscription: String,
+    /// Estimated reads left (refilled up to now); `None` until ARM has reported a count.
+    pub reads: Option<f64>,
+    /// Estimated writes left; `None` until ARM has reported a count.
+    pub writes: Option<f64>,
+    /// How much longer a `Retry-After` from ARM keeps every call away.
+    pub blocked_for: Option<Duration>,
+}
+
+impl SubscriptionBudget {
+    fn estimate(&self, config: &BudgetConfig, subscription: &str, now: Instant) -> BudgetEstimate {
+        let bucket = |class: CallClass, b: &Bucket| {
+            let (capacity, refill, _) = config.bucket(class);
+            b.estimate(now, capacity, refill)
+        };
+        BudgetEstimate {
+            subscription: subscription.to_string(),
+            reads: bucket(CallClass::Read, &self.reads),
+            writes: bucket(CallClass::Write, &self.writes),
+            blocked_for: self.blocked_for(now),
+        }
+    }
+}
+
 /// Thread-safe budget for every subscription a client talks to.
 #[derive(Debug, Default)]
 pub struct ThrottleBudget {
@@ -234,6 +262,20 @@ impl ThrottleBudget {
     /// See [`SubscriptionBudget::blocked_for`].
     pub fn blocked_for(&self, subscription: &str, now: Instant) -> Option<Duration> {
         self.with(subscription, |s| s.blocked_for(now))
+    }
+
+    /// The estimate of every subscription seen so far at `now`, sorted by subscription.
+    pub fn estimates(&self, now: Instant) -> Vec<BudgetEstimate> {
+        let subs = self
+            .subscriptions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out: Vec<BudgetEstimate> = subs
+            .iter()
+            .map(|(sub, b)| b.estimate(&self.config, sub, now))
+            .collect();
+        out.sort_by(|a, b| a.subscription.cmp(&b.subscription));
+        out
     }
 
     /// See [`SubscriptionBudget::observe`].
@@ -316,6 +358,43 @@ mod tests {
         // Reads are a separate bucket.
         s.admit(&c, CallClass::Read, t0).unwrap();
         s.admit(&c, CallClass::Write, t0 + wait).unwrap();
+    }
+
+    #[test]
+    fn estimates_refill_and_report_a_pending_retry_after() {
+        let b = ThrottleBudget::default();
+        let t0 = Instant::now();
+        assert!(b.estimates(t0).is_empty());
+        b.observe(
+            "SUB-B",
+            CallClass::Read,
+            Observation {
+                remaining: Some(100),
+                throttled_for: None,
+            },
+            t0,
+        );
+        b.observe(
+            "sub-a",
+            CallClass::Write,
+            Observation {
+                remaining: Some(0),
+                throttled_for: Some(Some(secs(4.0))),
+            },
+            t0,
+        );
+        let e = b.estimates(t0 + secs(2.0));
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].subscription, "sub-a");
+        assert_eq!(e[0].reads, None, "ARM has not reported reads for sub-a");
+        assert_eq!(e[0].writes, Some(2.0 * cfg().write_refill_per_sec));
+        assert_eq!(e[0].blocked_for, Some(secs(2.0)));
+        assert_eq!(e[1].subscription, "sub-b");
+        assert_eq!(e[1].reads, Some(100.0 + 2.0 * cfg().read_refill_per_sec));
+        assert_eq!(e[1].blocked_for, None);
+        // Capped at capacity however long it has been.
+        let later = b.estimates(t0 + secs(3600.0));
+        assert_eq!(later[1].reads, Some(f64::from(cfg().read_capacity)));
     }
 
     proptest! {

@@ -42,7 +42,9 @@ pub use agentpool::{
     AGENT_POOL_API_VERSION, AgentPool, AgentPoolNetworkProfile, AgentPoolProperties, IpTag,
     ManagedCluster, ManagedClusterNetworkProfile, ManagedClusterProperties, PortRange,
 };
-pub use budget::{BudgetConfig, CallClass, Observation, SubscriptionBudget, ThrottleBudget};
+pub use budget::{
+    BudgetConfig, BudgetEstimate, CallClass, Observation, SubscriptionBudget, ThrottleBudget,
+};
 pub use client::{ArmClient, ArmConfig, PUBLIC_ARM_ENDPOINT};
 pub use credential::{CredentialConfig, StaticToken};
 pub use error::{ArmError, DEFAULT_THROTTLE_WAIT, ThrottleSource};
@@ -51,7 +53,7 @@ pub use id::{
 };
 pub use lro::{DEFAULT_POLL_INTERVAL, Lro, MIN_POLL_INTERVAL, Monitor, OperationHandle};
 pub use network::{ArmNetwork, Etagged, NotFoundExt, Precondition};
-pub use stats::{ArmStats, CallMethod, StatsSnapshot};
+pub use stats::{ArmStats, CallMethod, StatsSnapshot, SubscriptionSnapshot};
 pub use transport::{TransportConfig, TransportError, http_client};
 
 pub use azure_core::Url;

@@ -111,7 +111,7 @@ impl ArmPolicy {
             if now.duration_since(started) + wait > max_wait {
                 return Err(wait);
             }
-            self.stats.record_budget_wait();
+            self.stats.record_subscription_budget_wait(sub, wait);
             tokio::time::sleep(wait).await;
         }
     }
@@ -157,7 +157,7 @@ impl Policy for ArmPolicy {
         if let Some(sub) = &subscription
             && let Err(wait) = self.admit(sub, class).await
         {
-            self.stats.record_budget_refusal();
+            self.stats.record_subscription_budget_refusal(sub);
             return Err(wrap(ArmError::Throttled {
                 id,
                 retry_after: wait,
@@ -166,6 +166,9 @@ impl Policy for ArmPolicy {
         }
 
         self.stats.record_sent(method, ResourceKind::of_path(&path));
+        if let Some(sub) = &subscription {
+            self.stats.record_subscription_sent(sub, class);
+        }
         self.stats
             .record_permission(permissions::classify(method, &path));
         let response = match next[0].send(ctx, request, &next[1..]).await {
@@ -220,6 +223,9 @@ impl Policy for ArmPolicy {
         } = error
         {
             observation.throttled_for = Some(wait);
+            if let Some(sub) = &subscription {
+                self.stats.record_subscription_throttled(sub);
+            }
         }
         if let Some(sub) = &subscription {
             self.budget.observe(sub, class, observation, Instant::now());

@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use kube::runtime::events::{Recorder, Reporter};
 use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, Secret, Url};
 
+use crate::controller::host_port_policy::CachedRanges;
 use crate::controller::{
     Context, ControllerConfig, Informers, host_port_policy, node_pool_network,
 };
@@ -89,7 +90,12 @@ pub async fn run(
     arm: Arc<dyn ArmNetwork>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::with_arm(arm.clone()));
+    let informers = Informers::new(client.clone());
+    let stores = informers.stores();
+    let metrics = Arc::new(
+        Metrics::with_arm(arm.clone())
+            .with_host_port_ranges(Arc::new(CachedRanges(stores.policies.clone()))),
+    );
     let health = Health::new();
     let (admin_addr, admin) = runtime::serve_admin(
         args.runtime.admin_addr,
@@ -107,8 +113,6 @@ pub async fn run(
             "no --allowed-scope: NodePoolNetworks may name any Azure resource the operator's identity reaches"
         );
     }
-    let informers = Informers::new(client.clone());
-    let stores = informers.stores();
     let pool_events = informers.pools.subscribe();
     let node_events = informers.nodes.subscribe();
     let policy_events = informers.policies.subscribe();

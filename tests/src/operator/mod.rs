@@ -191,6 +191,19 @@ impl Harness {
         Ok(format!("https://127.0.0.1:{port}"))
     }
 
+    /// Serves the operator's admin endpoints (`/metrics`, `/healthz`, `/readyz`) at a fixed
+    /// loopback port; returns the address for [`scrape_metrics`]. Call it before
+    /// [`Harness::start_operator`].
+    pub fn serve_admin(&mut self) -> Result<std::net::SocketAddr> {
+        if self.operator.is_some() {
+            bail!("serve_admin must come before the operator starts");
+        }
+        let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        self.flags.retain(|f| !f.starts_with("--admin-addr="));
+        self.flags.push(format!("--admin-addr={addr}"));
+        Ok(addr)
+    }
+
     /// Starts an operator (another one may not run yet).
     pub fn start_operator(&mut self) -> Result<()> {
         if self.operator.is_some() {
@@ -422,4 +435,25 @@ impl Harness {
     pub fn id(raw: &str) -> Result<ResourceId> {
         Ok(raw.parse::<ResourceId>()?)
     }
+}
+
+/// `GET /metrics` of an operator's admin server (plain HTTP/1.0 on loopback).
+pub async fn scrape_metrics(addr: std::net::SocketAddr) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to the admin server at {addr}"))?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .await?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await?;
+    let text = String::from_utf8(raw).context("/metrics is not UTF-8")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .context("no end of headers in the /metrics answer")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        bail!("GET /metrics: {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_string())
 }

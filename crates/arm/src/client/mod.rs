@@ -103,6 +103,7 @@ impl ArmClient {
     ) -> Self {
         let stats = Arc::new(ArmStats::default());
         let budget = Arc::new(ThrottleBudget::new(config.budget.clone()));
+        stats.attach_budget(budget.clone());
         let policy = Arc::new(ArmPolicy {
             origin: config.endpoint.origin(),
             stats: stats.clone(),

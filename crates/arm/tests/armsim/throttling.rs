@@ -44,6 +44,21 @@ async fn server_throttling_is_respected_without_resending() {
     let stats = arm.stats().snapshot();
     assert_eq!(stats.throttled, 1);
     assert_eq!(stats.throttled_by_budget, 1);
+    // The same, per subscription (the metrics' `subscription` label).
+    let [sub] = stats.subscriptions.as_slice() else {
+        panic!("one subscription: {:?}", stats.subscriptions);
+    };
+    assert_eq!(
+        (
+            sub.reads,
+            sub.writes,
+            sub.throttled,
+            sub.throttled_by_budget
+        ),
+        (2, 0, 1, 1),
+        "{sub:?}"
+    );
+    assert_eq!(sub.retry_after_seconds, 0.0, "the Retry-After has passed");
 }
 
 #[tokio::test]
@@ -125,6 +140,17 @@ async fn calls_wait_for_the_budget_to_refill_instead_of_failing() {
     assert_eq!(sim.counters().throttled, 0, "ARM never had to throttle");
     assert_eq!(stats.throttled_by_budget, 0, "no call gave up");
     assert!(stats.budget_waits > 0, "some calls waited: {stats:?}");
+    let [sub] = stats.subscriptions.as_slice() else {
+        panic!("one subscription: {:?}", stats.subscriptions);
+    };
+    assert_eq!(sub.reads, 40);
+    assert_eq!(sub.budget_waits, stats.budget_waits);
+    assert!(sub.budget_wait_seconds > 0.0, "{sub:?}");
+    let left = sub.remaining_reads.expect("armsim reports remaining reads");
+    assert!(
+        left <= 20.0,
+        "the estimate never exceeds the bucket: {left}"
+    );
     // 15 usable at once, the other 25 at 20/s: about a second and a quarter.
     assert!(
         started.elapsed() >= Duration::from_millis(800),

@@ -16,7 +16,10 @@ pub use args::{LogFormat, RuntimeArgs, parse_duration};
 pub use health::Health;
 pub use lease::{LeaderElector, LeaderHandle, LeaseConfig, run_while_leader};
 pub use logging::init_logging;
-pub use metrics::{Metrics, OPENMETRICS_CONTENT_TYPE, ReconcileTimer};
+pub use metrics::{
+    EXPORTED as EXPORTED_METRICS, HostPortRanges, Metrics, OPENMETRICS_CONTENT_TYPE, RangeSample,
+    ReconcileTimer,
+};
 pub use tokio_util::sync::CancellationToken;
 
 use tokio::signal::unix::{Signal, SignalKind, signal};

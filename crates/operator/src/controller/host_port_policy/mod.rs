@@ -34,7 +34,7 @@ use super::conditions::{PartState, conditions};
 use super::status::{apply_status, publish};
 use namespaces::{ensure_namespace_label, spawn_sweeper};
 use rules::{Record, security_rules};
-pub use usage::{Usage, usage};
+pub use usage::{CachedRanges, Usage, range_samples, usage};
 
 /// Controller name in metrics and logs.
 pub const CONTROLLER: &str = "hostportpolicy";

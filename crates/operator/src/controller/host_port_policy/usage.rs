@@ -10,6 +10,50 @@ use poolnet_api::v1alpha1::{
     AllocatedPort, HostPortClaim, HostPortPolicy, PodAllocation, RangeUtilization,
 };
 
+/// Host-port range utilisation for the metrics, from the HostPortPolicy cache: the status
+/// the leader last wrote (every replica exports the same figures; dashboards take the max).
+#[derive(Clone)]
+pub struct CachedRanges(pub kube::runtime::reflector::Store<HostPortPolicy>);
+
+impl std::fmt::Debug for CachedRanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedRanges")
+            .field("policies", &self.0.len())
+            .finish()
+    }
+}
+
+impl crate::runtime::HostPortRanges for CachedRanges {
+    fn ranges(&self) -> Vec<crate::runtime::RangeSample> {
+        range_samples(self.0.state().iter().map(|p| p.as_ref()))
+    }
+}
+
+/// One sample per policy and protocol of its status' utilisation.
+pub fn range_samples<'a>(
+    policies: impl Iterator<Item = &'a HostPortPolicy>,
+) -> Vec<crate::runtime::RangeSample> {
+    let mut out = Vec::new();
+    for p in policies {
+        let Some(status) = &p.status else { continue };
+        for u in &status.utilization {
+            out.push(crate::runtime::RangeSample {
+                namespace: p.namespace().unwrap_or_default(),
+                policy: p.name_any(),
+                node_pool_network: p.spec.node_pool_network.clone(),
+                // As Kubernetes spells it (`TCP`, `UDP`), like the CRD.
+                protocol: format!("{:?}", u.protocol),
+                used: u.used,
+                size: u.total,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        (&a.namespace, &a.policy, &a.protocol).cmp(&(&b.namespace, &b.policy, &b.protocol))
+    });
+    out
+}
+
 /// What the claims say about one policy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -2,7 +2,12 @@
 //!
 //! Controllers and webhooks record through a few methods ([`Metrics::reconcile_started`],
 //! [`Metrics::admission`]); ARM traffic is not double-counted here but read at scrape time
-//! from the ARM client's own atomic counters ([`poolnet_arm::ArmStats`]).
+//! from the ARM client's own atomic counters ([`poolnet_arm::ArmStats`]), with the throttle
+//! budget's estimates per subscription. Host-port range utilisation is read at scrape time
+//! from the HostPortPolicy cache ([`HostPortRanges`]).
+//!
+//! Every metric a dashboard may query is listed in [`EXPORTED`]; a test renders them all and
+//! checks the Grafana dashboard the chart ships against that list.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,6 +17,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -157,6 +163,13 @@ impl Metrics {
             .registry
             .register_collector(Box::new(ArmCollector { source }));
         metrics
+    }
+
+    /// Also export the host-port range utilisation `source` reports, at every scrape.
+    pub fn with_host_port_ranges(mut self, source: Arc<dyn HostPortRanges>) -> Self {
+        self.registry
+            .register_collector(Box::new(HostPortCollector { source }));
+        self
     }
 
     /// The registry, for metrics a module owns itself. Register before sharing the
@@ -323,6 +336,124 @@ impl ArmCollector {
     }
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionLabels {
+    subscription: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionClassLabels {
+    subscription: String,
+    class: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SubscriptionSourceLabels {
+    subscription: String,
+    source: &'static str,
+}
+
+/// Starts a metric family; the caller encodes its samples.
+fn family<'a, 'b>(
+    encoder: &'a mut DescriptorEncoder<'b>,
+    name: &'a str,
+    help: &'a str,
+    kind: prometheus_client::metrics::MetricType,
+) -> Result<prometheus_client::encoding::MetricEncoder<'a>, std::fmt::Error> {
+    encoder.encode_descriptor(name, help, None, kind)
+}
+
+impl ArmCollector {
+    /// ARM throttles per subscription: traffic, throttling and the budget left, per
+    /// subscription.
+    fn encode_subscriptions(
+        encoder: &mut DescriptorEncoder,
+        snap: &StatsSnapshot,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::MetricType::{Counter, Gauge};
+        let subs = &snap.subscriptions;
+        {
+            let mut f = family(
+                encoder,
+                "poolnet_arm_subscription_requests",
+                "Requests sent to ARM, by subscription and throttling class (read: GET, write: the rest)",
+                Counter,
+            )?;
+            for s in subs {
+                for (class, n) in [("read", s.reads), ("write", s.writes)] {
+                    let labels = SubscriptionClassLabels {
+                        subscription: s.subscription.clone(),
+                        class,
+                    };
+                    ConstCounter::new(n).encode(f.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut f = family(
+                encoder,
+                "poolnet_arm_subscription_throttled",
+                "Throttled ARM calls by subscription: answered 429 by ARM, or held back by the local budget",
+                Counter,
+            )?;
+            for s in subs {
+                for (source, n) in [("arm", s.throttled), ("budget", s.throttled_by_budget)] {
+                    let labels = SubscriptionSourceLabels {
+                        subscription: s.subscription.clone(),
+                        source,
+                    };
+                    ConstCounter::new(n).encode(f.encode_family(&labels)?)?;
+                }
+            }
+        }
+        {
+            let mut f = family(
+                encoder,
+                "poolnet_arm_budget_wait_seconds",
+                "Time ARM calls spent waiting for the subscription's throttle budget to refill",
+                Counter,
+            )?;
+            for s in subs {
+                let labels = SubscriptionLabels {
+                    subscription: s.subscription.clone(),
+                };
+                ConstCounter::new(s.budget_wait_seconds).encode(f.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut f = family(
+                encoder,
+                "poolnet_arm_budget_remaining",
+                "Requests left in the subscription's ARM throttle bucket, as estimated from ARM's x-ms-ratelimit-remaining headers and the refill rate (absent until ARM reported one)",
+                Gauge,
+            )?;
+            for s in subs {
+                for (class, left) in [("read", s.remaining_reads), ("write", s.remaining_writes)] {
+                    let Some(left) = left else { continue };
+                    let labels = SubscriptionClassLabels {
+                        subscription: s.subscription.clone(),
+                        class,
+                    };
+                    ConstGauge::new(left).encode(f.encode_family(&labels)?)?;
+                }
+            }
+        }
+        let mut f = family(
+            encoder,
+            "poolnet_arm_retry_after_seconds",
+            "Seconds a Retry-After from ARM still keeps every call to the subscription away (0: none pending)",
+            Gauge,
+        )?;
+        for s in subs {
+            let labels = SubscriptionLabels {
+                subscription: s.subscription.clone(),
+            };
+            ConstGauge::new(s.retry_after_seconds).encode(f.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 impl Collector for ArmCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = self.source.snapshot();
@@ -384,9 +515,108 @@ impl Collector for ArmCollector {
             "poolnet_arm_lro_pending",
             "ARM writes answered with a pending long-running operation",
             snap.lro_pending,
-        )
+        )?;
+        Self::encode_subscriptions(&mut encoder, &snap)
     }
 }
 
+/// Utilisation of one HostPortPolicy's automatic range for one protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RangeSample {
+    pub namespace: String,
+    pub policy: String,
+    pub node_pool_network: String,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+    /// Ports held.
+    pub used: i64,
+    /// Ports in the range.
+    pub size: i64,
+}
+
+/// Where host-port range utilisation comes from at scrape time (the operator: its
+/// HostPortPolicy cache, whose status the leader keeps current).
+pub trait HostPortRanges: std::fmt::Debug + Send + Sync + 'static {
+    fn ranges(&self) -> Vec<RangeSample>;
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RangeLabels {
+    /// Not `namespace`: Prometheus sets that label to the scraped pod's namespace.
+    policy_namespace: String,
+    policy: String,
+    node_pool_network: String,
+    protocol: String,
+}
+
+#[derive(Debug)]
+struct HostPortCollector {
+    source: Arc<dyn HostPortRanges>,
+}
+
+impl Collector for HostPortCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        use prometheus_client::metrics::MetricType::Gauge;
+        let ranges = self.source.ranges();
+        let labels = |r: &RangeSample| RangeLabels {
+            policy_namespace: r.namespace.clone(),
+            policy: r.policy.clone(),
+            node_pool_network: r.node_pool_network.clone(),
+            protocol: r.protocol.clone(),
+        };
+        {
+            let mut f = family(
+                &mut encoder,
+                "poolnet_hostport_range_used_ports",
+                "Host ports held in a HostPortPolicy's automatic range, by protocol",
+                Gauge,
+            )?;
+            for r in &ranges {
+                ConstGauge::new(r.used).encode(f.encode_family(&labels(r))?)?;
+            }
+        }
+        let mut f = family(
+            &mut encoder,
+            "poolnet_hostport_range_size_ports",
+            "Ports in a HostPortPolicy's automatic range, by protocol",
+            Gauge,
+        )?;
+        for r in &ranges {
+            ConstGauge::new(r.size).encode(f.encode_family(&labels(r))?)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every metric family the operator exports, with its type: what a dashboard may query.
+/// A test renders each one (`tests::every_listed_metric_is_rendered`), so the list cannot
+/// drift from the code.
+pub const EXPORTED: &[(&str, &str)] = &[
+    ("poolnet_reconcile", "counter"),
+    ("poolnet_reconcile_errors", "counter"),
+    ("poolnet_reconcile_duration_seconds", "histogram"),
+    ("poolnet_leader", "gauge"),
+    ("poolnet_leader_lease_conflicts", "counter"),
+    ("poolnet_webhook_admissions", "counter"),
+    ("poolnet_webhook_admission_duration_seconds", "histogram"),
+    ("poolnet_arm_requests", "counter"),
+    ("poolnet_arm_precondition_failed", "counter"),
+    ("poolnet_arm_throttled", "counter"),
+    ("poolnet_arm_budget_waits", "counter"),
+    ("poolnet_arm_server_errors", "counter"),
+    ("poolnet_arm_transport_errors", "counter"),
+    ("poolnet_arm_lro_pending", "counter"),
+    ("poolnet_arm_subscription_requests", "counter"),
+    ("poolnet_arm_subscription_throttled", "counter"),
+    ("poolnet_arm_budget_wait_seconds", "counter"),
+    ("poolnet_arm_budget_remaining", "gauge"),
+    ("poolnet_arm_retry_after_seconds", "gauge"),
+    ("poolnet_hostport_range_used_ports", "gauge"),
+    ("poolnet_hostport_range_size_ports", "gauge"),
+];
+
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod dashboard_tests;

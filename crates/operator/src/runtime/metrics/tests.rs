@@ -150,6 +150,18 @@ fn arm_counters_are_read_at_scrape_time() {
         server_errors: 6,
         transport_errors: 8,
         lro_pending: 9,
+        subscriptions: vec![poolnet_arm::SubscriptionSnapshot {
+            subscription: "sub-a".into(),
+            reads: 7,
+            writes: 3,
+            throttled: 4,
+            throttled_by_budget: 5,
+            budget_waits: 10,
+            budget_wait_seconds: 2.5,
+            remaining_reads: Some(240.0),
+            remaining_writes: None,
+            retry_after_seconds: 1.5,
+        }],
     };
     let m = Metrics::with_arm_source(Arc::new(Fixed(snap)));
     let text = m.render();
@@ -173,11 +185,137 @@ fn arm_counters_are_read_at_scrape_time() {
         ("poolnet_arm_server_errors_total", 6.0),
         ("poolnet_arm_transport_errors_total", 8.0),
         ("poolnet_arm_lro_pending_total", 9.0),
+        (
+            r#"poolnet_arm_subscription_requests_total{subscription="sub-a",class="read"}"#,
+            7.0,
+        ),
+        (
+            r#"poolnet_arm_subscription_requests_total{subscription="sub-a",class="write"}"#,
+            3.0,
+        ),
+        (
+            r#"poolnet_arm_subscription_throttled_total{subscription="sub-a",source="arm"}"#,
+            4.0,
+        ),
+        (
+            r#"poolnet_arm_subscription_throttled_total{subscription="sub-a",source="budget"}"#,
+            5.0,
+        ),
+        (
+            r#"poolnet_arm_budget_wait_seconds_total{subscription="sub-a"}"#,
+            2.5,
+        ),
+        (
+            r#"poolnet_arm_budget_remaining{subscription="sub-a",class="read"}"#,
+            240.0,
+        ),
+        (
+            r#"poolnet_arm_retry_after_seconds{subscription="sub-a"}"#,
+            1.5,
+        ),
     ] {
         assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
     }
     assert!(text.contains("# TYPE poolnet_arm_requests counter"));
+    assert!(
+        !text.contains(r#"poolnet_arm_budget_remaining{subscription="sub-a",class="write"}"#),
+        "no estimate is exported before ARM reported a count"
+    );
     assert!(text.ends_with("# EOF\n"));
+}
+
+#[derive(Debug)]
+struct Ranges(Vec<RangeSample>);
+
+impl HostPortRanges for Ranges {
+    fn ranges(&self) -> Vec<RangeSample> {
+        self.0.clone()
+    }
+}
+
+fn range(ns: &str, policy: &str, protocol: &str, used: i64, size: i64) -> RangeSample {
+    RangeSample {
+        namespace: ns.into(),
+        policy: policy.into(),
+        node_pool_network: "game".into(),
+        protocol: protocol.into(),
+        used,
+        size,
+    }
+}
+
+#[test]
+fn host_port_ranges_are_read_at_scrape_time() {
+    let m = Metrics::new().with_host_port_ranges(Arc::new(Ranges(vec![
+        range("team-a", "udp-game", "UDP", 120, 1000),
+        range("team-b", "tcp", "TCP", 0, 20000),
+    ])));
+    let text = m.render();
+    for (series, value) in [
+        (
+            r#"poolnet_hostport_range_used_ports{policy_namespace="team-a",policy="udp-game",node_pool_network="game",protocol="UDP"}"#,
+            120.0,
+        ),
+        (
+            r#"poolnet_hostport_range_size_ports{policy_namespace="team-a",policy="udp-game",node_pool_network="game",protocol="UDP"}"#,
+            1000.0,
+        ),
+        (
+            r#"poolnet_hostport_range_used_ports{policy_namespace="team-b",policy="tcp",node_pool_network="game",protocol="TCP"}"#,
+            0.0,
+        ),
+    ] {
+        assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+    }
+}
+
+/// A registry with every family populated: what a scrape of a busy operator shows.
+pub(super) fn busy_metrics() -> Metrics {
+    let snap = StatsSnapshot {
+        sent: vec![(CallMethod::Get, ResourceKind::NetworkSecurityGroup, 1)],
+        subscriptions: vec![poolnet_arm::SubscriptionSnapshot {
+            subscription: "sub-a".into(),
+            reads: 1,
+            remaining_reads: Some(200.0),
+            remaining_writes: Some(150.0),
+            ..Default::default()
+        }],
+        ..StatsSnapshot::default()
+    };
+    let m = Metrics::with_arm_source(Arc::new(Fixed(snap))).with_host_port_ranges(Arc::new(
+        Ranges(vec![range("team-a", "udp-game", "UDP", 1, 10)]),
+    ));
+    m.reconcile_started("nodepoolnetwork").ok();
+    m.reconcile_started("nodepoolnetwork")
+        .error("arm_throttled");
+    m.admission("pods-hostports", true, Duration::from_millis(2));
+    m.set_leader(true);
+    m.lease_conflict();
+    m
+}
+
+/// `# TYPE name type` of every family in `text`.
+pub(super) fn families(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| {
+            let (name, kind) = l.split_once(' ')?;
+            Some((name.to_string(), kind.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn every_listed_metric_is_rendered_and_nothing_else() {
+    let rendered = families(&busy_metrics().render());
+    let listed: std::collections::BTreeMap<String, String> = EXPORTED
+        .iter()
+        .map(|(n, k)| (n.to_string(), k.to_string()))
+        .collect();
+    assert_eq!(
+        rendered, listed,
+        "EXPORTED must list exactly what /metrics serves"
+    );
 }
 
 #[test]
