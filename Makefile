@@ -8,7 +8,7 @@ CARGO ?= cargo
 # Crates with no I/O: their tests need neither an API server nor armsim.
 PURE_CRATES := poolnet-api poolnet-plan poolnet-preflight
 
-.PHONY: help demo demo-stop test lint cargo-test unit integration conformance chart-test helm crds controlplane fuzz plan-examples dist
+.PHONY: help demo demo-stop test lint cargo-test unit integration conformance chart-test helm crds controlplane fuzz plan-examples dist dist-check
 
 help: ## list every target, one line each (the default target)
 	@awk '/^[a-zA-Z0-9_-]+:([^=]|$$)/ { t = $$0; sub(/:.*/, "", t); d = $$0; \
@@ -54,10 +54,13 @@ helm: ## build (or reuse) the pinned helm used by chart-test
 chart-test: controlplane helm ## charts/poolnet: lint, ci values dry-run as restricted, install, RBAC, upgrade, operator run, uninstall
 	hack/chart-test.sh
 
-test: lint cargo-test conformance chart-test ## everything CI runs: lint, then all cargo tests, armsim conformance, the Helm chart
+test: lint cargo-test conformance chart-test dist-check ## everything CI runs: lint, then all cargo tests, armsim conformance, the Helm chart, the krew install
 
 dist: ## kubectl-poolnet release archives for this platform, their sha256 and a krew manifest, in dist/ (hack/dist/dist.sh)
 	hack/dist/dist.sh
+
+dist-check: controlplane ## make dist, then krew (built from its Go module, cached) installs it, kubectl runs it, a bad sha256 is refused
+	hack/dist/check.sh
 
 plan-examples: ## run kubectl-poolnet on examples/plans/ (seed-* pass, fail-* fail): the CLI's cargo test
 	$(CARGO) test --locked -p kubectl-poolnet --test plan_examples
