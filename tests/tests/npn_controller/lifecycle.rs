@@ -125,6 +125,15 @@ async fn observe_reads_and_reports_but_never_writes() -> Result<()> {
         .context("rules")?
         .message;
     assert!(rules_msg.contains("would add"), "{rules_msg}");
+    // Azure differs and poolnet will not write: someone has to act, so the object is Stalled
+    // (kstatus Failed, a GitOps health check stops waiting) and says what differs.
+    let stalled = condition(&st, "Stalled").context("Stalled")?;
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "ObserveOnly")
+    );
+    assert!(stalled.message.contains("would add"), "{}", stalled.message);
+    assert_eq!(kstatus_of(&st), KStatus::Failed);
     let pool_msg = &condition(&st, "AgentPoolReady").context("pool")?.message;
     assert!(pool_msg.contains("40000-60000/tcp"), "{pool_msg}");
     assert_eq!(

@@ -98,6 +98,7 @@ impl Effects {
                 reason::ARM_ERROR,
                 format!("{what}: {e} (not retried: fix the spec or the Azure resource)"),
             )
+            .needing_user_action()
         }
     }
 }

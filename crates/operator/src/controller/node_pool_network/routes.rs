@@ -220,7 +220,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
     Part::new(Piece::Set(Some(status)), condition, fx)
 }
 
-const ROUTE_CONFLICT: &str = "RouteConflict";
+const ROUTE_CONFLICT: &str = reason::ROUTE_CONFLICT;
 
 /// A write of the table is still running in Azure: look again then, keep the status.
 fn updating(
