@@ -1,7 +1,11 @@
-//! `kubectl-poolnet`: kubectl plugin for poolnet. `kubectl poolnet plan -f plan.yaml` runs the
-//! network preflight checks of `poolnet_preflight` on a plan file and prints a table or
-//! JSON. Exit status: 0 when every check passes, 1 when any check fails, 2 when the input
-//! cannot be read or parsed.
+//! `kubectl-poolnet`: kubectl plugin for poolnet.
+//!
+//! - `kubectl poolnet plan -f plan.yaml` runs the network preflight checks of
+//!   `poolnet_preflight` on a plan file and prints a table or JSON. Exit status: 0 when every
+//!   check passes, 1 when any check fails, 2 when the input cannot be read or parsed.
+//! - `kubectl poolnet status [NAME]` prints one screen per node pool, joined across its
+//!   NodePoolNetwork and HostPortPolicies (`kubectl_poolnet::status`). Exit status: 0, or 2
+//!   when the cluster cannot be read.
 
 mod render;
 
@@ -36,6 +40,27 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// One screen per node pool, from the cluster: exposure (prefix, node IPs, IP tags),
+    /// allowed host ports and the ports in use, NSG rules and routes, conditions.
+    Status {
+        /// The NodePoolNetwork to show; every one when omitted.
+        name: Option<String>,
+        /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context; default: the current one.
+        #[arg(long)]
+        context: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Text)]
+        output: StatusOutput,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusOutput {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,9 +100,65 @@ fn plan(file: &PathBuf, output: Output) -> Result<bool> {
     Ok(report.passed)
 }
 
+async fn client(kubeconfig: Option<&PathBuf>, context: Option<String>) -> Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context,
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options).await?
+        }
+        None if options.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer()
+            .await
+            .context("no cluster configuration: set KUBECONFIG or pass --kubeconfig")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn status(
+    name: Option<String>,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    output: StatusOutput,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let views = runtime.block_on(async {
+        let client = client(kubeconfig.as_ref(), context).await?;
+        kubectl_poolnet::status::gather(&client, name.as_deref()).await
+    })?;
+    match output {
+        StatusOutput::Text if views.is_empty() => println!("No NodePoolNetworks found."),
+        StatusOutput::Text => print!("{}", kubectl_poolnet::status::render_all(&views)),
+        StatusOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&views).context("encoding the status")?
+        ),
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Status {
+            name,
+            kubeconfig,
+            context,
+            output,
+        } => match status(name, kubeconfig, context, output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+        },
         Command::Plan { file, output } => match plan(&file, output) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),

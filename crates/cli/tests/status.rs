@@ -1,0 +1,142 @@
+//! `kubectl poolnet status` against a real kube-apiserver, with poolnet-operator reconciling
+//! the demo world in armsim: the binary as users run it, text and JSON.
+
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use poolnet_api::v1alpha1::HostPortPolicy;
+use poolnet_tests::operator::{Harness, sample};
+
+fn status(h: &Harness, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-poolnet"))
+        .arg("status")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(h.kubeconfig())
+        .output()
+        .context("running kubectl-poolnet")?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
+#[tokio::test]
+async fn status_shows_one_screen_per_pool_joined_with_its_policies() -> Result<()> {
+    let h = Harness::start().await?;
+    let client = h.env.client();
+    let ns = h.env.namespace().to_string();
+    h.apply(&sample("game-pool.yaml")?).await?;
+    let game = h.wait_ready("game").await?;
+    // The game pool admits namespaces labelled poolnet.dev/host-ports=game.
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"poolnet.dev/host-ports": "game"}}}),
+            ),
+        )
+        .await?;
+    let policies: Api<HostPortPolicy> = Api::namespaced(client.clone(), &ns);
+    let policy: HostPortPolicy = serde_json::from_value(serde_json::json!({
+        "apiVersion": "poolnet.dev/v1alpha1", "kind": "HostPortPolicy",
+        "metadata": {"name": "echo", "namespace": ns},
+        "spec": {
+            "nodePoolNetwork": "game",
+            "podSelector": {"matchLabels": {"app": "echo"}},
+            "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+            "hostPortRange": {"start": 45000, "end": 45099}
+        }
+    }))?;
+    policies.create(&PostParams::default(), &policy).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let p = policies.get("echo").await?;
+        let ready = p.status.as_ref().is_some_and(|s| {
+            s.observed_generation == p.metadata.generation
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+        if ready {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the policy never became Ready: {:?}", p.status);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The pool's status after the policy's rule joined it.
+    let game_rule = game
+        .status
+        .as_ref()
+        .and_then(|s| s.security_groups.first())
+        .and_then(|n| n.rules.first())
+        .map(|r| r.name.clone())
+        .context("the game pool reports a rule")?;
+
+    let (code, text, err) = status(&h, &["game"])?;
+    ensure!(code == 0, "exit {code}: {err}");
+    println!("{text}");
+    for needle in [
+        "NodePoolNetwork game",
+        "aks-demo/game",
+        "True  Reconciled",
+        "RoutingPreference=Internet",
+        "80/tcp,443/tcp,53/udp,40000-60000/tcp",
+        "NSG nsg-snet-aks",
+        game_rule.as_str(),
+        "Conditions",
+        "SecurityRulesReady",
+    ] {
+        ensure!(text.contains(needle), "no {needle:?} in\n{text}");
+    }
+    let row = text
+        .lines()
+        .find(|l| l.contains(&format!("{ns}/echo")))
+        .with_context(|| format!("no row for the policy in\n{text}"))?;
+    ensure!(row.contains("45000-45099") && row.contains("True"), "{row}");
+    // The policy's own rule, under the NSG it is in.
+    let policy_rule = policies
+        .get("echo")
+        .await?
+        .status
+        .and_then(|s| s.security_rules.first().cloned())
+        .context("the policy reports its rule")?;
+    ensure!(
+        text.lines()
+            .any(|l| l.contains(&policy_rule.name)
+                && l.contains(&format!("HostPortPolicy {ns}/echo"))),
+        "no line for the policy's rule {} in\n{text}",
+        policy_rule.name
+    );
+
+    // Every pool when no name is given; JSON for scripts.
+    let (code, all, _) = status(&h, &[])?;
+    ensure!(code == 0 && all.contains("NodePoolNetwork game"), "{all}");
+    let (code, json, err) = status(&h, &["game", "-o", "json"])?;
+    ensure!(code == 0, "exit {code}: {err}");
+    let views: serde_json::Value = serde_json::from_str(&json)?;
+    ensure!(
+        views[0]["node_pool_network"]["metadata"]["name"] == "game",
+        "{json}"
+    );
+    ensure!(
+        views[0]["host_port_policies"][0]["metadata"]["name"] == "echo",
+        "{json}"
+    );
+
+    // A name that does not exist: exit 2, saying which.
+    let (code, _, err) = status(&h, &["no-such-pool"])?;
+    ensure!(
+        code == 2 && err.contains("no-such-pool"),
+        "exit {code}: {err}"
+    );
+    Ok(())
+}
