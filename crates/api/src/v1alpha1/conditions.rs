@@ -31,6 +31,10 @@ pub const NODE_IPS_READY: &str = "NodeIPsReady";
 pub const ACCEPTED: &str = "Accepted";
 pub const PORTS_ALLOCATED: &str = "PortsAllocated";
 
+/// NodePoolNetwork: every host port pods use on the pool's nodes is in allowedHostPorts and
+/// opened by poolnet's NSG rules (seed 000). Reported, never holding Ready down.
+pub const HOST_PORTS_COVERED: &str = "HostPortsCovered";
+
 /// Reasons, CamelCase as Kubernetes expects.
 pub mod reason {
     pub const RECONCILED: &str = "Reconciled";
@@ -59,6 +63,8 @@ pub mod reason {
     pub const POOL_NOT_FOUND: &str = "NodePoolNetworkNotFound";
     pub const NAMESPACE_NOT_ADMITTED: &str = "NamespaceNotAdmitted";
     pub const RANGE_EXHAUSTED: &str = "RangeExhausted";
+    /// Pods use host ports the pool's allowedHostPorts or NSG rules do not cover.
+    pub const HOST_PORTS_NOT_COVERED: &str = "HostPortsNotCovered";
     /// A route of the spec would take over a name or prefix poolnet does not own.
     pub const ROUTE_CONFLICT: &str = "RouteConflict";
 }

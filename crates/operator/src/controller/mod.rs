@@ -218,6 +218,10 @@ pub struct Context {
     pub recorder: kube::runtime::events::Recorder,
     pub metrics: Arc<crate::runtime::Metrics>,
     pub config: ControllerConfig,
+    /// The pods holding host ports, with their nodes (kept by the webhook's watches): the
+    /// NodePoolNetwork controller checks that its pool's allowedHostPorts and NSG rules
+    /// cover them. `None` when this process serves no webhooks.
+    pub host_ports: Option<Arc<crate::hostports::HostPortIndex>>,
 }
 
 /// Tunables.

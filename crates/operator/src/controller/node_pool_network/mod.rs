@@ -21,6 +21,7 @@ mod agent_pool;
 mod asgs;
 mod cleanup;
 mod cluster;
+mod coverage;
 mod ledger;
 mod node_ips;
 mod nsgs;
@@ -136,6 +137,8 @@ impl Error {
 struct Memory {
     failures: u32,
     last_reread: Option<Instant>,
+    /// Pods (UID) and host ports already warned about as unreachable.
+    warned: std::collections::BTreeSet<(String, poolnet_plan::hostports::Key)>,
 }
 
 /// The reconciler's context: the shared one plus per-object memory (backoff, drift timer)
@@ -257,7 +260,10 @@ pub async fn run(
     let selector_pools = pools.clone();
     let rival_pools = pools.clone();
     let rival_events = super::meaningful_changes(pool_events.clone());
+    let host_port_triggers = host_port_triggers(reconciler.ctx.clone());
     Controller::for_shared_stream(super::meaningful_changes(pool_events), pools)
+        // A pod holding host ports bound to, or gone from, a pool's node: re-check coverage.
+        .reconcile_on(host_port_triggers)
         // An object refused for its pool's holder takes over when the holder's cleanup ends
         // (its last finalizer removed), without waiting for its own requeue.
         .watches_shared_stream(rival_events, move |changed: Arc<NodePoolNetwork>| {
@@ -293,6 +299,46 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The pools whose nodes' host-port pods changed, as the host-port index reports nodes.
+/// Only pools whose `HostPortsCovered` would change are reconciled (each reconcile reads ARM).
+fn host_port_triggers(
+    ctx: Arc<Context>,
+) -> futures::stream::BoxStream<'static, ObjectRef<NodePoolNetwork>> {
+    let Some(index) = ctx.host_ports.as_ref() else {
+        return futures::stream::empty().boxed();
+    };
+    let receiver = index.subscribe_nodes();
+    futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(node) => return Some((node, rx)),
+                // Missed names are caught up by each pool's resync.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |node| {
+        let labels = ctx
+            .stores
+            .nodes
+            .get(&ObjectRef::new(&node))
+            .map(|n| n.labels().clone())
+            .unwrap_or_default();
+        let refs: Vec<ObjectRef<NodePoolNetwork>> = ctx
+            .stores
+            .pools
+            .state()
+            .iter()
+            .filter(|p| !labels.is_empty() && selects(p, &labels))
+            .filter(|p| coverage::outdated(p, &ctx))
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
+    .boxed()
 }
 
 /// The node labels that select a pool's nodes.
@@ -473,6 +519,13 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     }
 
     status.owned = Some(ledger.owned());
+
+    if let Some((part, gaps)) = coverage::check(&npn, &status, ctx) {
+        out.condition(part);
+        let warned = r.with_memory(&name, |m| std::mem::take(&mut m.warned));
+        let warned = coverage::warn_pods(ctx, &npn, &gaps, warned).await;
+        r.with_memory(&name, |m| m.warned = warned);
+    }
 
     let retry = out.effects.retryable_failure;
     let throttled = out.effects.throttled;
