@@ -40,6 +40,22 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// The exact changes poolnet would make in Azure for an Observe NodePoolNetwork (each
+    /// rule, route and agent-pool field, old and new value). Exit status: 0 no changes,
+    /// 1 changes pending (like diff), 2 the cluster cannot be read.
+    Diff {
+        /// The NodePoolNetwork.
+        name: String,
+        /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context; default: the current one.
+        #[arg(long)]
+        context: Option<String>,
+        /// Output format (json: the pendingChanges list).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Text)]
+        output: StatusOutput,
+    },
     /// One screen per node pool, from the cluster: exposure (prefix, node IPs, IP tags),
     /// allowed host ports and the ports in use, NSG rules and routes, conditions.
     Status {
@@ -144,9 +160,56 @@ fn status(
     Ok(())
 }
 
+/// Exit status of `diff` when changes are pending.
+const EXIT_DIFFERENT: u8 = 1;
+
+fn diff(
+    name: String,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    output: StatusOutput,
+) -> Result<bool> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let npn = runtime.block_on(async {
+        let client = client(kubeconfig.as_ref(), context).await?;
+        kube::Api::<poolnet_api::v1alpha1::NodePoolNetwork>::all(client)
+            .get(&name)
+            .await
+            .with_context(|| format!("reading NodePoolNetwork {name}"))
+    })?;
+    let d = kubectl_poolnet::diff::render(&npn);
+    match output {
+        StatusOutput::Text => print!("{}", d.text),
+        StatusOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &npn.status.map(|s| s.pending_changes).unwrap_or_default()
+            )
+            .context("encoding the changes")?
+        ),
+    }
+    Ok(d.changes > 0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Diff {
+            name,
+            kubeconfig,
+            context,
+            output,
+        } => match diff(name, kubeconfig, context, output) {
+            Ok(false) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::from(EXIT_DIFFERENT),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+        },
         Command::Status {
             name,
             kubeconfig,

@@ -140,3 +140,75 @@ async fn status_shows_one_screen_per_pool_joined_with_its_policies() -> Result<(
     );
     Ok(())
 }
+
+fn diff(h: &Harness, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-poolnet"))
+        .arg("diff")
+        .args(args)
+        .arg("--kubeconfig")
+        .arg(h.kubeconfig())
+        .output()
+        .context("running kubectl-poolnet")?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
+#[tokio::test]
+async fn diff_shows_the_exact_changes_an_observe_object_would_make() -> Result<()> {
+    let h = Harness::start().await?;
+    let mut npn = sample("game-pool.yaml")?;
+    npn.spec.reconcile_policy = poolnet_api::v1alpha1::ReconcilePolicy::Observe;
+    // Custom ASGs only: Observe can then say exactly what it would do to the pool and NSG.
+    npn.spec
+        .application_security_groups
+        .as_mut()
+        .context("applicationSecurityGroups")?
+        .managed = Some(false);
+    h.apply(&npn).await?;
+    let observed = h
+        .wait_npn("game", "changes listed", |n| {
+            n.status.as_ref().is_some_and(|s| {
+                s.observed_generation == n.metadata.generation && !s.pending_changes.is_empty()
+            })
+        })
+        .await?;
+    let pending = observed
+        .status
+        .map(|s| s.pending_changes)
+        .unwrap_or_default();
+
+    let (code, text, err) = diff(&h, &["game"])?;
+    println!("{text}");
+    ensure!(code == 1, "exit {code} (1: changes pending): {err}\n{text}");
+    ensure!(
+        text.contains("NodePoolNetwork game (Observe): poolnet would add"),
+        "{text}"
+    );
+    ensure!(text.contains("NSG nsg-snet-aks"), "{text}");
+    for c in &pending {
+        ensure!(text.contains(&c.name), "{} missing in\n{text}", c.name);
+    }
+    ensure!(text.contains("networkProfile.allowedHostPorts"), "{text}");
+    let (code, json, _) = diff(&h, &["game", "-o", "json"])?;
+    ensure!(code == 1);
+    let listed: Vec<poolnet_api::v1alpha1::PendingChange> = serde_json::from_str(&json)?;
+    ensure!(listed == pending, "{json}");
+
+    // Managed: nothing pending, exit 0, and it says why.
+    let mut managed = sample("game-pool.yaml")?;
+    managed.metadata.name = Some("managed".into());
+    managed.spec.node_pool.agent_pool_id = poolnet_tests::operator::agent_pool_id("kubenet");
+    managed.spec.network_security_groups.clear();
+    managed.spec.node_public_ip = None;
+    h.apply(&managed).await?;
+    let (code, text, err) = diff(&h, &["managed"])?;
+    ensure!(code == 0, "exit {code}: {err}");
+    ensure!(
+        text.contains("poolnet applies its changes itself"),
+        "{text}"
+    );
+    Ok(())
+}

@@ -10,7 +10,8 @@ pub use futures::StreamExt;
 pub use kube::Api;
 pub use kube::runtime::{WatchStreamExt, watcher};
 pub use poolnet_api::v1alpha1::{
-    ManagedPrefix, NodePoolNetwork, NodePublicIp, NsgTarget, PrefixSource, ReconcilePolicy,
+    ChangeAction, ChangeTarget, ManagedPrefix, NodePoolNetwork, NodePublicIp, NsgTarget,
+    PendingChange, PrefixSource, ReconcilePolicy,
 };
 pub use poolnet_arm::ArmNetwork;
 pub use poolnet_tests::operator::{

@@ -519,6 +519,7 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     }
 
     status.owned = Some(ledger.owned());
+    status.pending_changes = std::mem::take(&mut out.effects.pending);
 
     if let Some((part, gaps)) = coverage::check(&npn, &status, ctx) {
         out.condition(part);
