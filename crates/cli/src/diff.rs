@@ -25,6 +25,8 @@ fn resource_label(c: &PendingChange) -> String {
         ChangeTarget::SecurityRule => format!("NSG {}", leaf(&c.resource_id)),
         ChangeTarget::Route => format!("route table {}", leaf(&c.resource_id)),
         ChangeTarget::AgentPool => format!("agent pool {}", leaf(&c.resource_id)),
+        ChangeTarget::ApplicationSecurityGroup => "application security groups".to_string(),
+        ChangeTarget::PublicIPPrefix => "public IP prefixes".to_string(),
     }
 }
 
@@ -50,6 +52,15 @@ fn quoted(v: Option<&str>) -> String {
 
 /// The pending changes of `npn`, as text.
 pub fn render(npn: &NodePoolNetwork) -> Diff {
+    render_titled(
+        npn,
+        &format!("NodePoolNetwork {} (Observe)", npn.name_any()),
+    )
+}
+
+/// [`render`] under another title (a manifest not applied yet), with the problems poolnet
+/// would report listed after the changes.
+pub fn render_titled(npn: &NodePoolNetwork, title: &str) -> Diff {
     let name = npn.name_any();
     let status = npn.status.clone().unwrap_or_default();
     let mut out = String::new();
@@ -75,10 +86,8 @@ pub fn render(npn: &NodePoolNetwork) -> Diff {
     }
     let changes = &status.pending_changes;
     if changes.is_empty() {
-        let _ = writeln!(
-            out,
-            "NodePoolNetwork {name} (Observe): no changes. Azure matches the spec."
-        );
+        let _ = writeln!(out, "{title}: no changes. Azure matches the spec.");
+        problems(&mut out, &status.conditions);
         return Diff {
             text: out,
             changes: 0,
@@ -87,7 +96,7 @@ pub fn render(npn: &NodePoolNetwork) -> Diff {
     let count = |a: ChangeAction| changes.iter().filter(|c| c.action == a).count();
     let _ = writeln!(
         out,
-        "NodePoolNetwork {name} (Observe): poolnet would add {}, change {}, remove {}.",
+        "{title}: poolnet would add {}, change {}, remove {}.",
         count(ChangeAction::Add),
         count(ChangeAction::Change),
         count(ChangeAction::Remove)
@@ -108,6 +117,8 @@ pub fn render(npn: &NodePoolNetwork) -> Diff {
             ChangeTarget::SecurityRule => "rule",
             ChangeTarget::Route => "route",
             ChangeTarget::AgentPool => "pool",
+            ChangeTarget::ApplicationSecurityGroup => "application security group",
+            ChangeTarget::PublicIPPrefix => "public IP prefix",
         };
         let _ = writeln!(out, "  {sign} {kind} {} ({what})", c.name);
         let width = c.fields.iter().map(|f| f.field.len()).max().unwrap_or(0);
@@ -124,9 +135,37 @@ pub fn render(npn: &NodePoolNetwork) -> Diff {
             let _ = writeln!(out, "      {:<width$}  {value}", f.field);
         }
     }
+    problems(&mut out, &status.conditions);
     Diff {
         text: out,
         changes: changes.len(),
+    }
+}
+
+/// Failing conditions other than "would change" (Observe), e.g. a full priority band or a
+/// node pool to recreate: what applying would not fix.
+fn problems(
+    out: &mut String,
+    conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+) {
+    let failing: Vec<_> = conditions
+        .iter()
+        .filter(|c| {
+            c.status == "False"
+                // What applying does (Observe's "would"), or will do (create what is missing).
+                && c.reason != poolnet_api::v1alpha1::conditions::reason::OBSERVE_ONLY
+                && c.reason != poolnet_api::v1alpha1::conditions::reason::PROGRESSING
+                && !(c.reason == poolnet_api::v1alpha1::conditions::reason::NOT_FOUND
+                    && c.message.contains("poolnet would create it"))
+                && !matches!(c.type_.as_str(), "Ready" | "Reconciling" | "Stalled")
+        })
+        .collect();
+    if failing.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nProblems poolnet reports (not fixed by applying):");
+    for c in failing {
+        let _ = writeln!(out, "  {} {}: {}", c.type_, c.reason, c.message);
     }
 }
 

@@ -3,4 +3,5 @@
 //! changes, `kubectl poolnet diff`).
 
 pub mod diff;
+pub mod preview;
 pub mod status;

@@ -144,6 +144,7 @@ pub async fn run(
             ..ControllerConfig::default()
         },
         host_ports: host_ports.clone(),
+        dry_run: None,
     });
 
     {

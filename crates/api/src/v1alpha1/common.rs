@@ -95,6 +95,10 @@ pub enum ChangeTarget {
     SecurityRule,
     Route,
     AgentPool,
+    /// The managed application security group poolnet would create.
+    ApplicationSecurityGroup,
+    /// The managed public IP prefix poolnet would create.
+    PublicIPPrefix,
 }
 
 /// What happens to the entry.

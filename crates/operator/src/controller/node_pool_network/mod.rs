@@ -92,6 +92,9 @@ pub enum Error {
     /// removes the finalizer on any `Ok` from cleanup, which would strand the later steps.
     #[error("cleanup in progress: {what}")]
     CleanupInProgress { what: String, retry_in: Duration },
+    /// `preview` was called with a context that would write.
+    #[error("preview needs a dry-run context (Context::dry_run)")]
+    NotDryRun,
 }
 
 impl Error {
@@ -103,6 +106,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::CleanupInProgress { .. } => "cleanup_in_progress",
+            Error::NotDryRun => "not_dry_run",
         }
     }
 
@@ -398,6 +402,29 @@ async fn reconcile(npn: Arc<NodePoolNetwork>, r: Arc<Reconciler>) -> Result<Acti
     result
 }
 
+/// What poolnet would change in Azure for `npn`, read from ARM and the caches of `ctx` (a dry
+/// run: `ctx.dry_run` must be set), writing nothing anywhere: `npn` is reconciled as an
+/// Observe object and the status it would get is returned, `pendingChanges` included. The
+/// same planner as the controller's, for `kubectl poolnet diff -f`.
+pub async fn preview(
+    ctx: Arc<Context>,
+    npn: NodePoolNetwork,
+) -> Result<NodePoolNetworkStatus, Error> {
+    let Some(sink) = ctx.dry_run.clone() else {
+        return Err(Error::NotDryRun);
+    };
+    ctx.stores
+        .wait_ready()
+        .await
+        .map_err(|_| Error::CachesGone)?;
+    let mut npn = npn;
+    npn.spec.reconcile_policy = ReconcilePolicy::Observe;
+    let r = Reconciler::new(ctx);
+    apply(Arc::new(npn), &r).await?;
+    let status = sink.lock().unwrap_or_else(|e| e.into_inner()).take();
+    Ok(status.unwrap_or_default())
+}
+
 /// The story of one reconcile: validate, learn the cluster, run every part in dependency
 /// order, assemble the status from their pieces, write it, publish what happened.
 async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Error> {
@@ -596,19 +623,25 @@ async fn finish(
         &previous.conditions,
         &now,
     );
-    if &status != previous {
+    if &status != previous || ctx.dry_run.is_some() {
         write_status(ctx, npn, &status).await?;
     }
-    publish(&ctx.recorder, npn, "Reconcile", out.effects.events).await;
+    if ctx.dry_run.is_none() {
+        publish(&ctx.recorder, npn, "Reconcile", out.effects.events).await;
+    }
     Ok(())
 }
 
-/// Apply `status` as the object's whole status.
+/// Apply `status` as the object's whole status (a dry run keeps it instead).
 async fn write_status(
     ctx: &Context,
     npn: &NodePoolNetwork,
     status: &NodePoolNetworkStatus,
 ) -> Result<(), Error> {
+    if let Some(sink) = &ctx.dry_run {
+        *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(status.clone());
+        return Ok(());
+    }
     let api: Api<NodePoolNetwork> = Api::all(ctx.client.clone());
     apply_status(&api, &npn.name_any(), MANAGER, status).await?;
     Ok(())
