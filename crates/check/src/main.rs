@@ -223,3 +223,32 @@ async fn main() -> ExitCode {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "poolnet-check",
+            "--output=json",
+            "--baseline=b.json",
+            "--arm-endpoint=https://127.0.0.1:1/",
+            "--armsim",
+            "--host-port-grace=60s",
+        ])
+        .expect("check flags at the top level");
+        assert!(cli.command.is_none());
+        assert_eq!(cli.check.output, Output::Json);
+        assert_eq!(cli.check.host_port_grace, Duration::from_secs(60));
+        assert!(cli.check.connect.armsim);
+        let cli = Cli::try_parse_from(["poolnet-check", "baseline", "-f", "x.json", "--armsim"])
+            .expect("baseline flags");
+        assert!(
+            matches!(cli.command, Some(Command::Baseline(b)) if b.file == std::path::Path::new("x.json") && b.connect.armsim)
+        );
+    }
+}

@@ -1,0 +1,289 @@
+//! The invariant checker (`poolnet-check`, issue 13) against a real installation: the API
+//! server, armsim with the AKS demo world and the operator. Two pools share the BYO subnet
+//! NSG (one Manage, one switched to Observe after it wrote), a HostPortPolicy opens its range
+//! there, and a hand-made rule sits beside them. Once everything is Ready the checker finds
+//! nothing; with the operator stopped, each thing broken behind poolnet's back is reported
+//! under its invariant.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use poolnet_api::ownership::cluster_rule_prefix;
+use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork, ReconcilePolicy};
+use poolnet_arm::models::SecurityRule;
+use poolnet_arm::{ArmNetwork, Lro};
+use poolnet_check::{Invariant, Kind, Options, Report, Snapshot, shell};
+use poolnet_tests::operator::{Harness, WAIT, agent_pool_id, byo_nsg_id, cluster_id, sample};
+use serde_json::json;
+
+const FOREIGN: &str = "allow-bastion-ssh";
+
+/// The kubenet pool sharing the game sample's NSG, its rules aimed at an existing ASG.
+fn neighbour() -> Result<NodePoolNetwork> {
+    let mut n = sample("game-pool.yaml")?;
+    n.metadata.name = Some("watch".into());
+    n.spec.node_pool.agent_pool_id = agent_pool_id("kubenet");
+    n.spec.node_public_ip = None;
+    n.spec.host_port_policies = None;
+    n.spec.allowed_host_ports = vec!["8000-8100/tcp".into()];
+    let asgs = n
+        .spec
+        .application_security_groups
+        .as_mut()
+        .context("applicationSecurityGroups")?;
+    asgs.managed = Some(false);
+    asgs.custom_ids.truncate(1);
+    n.spec.network_security_groups[0].priorities.from = 300;
+    n.spec.network_security_groups[0].priorities.to = 399;
+    Ok(n)
+}
+
+async fn write_nsg(h: &Harness, edit: impl FnOnce(&mut Vec<SecurityRule>)) -> Result<()> {
+    let id = Harness::id(&byo_nsg_id())?;
+    let read = h.arm.get_nsg(&id).await?;
+    let mut nsg = read.resource.clone();
+    edit(
+        &mut nsg
+            .properties
+            .get_or_insert_with(Default::default)
+            .security_rules,
+    );
+    if let Lro::Pending(handle) = h.arm.put_nsg(&id, &nsg, read.precondition()).await? {
+        h.arm.wait(handle, Duration::from_secs(60)).await?;
+    }
+    Ok(())
+}
+
+fn rule(name: &str, priority: i32, port: &str, description: &str) -> Result<SecurityRule> {
+    Ok(serde_json::from_value(
+        json!({"name": name, "properties": {
+        "priority": priority, "direction": "Inbound", "access": "Allow", "protocol": "Tcp",
+        "sourceAddressPrefix": "10.20.0.0/16", "sourcePortRange": "*",
+        "destinationAddressPrefix": "*", "destinationPortRange": port,
+        "description": description}}),
+    )?)
+}
+
+async fn snapshot(h: &Harness, baseline: Option<&poolnet_check::Baseline>) -> Result<Snapshot> {
+    let extra = baseline
+        .iter()
+        .flat_map(|b| b.resources.iter().map(|r| r.id.clone()))
+        .collect::<Vec<_>>();
+    shell::read(&h.env.client(), &h.arm, extra).await
+}
+
+async fn policy_ready(api: &Api<HostPortPolicy>, name: &str) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let p = api.get(name).await?;
+        let st = p.status.clone().unwrap_or_default();
+        if st.observed_generation == p.metadata.generation
+            && st
+                .conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("HostPortPolicy {name} not Ready: {st:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn found(report: &Report) -> BTreeSet<(char, Kind, String)> {
+    report
+        .violations
+        .iter()
+        .map(|v| {
+            (
+                v.invariant.letter(),
+                v.kind,
+                v.entry.clone().unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+fn pod(name: &str, host_port: i32) -> Result<Pod> {
+    Ok(serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10",
+            "ports": [{"containerPort": 8080, "hostPort": host_port, "protocol": "TCP"}]}]}
+    }))?)
+}
+
+#[tokio::test]
+async fn the_checker_finds_nothing_on_a_converged_installation_and_each_break_after_it()
+-> Result<()> {
+    let mut h = Harness::start().await?;
+    let client = h.env.client();
+    let ns = h.env.namespace().to_string();
+    // A rule someone else keeps in the shared NSG.
+    write_nsg(&h, |rules| {
+        rules.push(rule(FOREIGN, 150, "22", "bastion").expect("rule"));
+    })
+    .await?;
+    // The game pool (Manage) and its neighbour, which writes, then only watches.
+    h.apply(&sample("game-pool.yaml")?).await?;
+    h.apply(&neighbour()?).await?;
+    h.wait_ready("game").await?;
+    h.wait_ready("watch").await?;
+    let mut watch = neighbour()?;
+    watch.spec.reconcile_policy = ReconcilePolicy::Observe;
+    h.apply(&watch).await?;
+    h.wait_ready("watch").await?;
+    // A policy of an admitted namespace opens its range in the game pool's NSG.
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"poolnet.dev/host-ports": "game"}}})),
+        )
+        .await?;
+    let policies: Api<HostPortPolicy> = Api::namespaced(client.clone(), &ns);
+    let echo: HostPortPolicy = serde_json::from_value(json!({
+        "apiVersion": "poolnet.dev/v1alpha1", "kind": "HostPortPolicy",
+        "metadata": {"name": "echo", "namespace": ns},
+        "spec": {"nodePoolNetwork": "game",
+            "podSelector": {"matchLabels": {"app": "echo"}},
+            "ports": [{"containerPort": 8080}],
+            "hostPortRange": {"start": 41000, "end": 41999}}
+    }))?;
+    policies.create(&PostParams::default(), &echo).await?;
+    policy_ready(&policies, "echo").await?;
+    h.wait_ready("game").await?;
+
+    // Converged: a baseline, then a check, finds nothing.
+    let snap = snapshot(&h, None).await?;
+    let writes = shell::armsim_writes(&h.arm).await?;
+    let baseline = poolnet_check::baseline(&snap, Some(writes));
+    let nsg = baseline
+        .resources
+        .iter()
+        .find(|r| r.id.eq_ignore_ascii_case(&byo_nsg_id()))
+        .context("the shared NSG is in the baseline")?;
+    ensure!(
+        nsg.entries.contains_key(FOREIGN) && nsg.entries.keys().any(|n| n.contains("-watch-")),
+        "foreign: the hand-made rule and the Observe object's: {:?}",
+        nsg.entries.keys()
+    );
+    let mut opts = Options::default();
+    opts.writes = Some(shell::armsim_writes(&h.arm).await?);
+    let clean = poolnet_check::check(
+        &snapshot(&h, Some(&baseline)).await?,
+        Some(&baseline),
+        &opts,
+    );
+    ensure!(
+        clean.violations.is_empty() && clean.errors.is_empty(),
+        "{}",
+        poolnet_check::render::human(&clean)
+    );
+    ensure!(clean.exit_code() == 0);
+    eprintln!("{}", poolnet_check::render::human(&clean));
+    let e = clean.amplification.clone().context("(e) measured")?;
+    ensure!(
+        e.changed == 0 && e.writes == 0,
+        "a converged installation writes nothing: {e:?}"
+    );
+
+    // Behind poolnet's back, with the operator stopped.
+    h.stop_operator().await?;
+    let prefix = cluster_rule_prefix(&cluster_id());
+    let stray = format!("{prefix}gone-tcp-abcdef");
+    let mut removed = String::new();
+    write_nsg(&h, |rules| {
+        let i = rules
+            .iter()
+            .position(|r| {
+                r.name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&prefix) && n.contains("-game-udp-"))
+            })
+            .expect("game's udp rule");
+        removed = rules.remove(i).name.unwrap_or_default();
+        rules.push(
+            rule(
+                &stray,
+                480,
+                "9999",
+                "Managed by poolnet for NodePoolNetwork gone (uid 0000); do not edit",
+            )
+            .expect("rule"),
+        );
+        let f = rules
+            .iter_mut()
+            .find(|r| r.name.as_deref() == Some(FOREIGN))
+            .expect("the foreign rule");
+        if let Some(p) = f.properties.as_mut() {
+            p.destination_port_range = Some("2222".into());
+        }
+    })
+    .await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for name in ["twin-a", "twin-b"] {
+        pods.create(&PostParams::default(), &pod(name, 41500)?)
+            .await?;
+    }
+    let mut opts = Options::default();
+    opts.writes = Some(shell::armsim_writes(&h.arm).await?);
+    let broken = poolnet_check::check(
+        &snapshot(&h, Some(&baseline)).await?,
+        Some(&baseline),
+        &opts,
+    );
+    let want: BTreeSet<(char, Kind, String)> = [
+        ('a', Kind::ForeignEntryChanged, FOREIGN.to_string()),
+        ('b', Kind::Missing, removed.clone()),
+        ('b', Kind::Unrecorded, stray.clone()),
+        ('c', Kind::Duplicate, "tcp-41500".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    ensure!(
+        found(&broken) == want,
+        "expected {want:#?}\n{}",
+        poolnet_check::render::human(&broken)
+    );
+    ensure!(broken.exit_code() == 1);
+    eprintln!("{}", poolnet_check::render::human(&broken));
+    let changed = &broken.of(Invariant::Foreign)[0];
+    ensure!(
+        changed
+            .found
+            .as_ref()
+            .and_then(|f| f.pointer("/properties/destinationPortRange"))
+            == Some(&json!("2222")),
+        "{changed:?}"
+    );
+    // (e): one write of the NSG (ours), one resource changed.
+    let e = broken.amplification.clone().context("(e) measured")?;
+    ensure!(
+        e.writes == 1 && e.changed == 1 && e.ratio == Some(1.0),
+        "{e:?}"
+    );
+    // The detached-leftover switch turns only the stray rule (its owner UID is no live
+    // object's) into a note.
+    let lenient = poolnet_check::check(
+        &snapshot(&h, Some(&baseline)).await?,
+        Some(&baseline),
+        &Options {
+            allow_detached: true,
+            ..Options::default()
+        },
+    );
+    ensure!(
+        !found(&lenient).contains(&('b', Kind::Unrecorded, stray.clone()))
+            && found(&lenient).len() == 3,
+        "{}",
+        poolnet_check::render::human(&lenient)
+    );
+    // The checker's grace is the operator's.
+    ensure!(poolnet_check::DEFAULT_GRACE == poolnet_operator::hostports::repair::DEFAULT_GRACE);
+    Ok(())
+}
