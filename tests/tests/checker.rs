@@ -15,7 +15,7 @@ use poolnet_api::ownership::cluster_rule_prefix;
 use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork, ReconcilePolicy};
 use poolnet_arm::models::SecurityRule;
 use poolnet_arm::{ArmNetwork, Lro};
-use poolnet_check::{Invariant, Kind, Options, Report, Snapshot, shell};
+use poolnet_check::{Invariant, Kind, Options, Report, Snapshot, cli, shell};
 use poolnet_tests::operator::{Harness, WAIT, agent_pool_id, byo_nsg_id, cluster_id, sample};
 use serde_json::json;
 
@@ -95,6 +95,22 @@ async fn policy_ready(api: &Api<HostPortPolicy>, name: &str) -> Result<()> {
     }
 }
 
+/// Runs `poolnet-check` as a user would (the binary's own code path) against the harness.
+async fn cli(h: &Harness, dir: &std::path::Path, args: &[&str]) -> Result<cli::Outcome> {
+    let ca = dir.join("armsim-ca.pem");
+    std::fs::write(&ca, h.sim.ca_pem().unwrap_or_default())?;
+    let mut argv: Vec<String> = vec!["poolnet-check".into()];
+    argv.extend(args.iter().map(|a| a.to_string()));
+    argv.extend([
+        format!("--kubeconfig={}", h.kubeconfig().display()),
+        format!("--arm-endpoint={}", h.sim.base_url()),
+        format!("--arm-ca-file={}", ca.display()),
+        "--arm-static-token=poolnet-tests".into(),
+        "--armsim".into(),
+    ]);
+    Ok(cli::run(<cli::Cli as clap::Parser>::try_parse_from(argv)?).await)
+}
+
 fn found(report: &Report) -> BTreeSet<(char, Kind, String)> {
     report
         .violations
@@ -172,8 +188,10 @@ async fn the_checker_finds_nothing_on_a_converged_installation_and_each_break_af
         "foreign: the hand-made rule and the Observe object's: {:?}",
         nsg.entries.keys()
     );
-    let mut opts = Options::default();
-    opts.writes = Some(shell::armsim_writes(&h.arm).await?);
+    let opts = Options {
+        writes: Some(shell::armsim_writes(&h.arm).await?),
+        ..Options::default()
+    };
     let clean = poolnet_check::check(
         &snapshot(&h, Some(&baseline)).await?,
         Some(&baseline),
@@ -190,6 +208,21 @@ async fn the_checker_finds_nothing_on_a_converged_installation_and_each_break_af
     ensure!(
         e.changed == 0 && e.writes == 0,
         "a converged installation writes nothing: {e:?}"
+    );
+
+    // The same through the command line: a baseline file, then a JSON report, exit code 0.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("baseline.json");
+    let file_arg = format!("--file={}", file.display());
+    let out = cli(&h, dir.path(), &["baseline", &file_arg]).await?;
+    ensure!(out.code == 0, "{out:?}");
+    let baseline_arg = format!("--baseline={}", file.display());
+    let out = cli(&h, dir.path(), &["check", &baseline_arg, "--output=json"]).await?;
+    ensure!(out.code == 0, "{out:?}");
+    let report: Report = serde_json::from_str(&out.stdout)?;
+    ensure!(
+        report.violations.is_empty() && report.amplification.is_some(),
+        "{report:?}"
     );
 
     // Behind poolnet's back, with the operator stopped.
@@ -230,8 +263,10 @@ async fn the_checker_finds_nothing_on_a_converged_installation_and_each_break_af
         pods.create(&PostParams::default(), &pod(name, 41500)?)
             .await?;
     }
-    let mut opts = Options::default();
-    opts.writes = Some(shell::armsim_writes(&h.arm).await?);
+    let opts = Options {
+        writes: Some(shell::armsim_writes(&h.arm).await?),
+        ..Options::default()
+    };
     let broken = poolnet_check::check(
         &snapshot(&h, Some(&baseline)).await?,
         Some(&baseline),
@@ -282,6 +317,16 @@ async fn the_checker_finds_nothing_on_a_converged_installation_and_each_break_af
             && found(&lenient).len() == 3,
         "{}",
         poolnet_check::render::human(&lenient)
+    );
+    // The command line agrees, with exit code 1 (the file baseline is the CLI's own).
+    let out = cli(&h, dir.path(), &[&baseline_arg, "--output=json"]).await?;
+    ensure!(out.code == 1, "{out:?}");
+    let report: Report = serde_json::from_str(&out.stdout)?;
+    ensure!(found(&report) == want, "{report:#?}");
+    let out = cli(&h, dir.path(), &["--baseline=/nonexistent/baseline.json"]).await?;
+    ensure!(
+        out.code == 2 && out.stderr.contains("reading baseline"),
+        "{out:?}"
     );
     // The checker's grace is the operator's.
     ensure!(poolnet_check::DEFAULT_GRACE == poolnet_operator::hostports::repair::DEFAULT_GRACE);

@@ -16,6 +16,7 @@
 
 pub mod amplification;
 pub mod attribution;
+pub mod cli;
 pub mod foreign;
 pub mod hostports;
 pub mod json;
