@@ -16,7 +16,9 @@ use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork, ReconcilePolicy};
 use poolnet_arm::models::SecurityRule;
 use poolnet_arm::{ArmNetwork, Lro};
 use poolnet_check::{Invariant, Kind, Options, Report, Snapshot, cli, shell};
-use poolnet_tests::operator::{Harness, WAIT, agent_pool_id, byo_nsg_id, cluster_id, sample};
+use poolnet_tests::operator::{
+    Harness, WAIT, agent_pool_id, aks_nsg_id, byo_nsg_id, cluster_id, route_table_id, sample,
+};
 use serde_json::json;
 
 const FOREIGN: &str = "allow-bastion-ssh";
@@ -330,5 +332,105 @@ async fn the_checker_finds_nothing_on_a_converged_installation_and_each_break_af
     );
     // The checker's grace is the operator's.
     ensure!(poolnet_check::DEFAULT_GRACE == poolnet_operator::hostports::repair::DEFAULT_GRACE);
+    Ok(())
+}
+
+/// A baseline taken before poolnet exists in the cluster: from the first write to the last
+/// deletion, poolnet leaves every foreign rule, route and agent-pool field as it found it,
+/// and deletion strands nothing (the pools' own settings restored, the managed ASG gone).
+#[tokio::test]
+async fn from_first_write_to_deletion_poolnet_leaves_foreign_parts_alone() -> Result<()> {
+    let h = Harness::start().await?;
+    let client = h.env.client();
+    let ns = h.env.namespace().to_string();
+    let resources = vec![
+        byo_nsg_id(),
+        aks_nsg_id(),
+        route_table_id(),
+        agent_pool_id("game"),
+        agent_pool_id("kubenet"),
+    ];
+    let before = shell::read(&client, &h.arm, resources.clone()).await?;
+    let baseline = poolnet_check::baseline(&before, Some(shell::armsim_writes(&h.arm).await?));
+    ensure!(baseline.resources.len() == resources.len(), "{baseline:#?}");
+    let check = |label: &'static str| {
+        let (client, baseline, resources) = (client.clone(), baseline.clone(), resources.clone());
+        let h = &h;
+        async move {
+            let ids = resources
+                .into_iter()
+                .chain(baseline.resources.iter().map(|r| r.id.clone()));
+            let snap = shell::read(&client, &h.arm, ids).await?;
+            let report = poolnet_check::check(&snap, Some(&baseline), &Options::default());
+            eprintln!("{label}:\n{}", poolnet_check::render::human(&report));
+            ensure!(report.errors.is_empty(), "{label}: {:?}", report.errors);
+            Ok::<_, anyhow::Error>(report)
+        }
+    };
+
+    h.apply(&sample("game-pool.yaml")?).await?;
+    h.apply(&sample("kubenet-pool.yaml")?).await?;
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"poolnet.dev/host-ports": "game"}}})),
+        )
+        .await?;
+    let policies: Api<HostPortPolicy> = Api::namespaced(client.clone(), &ns);
+    let echo: HostPortPolicy = serde_json::from_value(json!({
+        "apiVersion": "poolnet.dev/v1alpha1", "kind": "HostPortPolicy",
+        "metadata": {"name": "echo", "namespace": ns},
+        "spec": {"nodePoolNetwork": "game",
+            "podSelector": {"matchLabels": {"app": "echo"}},
+            "ports": [{"containerPort": 8080}, {"containerPort": 53, "protocol": "UDP", "hostPort": 53}],
+            "hostPortRange": {"start": 41000, "end": 41999}}
+    }))?;
+    policies.create(&PostParams::default(), &echo).await?;
+    h.wait_ready("game").await?;
+    h.wait_ready("kubenet").await?;
+    policy_ready(&policies, "echo").await?;
+    h.wait_ready("game").await?;
+    let converged = check("converged").await?;
+    ensure!(
+        converged.violations.is_empty(),
+        "{}",
+        poolnet_check::render::human(&converged)
+    );
+
+    policies
+        .delete("echo", &kube::api::DeleteParams::default())
+        .await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while policies.get_opt("echo").await?.is_some() {
+        ensure!(tokio::time::Instant::now() < deadline, "echo not deleted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for name in ["game", "kubenet"] {
+        h.delete(name).await?;
+        h.wait_gone(name).await?;
+    }
+    let report = check("deleted").await?;
+    ensure!(report.checked.node_pool_networks == 0);
+    // Known deviation (reported with the checker, not fixed here): the game pool had
+    // neither allowedHostPorts nor applicationSecurityGroups; deletion restores its
+    // "original" as empty lists (`arm_models::agent_pool_body` writes `Some(vec![])`, and
+    // `AgentPoolOriginal` cannot tell absent from empty). Everything else is as found.
+    let pool = agent_pool_id("game");
+    let deviations: BTreeSet<(char, Kind, String)> = [
+        "/properties/networkProfile/allowedHostPorts",
+        "/properties/networkProfile/applicationSecurityGroups",
+    ]
+    .into_iter()
+    .map(|p| ('a', Kind::ForeignFieldChanged, p.to_string()))
+    .collect();
+    ensure!(
+        found(&report) == deviations
+            && report.violations.iter().all(|v| v.subject == pool
+                && v.expected == Some(serde_json::Value::Null)
+                && v.found == Some(json!([]))),
+        "{}",
+        poolnet_check::render::human(&report)
+    );
     Ok(())
 }

@@ -56,6 +56,11 @@ pub struct Connect {
     /// ARM is armsim: read its per-resource write counters for (e).
     #[arg(long)]
     pub armsim: bool,
+
+    /// Another NSG, route table or agent pool to read (repeatable), e.g. for a baseline
+    /// taken before the objects that will name it exist.
+    #[arg(long = "resource", value_name = "ARM_ID")]
+    pub resources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -149,6 +154,7 @@ async fn run_check(args: &CheckArgs) -> Result<Report> {
     let extra = baseline
         .iter()
         .flat_map(|b| b.resources.iter().map(|r| r.id.clone()))
+        .chain(args.connect.resources.iter().cloned())
         .collect::<Vec<_>>();
     let snap = shell::read(&kube, &arm, extra).await?;
     let writes = if args.connect.armsim {
@@ -170,7 +176,7 @@ async fn run_check(args: &CheckArgs) -> Result<Report> {
 
 async fn run_baseline(args: &BaselineArgs) -> Result<String> {
     let (kube, arm) = clients(&args.connect).await?;
-    let snap = shell::read(&kube, &arm, Vec::new()).await?;
+    let snap = shell::read(&kube, &arm, args.connect.resources.clone()).await?;
     let writes = if args.connect.armsim {
         Some(shell::armsim_writes(&arm).await?)
     } else {

@@ -112,7 +112,8 @@ fn excluded_now(snap: &Snapshot, class: ResourceClass, id: &str) -> Vec<String> 
     }
 }
 
-/// The IDs of the shared resources whose foreign parts a baseline records.
+/// The IDs of the shared resources whose foreign parts a baseline records: those the
+/// objects name or record, and any other NSG, route table or agent pool the snapshot holds.
 pub fn shared_ids(snap: &Snapshot) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut push = |id: &str| {
@@ -130,6 +131,13 @@ pub fn shared_ids(snap: &Snapshot) -> Vec<String> {
     }
     for p in &snap.pools {
         push(&p.spec.node_pool.agent_pool_id);
+    }
+    // And every other NSG, route table or agent pool read (`--resource`): a baseline taken
+    // before any object exists covers what poolnet is about to share.
+    for (id, r) in &snap.arm.resources {
+        if class_of(id).is_some() {
+            push(r.get("id").and_then(Value::as_str).unwrap_or(id));
+        }
     }
     out
 }
