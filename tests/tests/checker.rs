@@ -434,3 +434,105 @@ async fn from_first_write_to_deletion_poolnet_leaves_foreign_parts_alone() -> Re
     );
     Ok(())
 }
+
+/// Spec edits strand nothing; a hand edit of a poolnet rule's description is reported (and,
+/// today, never repaired: the operator's drift check ignores descriptions); a DetachOnDelete
+/// deletion leaves rules that are stranded unless detached leftovers are allowed.
+#[tokio::test]
+async fn spec_edits_hand_edits_and_detached_leftovers() -> Result<()> {
+    let h = Harness::start().await?;
+    let mut game = sample("game-pool.yaml")?;
+    h.apply(&game).await?;
+    h.apply(&neighbour()?).await?;
+    h.wait_ready("game").await?;
+    h.wait_ready("watch").await?;
+    let baseline = poolnet_check::baseline(&snapshot(&h, None).await?, None);
+    let run = |label: &'static str, allow_detached: bool| {
+        let (baseline, h) = (baseline.clone(), &h);
+        async move {
+            let report = poolnet_check::check(
+                &snapshot(h, Some(&baseline)).await?,
+                Some(&baseline),
+                &Options {
+                    allow_detached,
+                    ..Options::default()
+                },
+            );
+            eprintln!("{label}:\n{}", poolnet_check::render::human(&report));
+            Ok::<_, anyhow::Error>(report)
+        }
+    };
+
+    // A spec edit: other ports, one protocol fewer.
+    game.spec.allowed_host_ports = vec!["80/tcp,40000-41000/tcp".into()];
+    h.apply(&game).await?;
+    h.wait_ready("game").await?;
+    let r = run("edited", false).await?;
+    ensure!(
+        r.violations.is_empty(),
+        "{}",
+        poolnet_check::render::human(&r)
+    );
+
+    // A hand edit of one of poolnet's rules (its description) behind its back.
+    let prefix = cluster_rule_prefix(&cluster_id());
+    write_nsg(&h, |rules| {
+        let r = rules
+            .iter_mut()
+            .find(|r| {
+                r.name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with(&prefix) && n.contains("-game-tcp-"))
+            })
+            .expect("game's rule");
+        if let Some(p) = r.properties.as_mut() {
+            p.description = Some("edited by hand".into());
+        }
+    })
+    .await?;
+    // Two resyncs (3 s each): the operator leaves the edit in place (reported with the
+    // checker: `ExistingRule::canonical` documents the description as compared, but
+    // `writers::convert::existing_rules` does not compare it).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let r = run("description edited, two resyncs later", false).await?;
+    ensure!(
+        r.violations.len() == 1
+            && r.violations[0].kind == Kind::Differs
+            && r.violations[0]
+                .entry
+                .as_deref()
+                .is_some_and(|e| e.contains("-game-tcp-"))
+            && r.violations[0].found == Some(json!({"description": "edited by hand"})),
+        "{}",
+        poolnet_check::render::human(&r)
+    );
+
+    // DetachOnDelete: deleting the neighbour leaves its rule, now nobody's.
+    let mut watch = neighbour()?;
+    watch.spec.reconcile_policy = ReconcilePolicy::DetachOnDelete;
+    h.apply(&watch).await?;
+    h.wait_ready("watch").await?;
+    h.delete("watch").await?;
+    h.wait_gone("watch").await?;
+    let strict = run("detached, strict", false).await?;
+    let left: Vec<&String> = strict
+        .violations
+        .iter()
+        .filter(|v| v.kind == Kind::Unrecorded)
+        .filter_map(|v| v.entry.as_ref())
+        .collect();
+    ensure!(
+        !left.is_empty() && left.iter().all(|n| n.contains("-watch-")),
+        "{}",
+        poolnet_check::render::human(&strict)
+    );
+    let lenient = run("detached, --allow-detached", true).await?;
+    ensure!(
+        !found(&lenient)
+            .iter()
+            .any(|(_, k, _)| *k == Kind::Unrecorded),
+        "{}",
+        poolnet_check::render::human(&lenient)
+    );
+    Ok(())
+}
