@@ -95,20 +95,57 @@ fn project(
         }
         remove_pointer(&mut fields, ptr);
     }
-    if class == ResourceClass::RouteTable {
-        remove_key_pruning(&mut fields, "/tags", CLUSTER_TAG);
-    }
     for p in excluded {
-        remove_pointer(&mut fields, p);
+        exclude(&mut fields, p);
     }
     (fields, foreign)
 }
 
+/// Removes `pointer`; a tag (`/tags/<key>`, key compared case-insensitively) takes an
+/// emptied tag map with it (ARM shows no tags and empty tags alike).
+fn exclude(value: &mut Value, pointer: &str) {
+    match pointer.strip_prefix("/tags/") {
+        Some(key) => remove_key_pruning(value, "/tags", &key.replace("~1", "/").replace("~0", "~")),
+        None => remove_pointer(value, pointer),
+    }
+}
+
+/// poolnet's cluster tag on a route table, as a JSON pointer.
+fn cluster_tag_pointer() -> String {
+    format!(
+        "/tags/{}",
+        CLUSTER_TAG.replace('~', "~0").replace('/', "~1")
+    )
+}
+
+/// Whether a live object that lets poolnet write names or records route table `id` (then
+/// poolnet's cluster tag on it is poolnet's).
+fn table_written(snap: &Snapshot, id: &str) -> bool {
+    snap.pools.iter().any(|p| {
+        writes_for(p)
+            && (p
+                .spec
+                .route_table
+                .as_ref()
+                .is_some_and(|rt| same_id(&rt.id, id))
+                || p.status
+                    .as_ref()
+                    .and_then(|s| s.owned.as_ref())
+                    .is_some_and(|o| {
+                        !poolnet_api::v1alpha1::Owned::names_in(&o.routes, id).is_empty()
+                    }))
+    })
+}
+
+/// What poolnet writes of the resource itself now: an agent pool's two fields, a route
+/// table's cluster tag, while a writing object uses them.
 fn excluded_now(snap: &Snapshot, class: ResourceClass, id: &str) -> Vec<String> {
-    if class == ResourceClass::AgentPool && pool_written(snap, id) {
-        POOL_FIELDS.iter().map(|s| s.to_string()).collect()
-    } else {
-        Vec::new()
+    match class {
+        ResourceClass::AgentPool if pool_written(snap, id) => {
+            POOL_FIELDS.iter().map(|s| s.to_string()).collect()
+        }
+        ResourceClass::RouteTable if table_written(snap, id) => vec![cluster_tag_pointer()],
+        _ => Vec::new(),
     }
 }
 
@@ -207,7 +244,7 @@ pub fn check(snap: &Snapshot, baseline: &Baseline, report: &mut Report) {
         let (fields, _) = project(b.kind, resource, &scopes, &excluded);
         let mut expected = b.fields.clone();
         for p in &excluded {
-            remove_pointer(&mut expected, p);
+            exclude(&mut expected, p);
         }
         for d in diff(&expected, &fields) {
             report.violations.push(

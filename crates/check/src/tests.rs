@@ -896,3 +896,48 @@ proptest! {
         prop_assert_eq!(kinds(&r), vec![(expect.0, expect.1, Some(expect.2))], "{:#?}", r);
     }
 }
+
+#[test]
+fn a_cluster_tag_left_on_a_route_table_nobody_uses_is_a_foreign_change() {
+    let world = world(&Params::default());
+    // Before poolnet: no object, the table untagged.
+    let mut before = world.clone();
+    before.pools.clear();
+    before.policies.clear();
+    before
+        .arm
+        .resources
+        .get_mut(&rt_id().to_ascii_lowercase())
+        .unwrap()
+        .as_object_mut()
+        .unwrap()
+        .remove("tags");
+    let b = baseline(&before, None);
+    assert_eq!(
+        b.resources.len(),
+        4,
+        "NSG, route table and both pools: {b:#?}"
+    );
+    // While a writing object uses the table, the tag is poolnet's.
+    let r = check(&world, Some(&b), &options());
+    assert!(
+        !kinds(&r)
+            .iter()
+            .any(|(_, _, e)| e.as_deref() == Some("/tags/poolnet.dev~1cluster")),
+        "{r:#?}"
+    );
+    // Once nothing uses it, a tag left behind is a change of the table.
+    let mut after = world;
+    after.pools.clear();
+    after.policies.clear();
+    let r = check(&after, Some(&b), &options());
+    assert_eq!(
+        kinds(&r),
+        [('a', Kind::ForeignFieldChanged, Some("/tags".into()))],
+        "{r:#?}"
+    );
+    assert_eq!(
+        r.violations[0].found,
+        Some(json!({"poolnet.dev/cluster": cluster()}))
+    );
+}
