@@ -446,7 +446,10 @@ async fn spec_edits_hand_edits_and_detached_leftovers() -> Result<()> {
     h.apply(&neighbour()?).await?;
     h.wait_ready("game").await?;
     h.wait_ready("watch").await?;
-    let baseline = poolnet_check::baseline(&snapshot(&h, None).await?, None);
+    let baseline = poolnet_check::baseline(
+        &snapshot(&h, None).await?,
+        Some(shell::armsim_writes(&h.arm).await?),
+    );
     let run = |label: &'static str, allow_detached: bool| {
         let (baseline, h) = (baseline.clone(), &h);
         async move {
@@ -455,6 +458,7 @@ async fn spec_edits_hand_edits_and_detached_leftovers() -> Result<()> {
                 Some(&baseline),
                 &Options {
                     allow_detached,
+                    writes: Some(shell::armsim_writes(&h.arm).await?),
                     ..Options::default()
                 },
             );
@@ -472,6 +476,13 @@ async fn spec_edits_hand_edits_and_detached_leftovers() -> Result<()> {
         r.violations.is_empty(),
         "{}",
         poolnet_check::render::human(&r)
+    );
+    // (e): the edit changed the agent pool's host ports and the NSG's rules; every write
+    // went to a resource that changed.
+    let e = r.amplification.clone().context("(e) measured")?;
+    ensure!(
+        e.changed == 2 && e.writes >= 2 && e.resources.iter().all(|x| x.changed),
+        "{e:#?}"
     );
 
     // A hand edit of one of poolnet's rules (its description) behind its back.
