@@ -5,6 +5,8 @@
 //! nothing; with the operator stopped, each thing broken behind poolnet's back is reported
 //! under its invariant.
 
+mod hostports_support;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -17,7 +19,8 @@ use poolnet_arm::models::SecurityRule;
 use poolnet_arm::{ArmNetwork, Lro};
 use poolnet_check::{Invariant, Kind, Options, Report, Snapshot, cli, shell};
 use poolnet_tests::operator::{
-    Harness, WAIT, agent_pool_id, aks_nsg_id, byo_nsg_id, cluster_id, route_table_id, sample,
+    Harness, HarnessOptions, WAIT, agent_pool_id, aks_nsg_id, byo_nsg_id, cluster_id,
+    route_table_id, sample,
 };
 use serde_json::json;
 
@@ -545,5 +548,74 @@ async fn spec_edits_hand_edits_and_detached_leftovers() -> Result<()> {
         "{}",
         poolnet_check::render::human(&lenient)
     );
+    Ok(())
+}
+
+/// (c) on real admissions: pods that poolnet's webhook gave host ports hold them through
+/// bound claims, and a deleted pod's claims are released: the checker finds nothing
+/// either time.
+#[tokio::test]
+async fn claims_of_admitted_pods_map_to_live_pods() -> Result<()> {
+    use hostports_support::{
+        Configs, echo_pod, eventually, host_ports, install_webhooks, wait_active,
+    };
+    use kube::ResourceExt;
+    let mut h = Harness::start_with(HarnessOptions {
+        operator: false,
+        ..HarnessOptions::demo()?
+    })
+    .await?;
+    let client = h.env.client();
+    let ns = h.env.namespace().to_string();
+    let names = Configs::for_namespace(&ns);
+    let base = h.serve_webhooks(&names.mutating, &names.validating)?;
+    install_webhooks(&client, &ns, &base).await?;
+    h.start_operator()?;
+    wait_active(&client, &ns).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut created = Vec::new();
+    for _ in 0..3 {
+        let p = pods
+            .create(&PostParams::default(), &echo_pod("echo-"))
+            .await?;
+        ensure!(host_ports(&p).len() == 2, "{:?}", host_ports(&p));
+        created.push(p.name_any());
+    }
+    let claims: Api<poolnet_api::v1alpha1::HostPortClaim> = Api::all(client.clone());
+    let bound = |n: usize| {
+        let claims = claims.clone();
+        async move {
+            let list = claims.list(&Default::default()).await?.items;
+            let ok = list.len() == n
+                && list
+                    .iter()
+                    .all(|c| c.status.as_ref().is_some_and(|s| s.pod.is_some()));
+            if ok {
+                Ok(())
+            } else {
+                bail!("claims: {list:#?}")
+            }
+        }
+    };
+    eventually("six bound claims", WAIT, || bound(6)).await?;
+    let check = || async {
+        let report = poolnet_check::check(&snapshot(&h, None).await?, None, &Options::default());
+        ensure!(
+            report.violations.is_empty() && report.checked.host_port_claims > 0,
+            "{}",
+            poolnet_check::render::human(&report)
+        );
+        Ok::<_, anyhow::Error>(report)
+    };
+    let r = check().await?;
+    ensure!(
+        r.checked.pods == 3 && r.checked.host_port_claims == 6,
+        "{:?}",
+        r.checked
+    );
+    pods.delete(&created[0], &Default::default()).await?;
+    eventually("the deleted pod's claims released", WAIT, || bound(4)).await?;
+    let r = check().await?;
+    ensure!(r.checked.pods == 2, "{:?}", r.checked);
     Ok(())
 }
