@@ -16,7 +16,7 @@ use poolnet_arm::models::{
 use poolnet_operator::arm_models::{observed_pool, ours};
 use poolnet_operator::writers::convert::{existing_rules, route_table_view};
 use poolnet_plan::agent_pool::plan_agent_pool;
-use poolnet_plan::desired::{managed_asg_id, pool_asgs};
+use poolnet_plan::desired::{cluster_of, managed_asg_id, pool_asgs};
 use poolnet_plan::nsg::{DesiredRule, plan_nsg};
 use poolnet_plan::prefix::managed_prefix_id;
 use poolnet_plan::routes::Route;
@@ -147,11 +147,52 @@ pub fn check(snap: &Snapshot, baseline: Option<&Baseline>, options: &Options, re
             nsg(snap, &cluster, &id, baseline, options, &live, report);
         }
         for id in route_table_ids(snap, &cluster) {
-            route_table(snap, &cluster, &id, baseline, options, report);
+            route_table(snap, &cluster, &id, baseline, options, true, report);
         }
     }
+    unreferenced(snap, baseline, options, &live, report);
     agent_pools(snap, report);
     created_resources(snap, options, &live, report);
+}
+
+/// NSGs and route tables no object names or records any more (a baseline's, `--resource`):
+/// whatever is named like this installation's there is stranded. The installation's
+/// clusters are its objects' and those of the agent pools read (all objects may be gone).
+fn unreferenced(
+    snap: &Snapshot,
+    baseline: Option<&Baseline>,
+    options: &Options,
+    live: &BTreeSet<&str>,
+    report: &mut Report,
+) {
+    let mut known = clusters(snap);
+    known.extend(snap.arm.resources.keys().filter_map(|id| cluster_of(id)));
+    for (key, resource) in &snap.arm.resources {
+        let id = resource.get("id").and_then(Value::as_str).unwrap_or(key);
+        match attribution::kind_of(id) {
+            Some(ResourceKind::NetworkSecurityGroup) => {
+                for c in &known {
+                    if !nsg_ids(snap, c).iter().any(|n| same_id(n, id)) {
+                        nsg(snap, c, id, baseline, options, live, report);
+                    }
+                }
+            }
+            Some(ResourceKind::RouteTable) => {
+                let referenced = known
+                    .iter()
+                    .any(|c| route_table_ids(snap, c).iter().any(|n| same_id(n, id)));
+                let ours = tag(resource, CLUSTER_TAG)
+                    .is_none_or(|t| known.contains(&t.to_ascii_lowercase()));
+                if let Some(c) = known.iter().next()
+                    && !referenced
+                    && ours
+                {
+                    route_table(snap, c, id, baseline, options, false, report);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 fn recorded_absent(
@@ -320,12 +361,15 @@ fn nsg(
     recorded_absent(snap, cluster, id, &present, &wanted_names, false, report);
 }
 
+/// `referenced`: some object names or records the table (else only stranded routes are
+/// looked for: its cluster tag is (a)'s business).
 fn route_table(
     snap: &Snapshot,
     cluster: &str,
     id: &str,
     baseline: Option<&Baseline>,
     options: &Options,
+    referenced: bool,
     report: &mut Report,
 ) {
     let empty = json!({});
@@ -428,6 +472,9 @@ fn route_table(
                 ));
             unrecorded(report, options, None, &BTreeSet::new(), e);
         }
+    }
+    if !referenced {
+        return;
     }
     let tagged = view.cluster_tag.as_deref();
     if !wanted.is_empty() && !tagged.is_some_and(|t| t.eq_ignore_ascii_case(cluster)) {

@@ -941,3 +941,31 @@ fn a_cluster_tag_left_on_a_route_table_nobody_uses_is_a_foreign_change() {
         Some(json!({"poolnet.dev/cluster": cluster()}))
     );
 }
+
+#[test]
+fn rules_left_in_an_nsg_no_object_names_any_more_are_stranded() {
+    let world = world(&Params::default());
+    let before = world.clone();
+    let b = baseline(&before, None);
+    // Every object gone, their rules still there (the watch rule was foreign already).
+    let mut after = world;
+    after.pools.clear();
+    after.policies.clear();
+    let r = check(&after, Some(&b), &options());
+    let stranded: Vec<String> = r
+        .violations
+        .iter()
+        .filter(|v| v.kind == Kind::Unrecorded && v.subject == nsg_id())
+        .filter_map(|v| v.entry.clone())
+        .collect();
+    let prefix = poolnet_api::ownership::cluster_rule_prefix(&cluster());
+    assert!(
+        stranded.len() == 4
+            && stranded
+                .iter()
+                .all(|n| n.starts_with(&prefix) && !n.contains("-watch-")),
+        "game tcp/udp and echo tcp/udp: {r:#?}"
+    );
+    // And the stranded route, with the route table's cluster tag left behind.
+    assert!(kinds(&r).contains(&('b', Kind::Unrecorded, Some("poolnet-default".into()))));
+}
