@@ -373,6 +373,11 @@ pub fn needed(snap: &Snapshot, extra: impl IntoIterator<Item = String>) -> Neede
         }
     }
     for id in extra {
+        // An agent pool's group is where poolnet creates its ASG: listed even once every
+        // object is gone, so a stranded one is found.
+        if kind_of(&id) == Some(ResourceKind::AgentPool) {
+            groups.extend(group_of(&id));
+        }
         push_unique(&mut ids, &id);
     }
     // Only ASG and prefix groups are listed: a spec may name an NSG in any group.
