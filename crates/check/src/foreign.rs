@@ -98,6 +98,18 @@ fn project(
     for p in excluded {
         exclude(&mut fields, p);
     }
+    if class == ResourceClass::AgentPool {
+        // AKS reads an empty allowedHostPorts / applicationSecurityGroups as none, and a PUT
+        // can clear them only by sending `[]`: restoring "none" may leave `[]` behind.
+        for p in POOL_FIELDS {
+            if fields
+                .pointer(p)
+                .is_some_and(|v| v.as_array().is_some_and(Vec::is_empty))
+            {
+                remove_pointer(&mut fields, p);
+            }
+        }
+    }
     (fields, foreign)
 }
 

@@ -111,6 +111,14 @@ pub fn nsg_changes(nsg_id: &str, existing: &[ExistingRule], plan: &NsgPlan) -> V
             &current_fields(c),
             &rule_fields(p.priority, &p.rule.content),
         );
+        let written = crate::nsg::written_description(&p.rule);
+        if let Some(now) = c.description.as_ref().filter(|d| **d != written) {
+            fields.push(FieldChange {
+                field: "description".into(),
+                old: Some(now.clone()).filter(|d| !d.is_empty()),
+                new: Some(written),
+            });
+        }
         if !c.canonical {
             fields.push(FieldChange {
                 field: "access, direction, sourcePortRange, description".into(),

@@ -29,6 +29,7 @@ fn owned(rule: &crate::nsg::PlannedRule) -> ExistingRule {
         direction: Direction::Inbound,
         content: Some(rule.rule.content.clone()),
         canonical: true,
+        description: None,
     }
 }
 
@@ -127,6 +128,38 @@ fn rules_added_changed_and_removed_field_by_field() {
         Some("8080")
     );
     assert!(removed.fields.iter().all(|f| f.new.is_none()));
+}
+
+#[test]
+fn a_hand_edited_description_is_changed_back() {
+    let prefix = cluster_rule_prefix(CLUSTER);
+    let desired = consolidate(
+        CLUSTER,
+        &game(),
+        "uid-1",
+        &[(Protocol::Tcp, range(80, 80))],
+        &[],
+        &[],
+        (100, 199),
+    );
+    let start = plan_nsg(&[], &desired, &Scope::prefix_only(&prefix));
+    let mut existing: Vec<ExistingRule> = start.rules.iter().map(owned).collect();
+    existing[0].description = Some(crate::nsg::written_description(&desired[0]));
+    assert!(
+        !plan_nsg(&existing, &desired, &Scope::prefix_only(&prefix)).needs_write(),
+        "as written: nothing to do"
+    );
+    existing[0].description = Some("edited by hand".into());
+    let plan = plan_nsg(&existing, &desired, &Scope::prefix_only(&prefix));
+    assert_eq!(plan.changed, [desired[0].name.clone()], "{plan:?}");
+    let changes = nsg_changes(NSG, &existing, &plan);
+    let d = field(&changes[0], "description").expect("description");
+    assert_eq!(d.old.as_deref(), Some("edited by hand"));
+    assert!(
+        d.new
+            .as_deref()
+            .is_some_and(|n| n.starts_with("Managed by poolnet"))
+    );
 }
 
 #[test]
