@@ -3,16 +3,19 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kube::core::Selector;
-
 use super::{MAX_ASGS_PER_NIC, MAX_NAME_LEN, PRIORITY_BAND, managed_asg_enabled, validate_sources};
 use crate::armid::{ResourceId, ResourceKind};
 use crate::cidr::parse_address_prefix;
 use crate::error::{FieldError, FieldErrors};
 use crate::iptag::validate_ip_tag;
+use crate::names::{
+    AGENT_POOL_NAME_RULE, is_agent_pool_name, is_dns1123_subdomain, validate_label_selector,
+};
 use crate::portspec::{self, HostPortSpec, Protocol};
 use crate::route::{NextHopKind, validate_route};
-use crate::v1alpha1::{IpVersion, NodePoolNetwork, NodePoolNetworkSpec, PolicyNamespaces};
+use crate::v1alpha1::{
+    IpVersion, NodePoolNetwork, NodePoolNetworkSpec, PolicyNamespaces, PrefixSource,
+};
 
 /// Validate a NodePoolNetwork on create (`old = None`) or update.
 pub fn validate_node_pool_network(
@@ -20,17 +23,26 @@ pub fn validate_node_pool_network(
     old: Option<&NodePoolNetwork>,
 ) -> Result<(), FieldErrors> {
     let mut errs = FieldErrors::new();
-    if let Some(name) = new.metadata.name.as_deref()
-        && name.len() > MAX_NAME_LEN
-    {
-        errs.push(FieldError::new(
-            "metadata.name",
-            name,
-            format!("{} characters is too long", name.len()),
-            format!(
-                "at most {MAX_NAME_LEN} characters (the name is embedded in Azure resource names)"
-            ),
-        ));
+    if let Some(name) = new.metadata.name.as_deref() {
+        if name.len() > MAX_NAME_LEN {
+            errs.push(FieldError::new(
+                "metadata.name",
+                name,
+                format!("{} characters is too long", name.len()),
+                format!(
+                    "at most {MAX_NAME_LEN} characters (the name is embedded in Azure resource names)"
+                ),
+            ));
+        }
+        // The API server checks this too; the CLI validates files it has not seen.
+        if !is_dns1123_subdomain(name) {
+            errs.push(FieldError::new(
+                "metadata.name",
+                name,
+                "not a DNS-1123 subdomain",
+                "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+            ));
+        }
     }
     errs.extend(validate_node_pool_network_spec(&new.spec));
     if let Some(old) = old {
@@ -42,8 +54,20 @@ pub fn validate_node_pool_network(
 fn validate_node_pool_network_spec(spec: &NodePoolNetworkSpec) -> FieldErrors {
     let mut errs = FieldErrors::new();
 
-    if let Err(e) = ResourceId::parse_kind(&spec.node_pool.agent_pool_id, ResourceKind::AgentPool) {
-        errs.push(e.at("spec.nodePool.agentPoolId"));
+    match ResourceId::parse_kind(&spec.node_pool.agent_pool_id, ResourceKind::AgentPool) {
+        Err(e) => errs.push(e.at("spec.nodePool.agentPoolId")),
+        // Case-sensitive although ARM IDs are not: AKS names pools in lower case, and the
+        // name is the value of the kubernetes.azure.com/agentpool label nodes are selected by.
+        Ok(id) if !is_agent_pool_name(id.name()) => errs.push(FieldError::new(
+            "spec.nodePool.agentPoolId",
+            &spec.node_pool.agent_pool_id,
+            format!(
+                "agent pool name {:?} is not a valid AKS node pool name",
+                id.name()
+            ),
+            AGENT_POOL_NAME_RULE,
+        )),
+        Ok(_) => {}
     }
 
     if let Some(nip) = &spec.node_public_ip {
@@ -277,13 +301,10 @@ fn validate_node_pool_network_spec(spec: &NodePoolNetworkSpec) -> FieldErrors {
         .host_port_policies
         .as_ref()
         .and_then(|h| h.selector.as_ref())
-        && let Err(e) = Selector::try_from(sel.clone())
     {
-        errs.push(FieldError::new(
+        errs.extend(validate_label_selector(
+            sel,
             "spec.hostPortPolicies.selector",
-            format!("{sel:?}"),
-            format!("not a valid label selector: {e}"),
-            "matchLabels and/or matchExpressions with operators In, NotIn, Exists, DoesNotExist",
         ));
     }
 
@@ -350,7 +371,12 @@ fn immutable_node_pool_network(
     old: &NodePoolNetworkSpec,
 ) -> FieldErrors {
     let mut errs = FieldErrors::new();
-    if new.node_pool.agent_pool_id != old.node_pool.agent_pool_id {
+    // ARM IDs are case-insensitive: a change of letter case names the same resource.
+    if !new
+        .node_pool
+        .agent_pool_id
+        .eq_ignore_ascii_case(&old.node_pool.agent_pool_id)
+    {
         errs.push(FieldError::new(
             "spec.nodePool.agentPoolId",
             &new.node_pool.agent_pool_id,
@@ -359,6 +385,17 @@ fn immutable_node_pool_network(
                 "the original value {}; create another NodePoolNetwork for another pool",
                 old.node_pool.agent_pool_id
             ),
+        ));
+    }
+    const RECREATE: &str = "AKS sets enableNodePublicIP, the public IP prefix and IP tags only when a node pool is created";
+    if old.node_public_ip.is_none()
+        && let Some(new_nip) = &new.node_public_ip
+    {
+        errs.push(FieldError::new(
+            "spec.nodePublicIP",
+            format!("{new_nip:?}"),
+            format!("spec.nodePublicIP cannot be added after creation: {RECREATE}"),
+            "no nodePublicIP; recreate the node pool, then create a new NodePoolNetwork with nodePublicIP",
         ));
     }
     if let Some(old_nip) = &old.node_public_ip {
@@ -370,7 +407,18 @@ fn immutable_node_pool_network(
                 "the original nodePublicIP; delete and recreate the NodePoolNetwork (and the node pool) instead",
             )),
             Some(new_nip) => {
-                if new_nip.prefix != old_nip.prefix {
+                if new_nip.enabled != old_nip.enabled {
+                    errs.push(FieldError::new(
+                        "spec.nodePublicIP.enabled",
+                        new_nip.enabled.to_string(),
+                        "nodePublicIP.enabled is immutable: AKS sets enableNodePublicIP only when a node pool is created",
+                        format!(
+                            "the original value {}; recreate the node pool, then create a new NodePoolNetwork with the setting you want",
+                            old_nip.enabled
+                        ),
+                    ));
+                }
+                if !same_prefix(new_nip.prefix.as_ref(), old_nip.prefix.as_ref()) {
                     errs.push(FieldError::new(
                         "spec.nodePublicIP.prefix",
                         format!("{:?}", new_nip.prefix),
@@ -390,4 +438,21 @@ fn immutable_node_pool_network(
         }
     }
     errs
+}
+
+/// Prefix sources are the same when the managed prefix is identical, or the existing prefix
+/// IDs differ at most in letter case (ARM IDs are case-insensitive).
+fn same_prefix(a: Option<&PrefixSource>, b: Option<&PrefixSource>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.managed == b.managed
+                && match (&a.existing_id, &b.existing_id) {
+                    (None, None) => true,
+                    (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
 }
