@@ -304,6 +304,27 @@ mod tests {
     }
 
     #[test]
+    fn any_node_pool_network_name_can_be_referenced_and_selectors_are_checked() {
+        let mut p = policy("[]", (40000, 40100));
+        for name in ["game.eu-west", "g", &"a".repeat(63)] {
+            p.spec.node_pool_network = name.to_string();
+            assert!(validate_host_port_policy(&p, None, None).is_ok(), "{name}");
+        }
+        for name in ["Game", "game_eu", "game.", ".game", &"a".repeat(64)] {
+            p.spec.node_pool_network = name.to_string();
+            let e = validate_host_port_policy(&p, None, None).unwrap_err();
+            assert_eq!(e.0[0].path, "spec.nodePoolNetwork", "{name}");
+        }
+        p.spec.node_pool_network = "game".into();
+        p.spec.pod_selector = serde_json::from_value(serde_json::json!(
+            {"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}
+        ))
+        .unwrap();
+        let e = validate_host_port_policy(&p, None, None).unwrap_err();
+        assert_eq!(e.0[0].path, "spec.podSelector.matchExpressions[0].values");
+    }
+
+    #[test]
     fn a_policy_stays_inside_its_pools_ports_and_sources() {
         let p = pool("['203.0.113.0/24']");
         assert!(

@@ -456,3 +456,135 @@ fn same_prefix(a: Option<&PrefixSource>, b: Option<&PrefixSource>) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOL: &str = "/subscriptions/3f2c1a9e-0d4b-4c6f-9a8e-5b7d2e1f0a11/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/game";
+    const PREFIX: &str = "/subscriptions/3f2c1a9e-0d4b-4c6f-9a8e-5b7d2e1f0a11/resourceGroups/rg-net/providers/Microsoft.Network/publicIPPrefixes/pip-game";
+
+    fn npn(agent_pool_id: &str, rest: serde_json::Value) -> NodePoolNetwork {
+        let mut spec = serde_json::json!({"nodePool": {"agentPoolId": agent_pool_id}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(rest.as_object().unwrap().clone());
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "poolnet.dev/v1alpha1", "kind": "NodePoolNetwork",
+            "metadata": {"name": "game"}, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn paths(r: Result<(), FieldErrors>) -> Vec<String> {
+        r.err()
+            .map(|e| e.iter().map(|e| e.path.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn node_public_ip_enabled_and_adding_it_are_immutable() {
+        let none = npn(POOL, serde_json::json!({}));
+        let on = npn(POOL, serde_json::json!({"nodePublicIP": {}}));
+        let off = npn(
+            POOL,
+            serde_json::json!({"nodePublicIP": {"enabled": false}}),
+        );
+        assert_eq!(
+            paths(validate_node_pool_network(&off, Some(&on))),
+            ["spec.nodePublicIP.enabled"]
+        );
+        let e = validate_node_pool_network(&on, Some(&none)).unwrap_err();
+        assert_eq!(e.0[0].path, "spec.nodePublicIP");
+        assert!(
+            e.to_string().contains("cannot be added after creation"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("recreate the node pool"), "{e}");
+        // Writing out the default is no change.
+        let explicit = npn(POOL, serde_json::json!({"nodePublicIP": {"enabled": true}}));
+        assert!(validate_node_pool_network(&explicit, Some(&on)).is_ok());
+    }
+
+    #[test]
+    fn arm_ids_are_immutable_up_to_letter_case() {
+        let cluster_upper = POOL.replace("/managedClusters/aks", "/MANAGEDCLUSTERS/AKS");
+        let a = npn(POOL, serde_json::json!({}));
+        let b = npn(
+            &cluster_upper.to_ascii_uppercase().replace("/GAME", "/game"),
+            serde_json::json!({}),
+        );
+        assert!(validate_node_pool_network(&b, Some(&a)).is_ok());
+        let other = npn(&POOL.replace("/game", "/other"), serde_json::json!({}));
+        assert_eq!(
+            paths(validate_node_pool_network(&other, Some(&a))),
+            ["spec.nodePool.agentPoolId"]
+        );
+
+        let prefix = |id: &str| {
+            npn(
+                POOL,
+                serde_json::json!({"nodePublicIP": {"prefix": {"existingId": id}}}),
+            )
+        };
+        assert!(
+            validate_node_pool_network(
+                &prefix(&PREFIX.to_ascii_uppercase()),
+                Some(&prefix(PREFIX))
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            paths(validate_node_pool_network(
+                &prefix(&PREFIX.replace("pip-game", "pip-other")),
+                Some(&prefix(PREFIX))
+            )),
+            ["spec.nodePublicIP.prefix"]
+        );
+    }
+
+    #[test]
+    fn agent_pool_names_follow_aks() {
+        for ok in ["game", "gamepool1234", "a1"] {
+            let n = npn(
+                &POOL.replace("/game", &format!("/{ok}")),
+                serde_json::json!({}),
+            );
+            assert!(validate_node_pool_network(&n, None).is_ok(), "{ok}");
+        }
+        for bad in ["gamepool12345", "game-1", "1game", "Game", "game_1"] {
+            let n = npn(
+                &POOL.replace("/game", &format!("/{bad}")),
+                serde_json::json!({}),
+            );
+            assert_eq!(
+                paths(validate_node_pool_network(&n, None)),
+                ["spec.nodePool.agentPoolId"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_managed_asg_counts_only_when_in_use() {
+        let ids: Vec<String> = (0..20)
+            .map(|i| format!("/subscriptions/3f2c1a9e-0d4b-4c6f-9a8e-5b7d2e1f0a11/resourceGroups/rg/providers/Microsoft.Network/applicationSecurityGroups/asg{i}"))
+            .collect();
+        let twenty = npn(
+            POOL,
+            serde_json::json!({"applicationSecurityGroups": {"customIds": ids}}),
+        );
+        assert!(
+            validate_node_pool_network(&twenty, None).is_ok(),
+            "no host ports: no managed ASG"
+        );
+        let with_ports = npn(
+            POOL,
+            serde_json::json!({"applicationSecurityGroups": {"customIds": ids}, "allowedHostPorts": ["80/tcp"]}),
+        );
+        assert_eq!(
+            paths(validate_node_pool_network(&with_ports, None)),
+            ["spec.applicationSecurityGroups"]
+        );
+    }
+}
