@@ -178,9 +178,15 @@ fn parse_port(s: &str, whole: &str) -> Result<u16, FieldError> {
     }
 }
 
+/// Blanks around entries: exactly what RE2's `\s` in [`ENTRY_LIST_PATTERN`] matches (not
+/// `str::trim`'s Unicode white space), so the parser and the CRD agree.
+fn is_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0c' | '\r')
+}
+
 /// Parse one entry (`80/tcp`, `40000-60000/udp`). Surrounding blanks are ignored.
 pub fn parse_entry(raw: &str) -> Result<HostPortSpec, FieldError> {
-    let s = raw.trim();
+    let s = raw.trim_matches(is_blank);
     if s.is_empty() {
         return Err(FieldError::new("", raw, "empty entry", ENTRY_EXAMPLE));
     }
@@ -388,6 +394,9 @@ mod tests {
             ("040000-60000/tcp", "port 040000 has a leading zero"),
             ("40000-060000/tcp", "port 060000 has a leading zero"),
             ("00/udp", "port 00 has a leading zero"),
+            // Blanks are what the CRD pattern's \s allows, not any Unicode white space.
+            ("\u{a0}80/tcp", "is not a port number"),
+            ("80/tcp\u{0b}", "protocol"),
         ];
         for (input, problem) in cases {
             let e = parse_list(input).unwrap_err();
@@ -435,7 +444,11 @@ mod tests {
     }
 
     static ENTRY_RE: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(ENTRY_LIST_PATTERN).unwrap());
+        // The API server's RE2 (Go regexp) reads \s as [\t\n\f\r ]; Rust's regex as Unicode
+        // white space.
+        std::sync::LazyLock::new(|| {
+            regex::Regex::new(&ENTRY_LIST_PATTERN.replace(r"\s", r"[\t\n\x0C\r ]")).unwrap()
+        });
 
     fn arb_spec() -> impl Strategy<Value = HostPortSpec> {
         (1u16..=65535, 0u16..2000, prop::bool::ANY).prop_map(|(start, width, udp)| {
@@ -460,7 +473,7 @@ mod tests {
         }
 
         #[test]
-        fn parser_and_cel_pattern_agree(s in "0?[0-9]{0,6}(-0?[0-9]{0,6})?/?(tcp|udp|UDP|sctp|)( ?,0?[0-9]{1,5}/tcp)?") {
+        fn parser_and_cel_pattern_agree(s in "[ \t\u{b}\u{a0}]?0?[0-9]{0,6}(-0?[0-9]{0,6})?/?(tcp|udp|UDP|sctp|)( ?,0?[0-9]{1,5}/tcp)?[ \r\u{b}\u{2003}]?") {
             // The CRD pattern checks syntax only; the parser also checks numeric bounds. So the
             // parser accepting implies the pattern matches, and the pattern matching while the
             // parser refuses can only be a numeric problem.

@@ -149,7 +149,7 @@ pub struct NodePublicIp {
     #[schemars(length(max = 8))]
     #[x_kube(
         merge_strategy = ListMerge::Map(vec!["ipTagType".into()]),
-        validation = Rule::new("self == oldSelf").message("nodePublicIP.ipTags is immutable: Azure fixes IP tags (including RoutingPreference) when the public IPs are created"),
+        validation = Rule::new("size(self) == size(oldSelf) && self.all(t, oldSelf.exists(o, o.ipTagType == t.ipTagType && o.tag == t.tag))").message("nodePublicIP.ipTags is immutable: Azure fixes IP tags (including RoutingPreference) when the public IPs are created"),
         validation = Rule::new("self.all(t, t.ipTagType.matches('^[A-Za-z][A-Za-z0-9]*$'))").message("ipTagType must be letters and digits, starting with a letter, e.g. RoutingPreference"),
         validation = Rule::new("self.all(t, t.ipTagType != 'RoutingPreference' || t.tag == 'Internet')").message("RoutingPreference supports only the tag Internet (the Microsoft-network path is the default and has no tag)"),
     )]
@@ -176,7 +176,9 @@ pub struct PrefixSource {
 
     /// A public IP prefix poolnet creates, owns and deletes with this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("nodePublicIP.prefix is immutable: Azure fixes a prefix's length, version, zones and IP tags when it is created, and AKS fixes a pool's prefix when the pool is created"))]
+    // Field by field, zones as a set: `self == oldSelf` ignores list order in the API server
+    // but not in every CEL evaluator. A new ManagedPrefix field must be added here.
+    #[x_kube(validation = Rule::new("self.name == oldSelf.name && self.resourceGroup == oldSelf.resourceGroup && self.location == oldSelf.location && (has(self.ipVersion) ? self.ipVersion : 'IPv4') == (has(oldSelf.ipVersion) ? oldSelf.ipVersion : 'IPv4') && self.prefixLength == oldSelf.prefixLength && (has(self.zones) ? size(self.zones) : 0) == (has(oldSelf.zones) ? size(oldSelf.zones) : 0) && (!has(self.zones) || self.zones.all(z, has(oldSelf.zones) && z in oldSelf.zones))").message("nodePublicIP.prefix is immutable: Azure fixes a prefix's length, version, zones and IP tags when it is created, and AKS fixes a pool's prefix when the pool is created"))]
     pub managed: Option<ManagedPrefix>,
 }
 

@@ -14,7 +14,8 @@ use crate::names::{
 use crate::portspec::{self, HostPortSpec, Protocol};
 use crate::route::{NextHopKind, validate_route};
 use crate::v1alpha1::{
-    IpVersion, NodePoolNetwork, NodePoolNetworkSpec, PolicyNamespaces, PrefixSource,
+    IpTag, IpVersion, ManagedPrefix, NodePoolNetwork, NodePoolNetworkSpec, PolicyNamespaces,
+    PrefixSource,
 };
 
 /// Validate a NodePoolNetwork on create (`old = None`) or update.
@@ -426,7 +427,7 @@ fn immutable_node_pool_network(
                         "the original prefix; create a new NodePoolNetwork and node pool for another",
                     ));
                 }
-                if new_nip.ip_tags != old_nip.ip_tags {
+                if !same_ip_tags(new_nip.ip_tags.as_deref(), old_nip.ip_tags.as_deref()) {
                     errs.push(FieldError::new(
                         "spec.nodePublicIP.ipTags",
                         format!("{:?}", new_nip.ip_tags),
@@ -446,7 +447,7 @@ fn same_prefix(a: Option<&PrefixSource>, b: Option<&PrefixSource>) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(a), Some(b)) => {
-            a.managed == b.managed
+            same_managed_prefix(a.managed.as_ref(), b.managed.as_ref())
                 && match (&a.existing_id, &b.existing_id) {
                     (None, None) => true,
                     (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
@@ -587,4 +588,29 @@ mod tests {
             ["spec.applicationSecurityGroups"]
         );
     }
+}
+
+/// IP tags compare as CEL compares a list of type map: regardless of order.
+fn same_ip_tags(a: Option<&[IpTag]>, b: Option<&[IpTag]>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let (mut a, mut b) = (a.to_vec(), b.to_vec());
+            a.sort();
+            b.sort();
+            a == b
+        }
+        _ => false,
+    }
+}
+
+/// Managed prefixes compare as CEL compares them: zones (a list of type set) regardless of
+/// order.
+fn same_managed_prefix(a: Option<&ManagedPrefix>, b: Option<&ManagedPrefix>) -> bool {
+    let norm = |m: &ManagedPrefix| {
+        let mut m = m.clone();
+        m.zones.sort();
+        m
+    };
+    a.map(norm) == b.map(norm)
 }
