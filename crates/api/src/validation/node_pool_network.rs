@@ -458,6 +458,31 @@ fn same_prefix(a: Option<&PrefixSource>, b: Option<&PrefixSource>) -> bool {
     }
 }
 
+/// IP tags compare as CEL compares a list of type map: regardless of order.
+fn same_ip_tags(a: Option<&[IpTag]>, b: Option<&[IpTag]>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let (mut a, mut b) = (a.to_vec(), b.to_vec());
+            a.sort();
+            b.sort();
+            a == b
+        }
+        _ => false,
+    }
+}
+
+/// Managed prefixes compare as CEL compares them: zones (a list of type set) regardless of
+/// order.
+fn same_managed_prefix(a: Option<&ManagedPrefix>, b: Option<&ManagedPrefix>) -> bool {
+    let norm = |m: &ManagedPrefix| {
+        let mut m = m.clone();
+        m.zones.sort();
+        m
+    };
+    a.map(norm) == b.map(norm)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -588,29 +613,4 @@ mod tests {
             ["spec.applicationSecurityGroups"]
         );
     }
-}
-
-/// IP tags compare as CEL compares a list of type map: regardless of order.
-fn same_ip_tags(a: Option<&[IpTag]>, b: Option<&[IpTag]>) -> bool {
-    match (a, b) {
-        (None, None) => true,
-        (Some(a), Some(b)) => {
-            let (mut a, mut b) = (a.to_vec(), b.to_vec());
-            a.sort();
-            b.sort();
-            a == b
-        }
-        _ => false,
-    }
-}
-
-/// Managed prefixes compare as CEL compares them: zones (a list of type set) regardless of
-/// order.
-fn same_managed_prefix(a: Option<&ManagedPrefix>, b: Option<&ManagedPrefix>) -> bool {
-    let norm = |m: &ManagedPrefix| {
-        let mut m = m.clone();
-        m.zones.sort();
-        m
-    };
-    a.map(norm) == b.map(norm)
 }
