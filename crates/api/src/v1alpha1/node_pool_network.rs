@@ -79,7 +79,10 @@ pub struct NodePoolNetworkSpec {
     /// at priorities inside the given band. Rules it does not own are never changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["id".into()]),
+        validation = Rule::new("self.all(a, self.exists_one(b, a.id.lowerAscii() == b.id.lowerAscii()))").message("an NSG is listed twice in networkSecurityGroups (ARM IDs are case-insensitive); list each NSG once, with all its sources in one entry"),
+    )]
     pub network_security_groups: Vec<NsgTarget>,
 
     /// Which namespaces may attach HostPortPolicies to this pool. Default: none.
@@ -110,7 +113,7 @@ pub struct NodePoolRef {
     /// case-insensitive).
     #[schemars(length(max = 512))]
     #[x_kube(
-        validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.ContainerService/managedClusters/[^/]{1,80}/agentPools/[^/]{1,80}$')").message("agentPoolId must be an AKS agent pool ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.ContainerService/managedClusters/<cluster>/agentPools/<pool>"),
+        validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.ContainerService/managedClusters/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?/agentPools/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$')").message("agentPoolId must be an AKS agent pool ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.ContainerService/managedClusters/<cluster>/agentPools/<pool>"),
         validation = Rule::new(r"!self.matches('(?i)/agentPools/[^/]+$') || self.matches('/(?i:agentPools)/[a-z][a-z0-9]{0,11}$')").message("the agent pool name (last segment of agentPoolId) must be 1-12 lower-case letters and digits, starting with a letter, as AKS requires of node pool names (Windows pools: at most 6)"),
         validation = Rule::new("self.lowerAscii() == oldSelf.lowerAscii()").message("agentPoolId is immutable: a NodePoolNetwork belongs to one node pool for its whole life; create another NodePoolNetwork for another pool (a change of letter case only is allowed: ARM IDs are case-insensitive)"),
     )]
@@ -171,7 +174,7 @@ pub struct PrefixSource {
     #[schemars(length(max = 512))]
     #[x_kube(
         validation = Rule::new("self.lowerAscii() == oldSelf.lowerAscii()").message("nodePublicIP.prefix is immutable: AKS fixes a pool's prefix when the pool is created (a change of letter case only is allowed: ARM IDs are case-insensitive)"),
-        validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.Network/publicIPPrefixes/[^/]{1,80}$')").message("existingId must be a public IP prefix ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/publicIPPrefixes/<name>"))]
+        validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.Network/publicIPPrefixes/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$')").message("existingId must be a public IP prefix ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/publicIPPrefixes/<name>"))]
     pub existing_id: Option<String>,
 
     /// A public IP prefix poolnet creates, owns and deletes with this object.
@@ -244,7 +247,8 @@ pub struct AsgSpec {
     #[schemars(length(max = 20), inner(length(max = 512)))]
     #[x_kube(
         merge_strategy = ListMerge::Set,
-        validation = Rule::new(r"self.all(id, id.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.Network/applicationSecurityGroups/[^/]{1,80}$'))").message("each customIds item must be an ASG ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/applicationSecurityGroups/<name>"),
+        validation = Rule::new("self.all(a, self.exists_one(b, a.lowerAscii() == b.lowerAscii()))").message("an ASG is listed twice in customIds (ARM IDs are case-insensitive); list each ASG once"),
+        validation = Rule::new(r"self.all(id, id.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.Network/applicationSecurityGroups/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$'))").message("each customIds item must be an ASG ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/applicationSecurityGroups/<name>"),
     )]
     pub custom_ids: Vec<String>,
 }
@@ -255,7 +259,7 @@ pub struct AsgSpec {
 pub struct NsgTarget {
     /// ARM ID of the network security group.
     #[schemars(length(max = 512))]
-    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.Network/networkSecurityGroups/[^/]{1,80}$')").message("id must be an NSG ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/networkSecurityGroups/<name>"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.Network/networkSecurityGroups/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$')").message("id must be an NSG ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/networkSecurityGroups/<name>"))]
     pub id: String,
 
     /// Source address prefixes allowed in: CIDRs, IP addresses, '*' or service tags such as
@@ -326,7 +330,7 @@ pub enum PolicyNamespaces {
 pub struct RouteTableSpec {
     /// ARM ID of the route table (associated with the pool's subnet).
     #[schemars(length(max = 512))]
-    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.Network/routeTables/[^/]{1,80}$')").message("id must be a route table ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/routeTables/<name>"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.Network/routeTables/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$')").message("id must be a route table ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/routeTables/<name>"))]
     pub id: String,
 
     /// Routes to add. poolnet names them `poolnet-<name>` in Azure.
