@@ -121,8 +121,9 @@ pub struct NodePoolRef {
 
     /// Labels that select the pool's Kubernetes nodes. Default:
     /// {"kubernetes.azure.com/agentpool": "<pool name from agentPoolId>"}, the label AKS puts
-    /// on every node.
+    /// on every node. Keys and values must be label keys and values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::selector::label_map_schema")]
     pub node_selector: BTreeMap<String, String>,
 }
 

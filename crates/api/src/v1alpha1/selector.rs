@@ -113,3 +113,24 @@ pub fn optional_label_selector_schema(
     }
     schema
 }
+
+/// Schema of a plain label map used as a selector (`spec.nodePool.nodeSelector`): keys are
+/// label keys, values label values, at most [`SELECTOR_MAX_LABELS`] of them.
+pub fn label_map_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    use crate::names::{LABEL_KEY_PATTERN, LABEL_VALUE_PATTERN};
+    schemars::json_schema!({
+        "type": "object",
+        "additionalProperties": {"type": "string", "maxLength": 63},
+        "maxProperties": SELECTOR_MAX_LABELS,
+        "x-kubernetes-validations": [
+            {
+                "rule": format!("self.all(k, k.matches({}) && k.indexOf('/') <= 253)", cel_literal(LABEL_KEY_PATTERN)),
+                "message": "each key must be a label key: an optional DNS subdomain prefix (at most 253 characters) and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            },
+            {
+                "rule": format!("self.all(k, self[k].matches({}))", cel_literal(LABEL_VALUE_PATTERN)),
+                "message": "each value must be a label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            },
+        ],
+    })
+}

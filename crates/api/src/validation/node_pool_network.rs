@@ -9,7 +9,8 @@ use crate::cidr::parse_address_prefix;
 use crate::error::{FieldError, FieldErrors};
 use crate::iptag::validate_ip_tag;
 use crate::names::{
-    AGENT_POOL_NAME_RULE, is_agent_pool_name, is_dns1123_subdomain, validate_label_selector,
+    AGENT_POOL_NAME_RULE, is_agent_pool_name, is_dns1123_subdomain, is_label_key, is_label_value,
+    validate_label_selector,
 };
 use crate::portspec::{self, HostPortSpec, Protocol};
 use crate::route::{NextHopKind, validate_route};
@@ -69,6 +70,25 @@ fn validate_node_pool_network_spec(spec: &NodePoolNetworkSpec) -> FieldErrors {
             AGENT_POOL_NAME_RULE,
         )),
         Ok(_) => {}
+    }
+
+    for (k, v) in &spec.node_pool.node_selector {
+        if !is_label_key(k) {
+            errs.push(FieldError::new(
+                "spec.nodePool.nodeSelector",
+                k,
+                "not a valid label key",
+                "a label key, e.g. kubernetes.azure.com/agentpool",
+            ));
+        }
+        if !is_label_value(v) {
+            errs.push(FieldError::new(
+                format!("spec.nodePool.nodeSelector[{k}]"),
+                v,
+                "not a valid label value",
+                "a label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            ));
+        }
     }
 
     if let Some(nip) = &spec.node_public_ip {
