@@ -48,7 +48,7 @@ stop
 [[ ${DEMO_KEEP:-0} == 1 ]] || trap stop EXIT
 
 say "Building poolnet-operator and armsim"
-(cd "$repo" && cargo build --quiet -p poolnet-operator -p armsim)
+(cd "$repo" && cargo build --quiet -p poolnet-operator -p armsim -p kubectl-poolnet)
 
 say "Starting a local control plane"
 eval "$("$here/controlplane/up.sh")"
@@ -158,6 +158,9 @@ run kubectl get npn game -o jsonpath='{range .status.nodes[*]}{.nodeName}{"\t"}{
 run kubectl get npn game -o jsonpath='{range .status.securityGroups[*].rules[*]}{.name}{"\tpriority "}{.priority}{"\t"}{.protocol}{" "}{.destinationPortRanges}{"\n"}{end}'
 run kubectl get npn kubenet -o jsonpath='{.status.routeTable}{"\n"}'
 run kubectl describe npn game
+# The kubectl plugin, as kubectl runs it when kubectl-poolnet is on PATH (make dist; krew).
+plugin() { printf '$ kubectl poolnet %s\n' "$*"; "$target/debug/kubectl-poolnet" "$@"; }
+plugin status game
 
 say "What ARM holds now (armsim)"
 arm_get() { curl -s --cacert "$dir/armsim-ca.pem" -H "Authorization: Bearer demo" "https://127.0.0.1:$port$1"; }

@@ -18,7 +18,7 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use poolnet_api::v1alpha1::HostPortPolicy;
 use poolnet_operator::controller::host_port_policy;
-use poolnet_tests::operator::{Harness, HarnessOptions, sample};
+use poolnet_tests::operator::{Harness, HarnessOptions, KStatus, kstatus_of, sample};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -181,11 +181,25 @@ async fn a_policy_opens_its_range_reports_allocations_and_exhaustion() -> Result
         msg.contains("45000-45001") && msg.contains(&format!("HostPortPolicy {ns}/tiny")),
         "{msg}"
     );
-    policy_when(&policies, "tiny", "RangeExhausted", |p| {
+    let full = policy_when(&policies, "tiny", "RangeExhausted", |p| {
         condition(p, "PortsAllocated")
             .is_some_and(|c| c.status == "False" && c.reason == "RangeExhausted")
     })
     .await?;
+    // A full range is capacity, not reconciliation (issue 16, item 5): the policy's rules and
+    // claims are reconciled, so it is Ready and kstatus (Flux, kpt) reads it as Current.
+    ensure!(
+        is(&full, "Ready", "True")
+            && condition(&full, "Reconciling").is_none()
+            && condition(&full, "Stalled").is_none(),
+        "{:#?}",
+        full.status
+    );
+    ensure!(
+        kstatus_of(&full) == KStatus::Current,
+        "kstatus: {:?}",
+        kstatus_of(&full)
+    );
     let events = eventually("a RangeExhausted event", WAIT, || async {
         let list = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), &ns)
             .list(&Default::default())
@@ -339,5 +353,69 @@ async fn a_policy_rule_exists_exactly_while_its_pool_admits_it() -> Result<()> {
         Ok(())
     })
     .await?;
+    Ok(())
+}
+
+/// Issue 16, item 5: what a GitOps health check (kstatus, as Flux and kpt use it) reads from
+/// a policy through the order a sync may create things in. Its pool not created yet: still
+/// progressing (`Reconciling`, InProgress), the sync waits. The pool there but the namespace
+/// not admitted: only a change by someone helps (`Stalled`, Failed), the check stops waiting
+/// and says why. Admitted: Ready, Current.
+#[tokio::test]
+async fn gitops_health_follows_kstatus_through_a_sync() -> Result<()> {
+    let h = Harness::start().await?;
+    let client = h.env.client();
+    let ns = h.env.namespace().to_string();
+    let policies: Api<HostPortPolicy> = Api::namespaced(client.clone(), &ns);
+    let has = |p: &HostPortPolicy, type_: &str, reason: &str| {
+        condition(p, type_).is_some_and(|c| c.status == "True" && c.reason == reason)
+            && p.status.as_ref().and_then(|s| s.observed_generation) == p.metadata.generation
+    };
+
+    echo_policy(&client, &ns, "early", "game", (45000, 45010)).await?;
+    let waiting = policy_when(&policies, "early", "Reconciling: no pool yet", |p| {
+        has(p, "Reconciling", "NodePoolNetworkNotFound")
+    })
+    .await?;
+    ensure!(
+        condition(&waiting, "Stalled").is_none(),
+        "{:?}",
+        waiting.status
+    );
+    ensure!(kstatus_of(&waiting) == KStatus::InProgress);
+
+    h.apply(&sample("game-pool.yaml")?).await?;
+    h.wait_ready("game").await?;
+    let stalled = policy_when(&policies, "early", "Stalled: namespace not admitted", |p| {
+        has(p, "Stalled", "NamespaceNotAdmitted")
+    })
+    .await?;
+    ensure!(
+        condition(&stalled, "Reconciling").is_none(),
+        "{:?}",
+        stalled.status
+    );
+    ensure!(kstatus_of(&stalled) == KStatus::Failed);
+
+    // The game pool admits namespaces labelled poolnet.dev/host-ports=game.
+    Api::<Namespace>::all(client.clone())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"labels": {"poolnet.dev/host-ports": "game"}}}),
+            ),
+        )
+        .await?;
+    let ready = policy_when(&policies, "early", "Ready once admitted", |p| {
+        is(p, "Ready", "True")
+    })
+    .await?;
+    ensure!(
+        condition(&ready, "Reconciling").is_none() && condition(&ready, "Stalled").is_none(),
+        "{:?}",
+        ready.status
+    );
+    ensure!(kstatus_of(&ready) == KStatus::Current);
     Ok(())
 }

@@ -45,7 +45,7 @@ pub use agentpool::{
 pub use budget::{
     BudgetConfig, BudgetEstimate, CallClass, Observation, SubscriptionBudget, ThrottleBudget,
 };
-pub use client::{ArmClient, ArmConfig, PUBLIC_ARM_ENDPOINT};
+pub use client::{ArmClient, ArmConfig, NETWORK_API_VERSION, PUBLIC_ARM_ENDPOINT};
 pub use credential::{CredentialConfig, StaticToken};
 pub use error::{ArmError, DEFAULT_THROTTLE_WAIT, ThrottleSource};
 pub use id::{

@@ -20,6 +20,10 @@ pub struct Counters {
     pub other_writer_mutations: u64,
     /// Writes that ARM accepted (PUT/PATCH/DELETE answered 2xx).
     pub accepted_writes: u64,
+    /// Accepted writes per resource: lower-cased ARM ID of the resource the request addressed
+    /// (a child such as a security rule counts under its own ID) → count. What the invariant
+    /// checker (`poolnet-check`) divides by the resources that changed.
+    pub accepted_writes_by_resource: BTreeMap<String, u64>,
 }
 
 impl Counters {
@@ -51,6 +55,24 @@ impl Counters {
             .iter()
             .map(|m| self.get(m, resource_type))
             .sum()
+    }
+
+    /// Accepted writes of the resource `id` (compared case-insensitively).
+    pub fn accepted_writes_of(&self, id: &str) -> u64 {
+        self.accepted_writes_by_resource
+            .get(&id.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub(crate) fn record_accepted_write(&mut self, resource_id: Option<String>) {
+        self.accepted_writes += 1;
+        if let Some(id) = resource_id {
+            *self
+                .accepted_writes_by_resource
+                .entry(id.to_ascii_lowercase())
+                .or_default() += 1;
+        }
     }
 
     pub(crate) fn record_request(&mut self, method: &str, resource_type: &str) {

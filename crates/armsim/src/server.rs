@@ -343,7 +343,11 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
         let mut c = sim.counters();
         *c.responses.entry(reply.status).or_default() += 1;
         if class == OpClass::Write && (200..300).contains(&reply.status) {
-            c.accepted_writes += 1;
+            let resource = match &route {
+                Route::Resource(p) if p.collection.is_none() => Some(handlers::res_id(p)),
+                _ => None,
+            };
+            c.record_accepted_write(resource);
         }
     }
     let ratelimit = remaining.map(|r| (class.header_name(), r.to_string()));

@@ -162,6 +162,12 @@ async fn https_put_is_a_long_running_operation_with_etags() {
         counters.get("DELETE", "Microsoft.Network/networkSecurityGroups"),
         2
     );
+    // Accepted writes of this NSG: the create, the replace and both deletes (not the 412s).
+    let id = format!(
+        "/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/networkSecurityGroups/NSG-TEST"
+    );
+    assert_eq!(counters.accepted_writes_of(&id), 4, "{counters:#?}");
+    assert_eq!(counters.accepted_writes_by_resource.len(), 1);
 }
 
 #[tokio::test]

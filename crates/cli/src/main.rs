@@ -1,7 +1,11 @@
-//! `kubectl-poolnet`: kubectl plugin for poolnet. `kubectl poolnet plan -f plan.yaml` runs the
-//! network preflight checks of `poolnet_preflight` on a plan file and prints a table or
-//! JSON. Exit status: 0 when every check passes, 1 when any check fails, 2 when the input
-//! cannot be read or parsed.
+//! `kubectl-poolnet`: kubectl plugin for poolnet.
+//!
+//! - `kubectl poolnet plan -f plan.yaml` runs the network preflight checks of
+//!   `poolnet_preflight` on a plan file and prints a table or JSON. Exit status: 0 when every
+//!   check passes, 1 when any check fails, 2 when the input cannot be read or parsed.
+//! - `kubectl poolnet status [NAME]` prints one screen per node pool, joined across its
+//!   NodePoolNetwork and HostPortPolicies (`kubectl_poolnet::status`). Exit status: 0, or 2
+//!   when the cluster cannot be read.
 
 mod render;
 
@@ -36,6 +40,105 @@ enum Command {
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// The exact changes poolnet would make in Azure for an Observe NodePoolNetwork (each
+    /// rule, route and agent-pool field, old and new value). Exit status: 0 no changes,
+    /// 1 changes pending (like diff), 2 the cluster cannot be read.
+    Diff {
+        /// The NodePoolNetwork (with reconcilePolicy Observe) whose pending changes to show.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        name: Option<String>,
+        /// A NodePoolNetwork manifest to plan before applying it: read against the cluster's
+        /// objects and the live ARM resources, with your own ARM credential (the Azure CLI
+        /// login unless --arm-token is given). Nothing is written.
+        #[arg(short = 'f', long = "filename", value_name = "FILE")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        arm: ArmArgs,
+        /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context; default: the current one.
+        #[arg(long)]
+        context: Option<String>,
+        /// Output format (json: the pendingChanges list).
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Text)]
+        output: StatusOutput,
+    },
+    /// One screen per node pool, from the cluster: exposure (prefix, node IPs, IP tags),
+    /// allowed host ports and the ports in use, NSG rules and routes, conditions.
+    Status {
+        /// The NodePoolNetwork to show; every one when omitted.
+        name: Option<String>,
+        /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context; default: the current one.
+        #[arg(long)]
+        context: Option<String>,
+        /// Output format.
+        #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Text)]
+        output: StatusOutput,
+    },
+}
+
+/// How `diff -f` reaches ARM.
+#[derive(clap::Args)]
+struct ArmArgs {
+    /// ARM endpoint (a sovereign cloud's, or armsim's).
+    #[arg(long, env = "POOLNET_ARM_ENDPOINT", default_value = poolnet_arm::PUBLIC_ARM_ENDPOINT)]
+    arm_endpoint: String,
+    /// Extra CA certificate (PEM) to trust for ARM (armsim's).
+    #[arg(long, env = "POOLNET_ARM_CA_FILE", value_name = "FILE")]
+    arm_ca_file: Option<PathBuf>,
+    /// Bearer token for ARM; default: `az account get-access-token` for the endpoint.
+    #[arg(long, env = "POOLNET_ARM_TOKEN", hide_env_values = true)]
+    arm_token: Option<String>,
+}
+
+impl ArmArgs {
+    fn token(&self) -> Result<String> {
+        if let Some(t) = &self.arm_token {
+            return Ok(t.clone());
+        }
+        let resource = self.arm_endpoint.trim_end_matches('/').to_string() + "/";
+        let out = std::process::Command::new("az")
+            .args(["account", "get-access-token", "--resource", &resource])
+            .args(["--query", "accessToken", "--output", "tsv"])
+            .output()
+            .context("running `az account get-access-token` (install the Azure CLI and `az login`, or pass --arm-token)")?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "`az account get-access-token` failed: {} (run `az login`, or pass --arm-token)",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8(out.stdout)?.trim().to_string())
+    }
+
+    fn client(&self) -> Result<std::sync::Arc<dyn poolnet_arm::ArmNetwork>> {
+        let mut config = poolnet_arm::ArmConfig::new(
+            self.arm_endpoint
+                .parse()
+                .with_context(|| format!("--arm-endpoint {}", self.arm_endpoint))?,
+        );
+        if let Some(path) = &self.arm_ca_file {
+            config.transport.extra_ca_pem = Some(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading --arm-ca-file {}", path.display()))?,
+            );
+        }
+        let credential =
+            poolnet_arm::CredentialConfig::Static(poolnet_arm::Secret::new(self.token()?));
+        Ok(std::sync::Arc::new(poolnet_arm::ArmClient::new(
+            config, credential,
+        )?))
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatusOutput {
+    Text,
+    Json,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -75,9 +178,152 @@ fn plan(file: &PathBuf, output: Output) -> Result<bool> {
     Ok(report.passed)
 }
 
+async fn client(kubeconfig: Option<&PathBuf>, context: Option<String>) -> Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context,
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options).await?
+        }
+        None if options.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer()
+            .await
+            .context("no cluster configuration: set KUBECONFIG or pass --kubeconfig")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+fn status(
+    name: Option<String>,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    output: StatusOutput,
+) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let views = runtime.block_on(async {
+        let client = client(kubeconfig.as_ref(), context).await?;
+        kubectl_poolnet::status::gather(&client, name.as_deref()).await
+    })?;
+    match output {
+        StatusOutput::Text if views.is_empty() => println!("No NodePoolNetworks found."),
+        StatusOutput::Text => print!("{}", kubectl_poolnet::status::render_all(&views)),
+        StatusOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&views).context("encoding the status")?
+        ),
+    }
+    Ok(())
+}
+
+/// Exit status of `diff` when changes are pending.
+const EXIT_DIFFERENT: u8 = 1;
+
+struct DiffArgs {
+    name: Option<String>,
+    file: Option<PathBuf>,
+    arm: ArmArgs,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+    output: StatusOutput,
+}
+
+fn diff(args: DiffArgs) -> Result<bool> {
+    use poolnet_api::v1alpha1::NodePoolNetwork;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let (npn, d) = runtime.block_on(async {
+        let client = client(args.kubeconfig.as_ref(), args.context.clone()).await?;
+        match (&args.name, &args.file) {
+            (Some(name), _) => {
+                let npn = kube::Api::<NodePoolNetwork>::all(client)
+                    .get(name)
+                    .await
+                    .with_context(|| format!("reading NodePoolNetwork {name}"))?;
+                let d = kubectl_poolnet::diff::render(&npn);
+                anyhow::Ok((npn, d))
+            }
+            (None, Some(file)) => {
+                let text = std::fs::read_to_string(file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let manifest: NodePoolNetwork = serde_yaml::from_str(&text)
+                    .with_context(|| format!("parsing {} as a NodePoolNetwork", file.display()))?;
+                let (planned, exists) =
+                    kubectl_poolnet::preview::plan_manifest(client, args.arm.client()?, manifest)
+                        .await?;
+                let mut title = format!(
+                    "NodePoolNetwork {} from {}",
+                    kube::ResourceExt::name_any(&planned),
+                    file.display()
+                );
+                if !exists {
+                    title.push_str(" (new: rule names end differently once created)");
+                }
+                let d = kubectl_poolnet::diff::render_titled(&planned, &title);
+                Ok((planned, d))
+            }
+            (None, None) => anyhow::bail!("give a NodePoolNetwork name or -f FILE"),
+        }
+    })?;
+    match args.output {
+        StatusOutput::Text => print!("{}", d.text),
+        StatusOutput::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &npn.status.map(|s| s.pending_changes).unwrap_or_default()
+            )
+            .context("encoding the changes")?
+        ),
+    }
+    Ok(d.changes > 0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Diff {
+            name,
+            file,
+            arm,
+            kubeconfig,
+            context,
+            output,
+        } => match diff(DiffArgs {
+            name,
+            file,
+            arm,
+            kubeconfig,
+            context,
+            output,
+        }) {
+            Ok(false) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::from(EXIT_DIFFERENT),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+        },
+        Command::Status {
+            name,
+            kubeconfig,
+            context,
+            output,
+        } => match status(name, kubeconfig, context, output) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+        },
         Command::Plan { file, output } => match plan(&file, output) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),

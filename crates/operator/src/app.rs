@@ -123,6 +123,12 @@ pub async fn run(
 
     // One context (and so one NSG writer) for both controllers: a pool's rules and its
     // policies' rules in the same NSG go out in the same write.
+    // Kept by the webhooks' watches on every replica; the leader's NodePoolNetwork controller
+    // reads it for host-port coverage.
+    let host_ports = args
+        .webhook
+        .webhooks
+        .then(|| Arc::new(crate::hostports::HostPortIndex::new()));
     let ctx = Arc::new(Context {
         client: client.clone(),
         nsg_writer: NsgWriter::new(arm.clone()),
@@ -137,6 +143,8 @@ pub async fn run(
             namespace_label_sweep: args.namespace_label_sweep,
             ..ControllerConfig::default()
         },
+        host_ports: host_ports.clone(),
+        dry_run: None,
     });
 
     {
@@ -152,7 +160,7 @@ pub async fn run(
 
     // Admission runs on every replica (the Service spreads requests over them); the
     // host-port index it keeps is shared with the repair loop, which runs on the leader.
-    let admission = if args.webhook.webhooks {
+    let admission = if let Some(index) = host_ports {
         health.set_ready("webhook", false);
         let (index, running) = webhook::run_replica(
             client.clone(),
@@ -162,6 +170,7 @@ pub async fn run(
             scopes.clone(),
             metrics.clone(),
             recorder,
+            index,
             shutdown.clone(),
         )
         .await

@@ -6,5 +6,6 @@ pub mod desired;
 pub mod hostports;
 pub mod nsg;
 pub mod prefix;
+pub mod preview;
 pub mod routes;
 pub mod scope;

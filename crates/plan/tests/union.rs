@@ -226,6 +226,7 @@ impl World {
             direction: Direction::Inbound,
             content: Some(p.rule.content.clone()),
             canonical: true,
+            description: None,
         }));
         self.nsgs[n] = after;
         plan
@@ -521,6 +522,7 @@ impl World {
                         direction: Direction::Inbound,
                         content: None,
                         canonical: false,
+                        description: None,
                     };
                     self.nsgs[*n].push(rule.clone());
                     self.frozen[*n].insert(name, rule);

@@ -25,6 +25,58 @@ pub fn is_ready(npn: &NodePoolNetwork) -> bool {
     current(npn) && condition(npn, "Ready").is_some_and(|c| c.status == "True")
 }
 
+/// What kstatus (the library Flux, kpt and cli-utils use to decide whether an applied object
+/// is done) computes for a custom resource, as in its generic rules: Terminating while being
+/// deleted; InProgress until `status.observedGeneration` reaches `metadata.generation`, or
+/// while `Reconciling` is True; Failed while `Stalled` is True; then the `Ready` condition
+/// (True: Current, otherwise InProgress); Current when there is none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KStatus {
+    InProgress,
+    Failed,
+    Current,
+    Terminating,
+}
+
+/// [`KStatus`] of any object, from its JSON.
+pub fn kstatus(object: &Value) -> KStatus {
+    if object["metadata"]["deletionTimestamp"].is_string() {
+        return KStatus::Terminating;
+    }
+    let generation = object["metadata"]["generation"].as_i64();
+    let observed = object["status"]["observedGeneration"]
+        .as_i64()
+        .or(generation);
+    if observed != generation {
+        return KStatus::InProgress;
+    }
+    let conditions = object["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let is_true = |type_: &str| {
+        conditions
+            .iter()
+            .any(|c| c["type"] == type_ && c["status"] == "True")
+    };
+    if is_true("Reconciling") {
+        return KStatus::InProgress;
+    }
+    if is_true("Stalled") {
+        return KStatus::Failed;
+    }
+    match conditions.iter().find(|c| c["type"] == "Ready") {
+        Some(c) if c["status"] == "True" => KStatus::Current,
+        Some(_) => KStatus::InProgress,
+        None => KStatus::Current,
+    }
+}
+
+/// [`kstatus`] of a typed object.
+pub fn kstatus_of(object: &impl serde::Serialize) -> KStatus {
+    kstatus(&serde_json::to_value(object).unwrap_or_default())
+}
+
 /// `state` (armsim's whole state, as [`RunningSim::snapshot`] gives it) without what changes
 /// on every write whatever was written: ETags, the record of operations, the operation in
 /// flight. What is left is what a GET of each resource shows, read the way ARM and AKS read it:

@@ -125,8 +125,69 @@ async fn observe_reads_and_reports_but_never_writes() -> Result<()> {
         .context("rules")?
         .message;
     assert!(rules_msg.contains("would add"), "{rules_msg}");
+    // Azure differs and poolnet will not write: someone has to act, so the object is Stalled
+    // (kstatus Failed, a GitOps health check stops waiting) and says what differs.
+    let stalled = condition(&st, "Stalled").context("Stalled")?;
+    assert_eq!(
+        (stalled.status.as_str(), stalled.reason.as_str()),
+        ("True", "ObserveOnly")
+    );
+    assert!(stalled.message.contains("would add"), "{}", stalled.message);
+    assert_eq!(kstatus_of(&st), KStatus::Failed);
     let pool_msg = &condition(&st, "AgentPoolReady").context("pool")?.message;
     assert!(pool_msg.contains("40000-60000/tcp"), "{pool_msg}");
+    // The exact changes (issue 16, item 4): each rule with its fields, the pool's field with
+    // old and new value; nothing about anyone else's entries.
+    let pending = &st.status.as_ref().context("status")?.pending_changes;
+    let tcp = pending
+        .iter()
+        .find(|c| c.target == ChangeTarget::SecurityRule && c.name.contains("-game-tcp-"))
+        .with_context(|| format!("no tcp rule in {pending:#?}"))?;
+    assert_eq!(tcp.action, ChangeAction::Add);
+    assert!(tcp.resource_id.eq_ignore_ascii_case(&byo_nsg_id()));
+    let value = |c: &PendingChange, f: &str| {
+        c.fields
+            .iter()
+            .find(|x| x.field == f)
+            .and_then(|x| x.new.clone())
+    };
+    assert_eq!(
+        value(tcp, "destinationPortRanges").as_deref(),
+        Some("80,443,40000-60000")
+    );
+    let priority: u16 = value(tcp, "priority").context("priority")?.parse()?;
+    assert!(
+        (200..=299).contains(&priority),
+        "the sample's band: {priority}"
+    );
+    assert_eq!(
+        value(tcp, "sourceAddressPrefixes").as_deref(),
+        Some("Internet")
+    );
+    let pool = pending
+        .iter()
+        .find(|c| c.target == ChangeTarget::AgentPool)
+        .with_context(|| format!("no agent-pool change in {pending:#?}"))?;
+    assert_eq!(pool.action, ChangeAction::Change);
+    let ports = pool
+        .fields
+        .iter()
+        .find(|f| f.field == "networkProfile.allowedHostPorts")
+        .context("allowedHostPorts")?;
+    assert!(
+        ports
+            .new
+            .as_deref()
+            .is_some_and(|n| n.contains("40000-60000/tcp")),
+        "{ports:?}"
+    );
+    assert_ne!(ports.old, ports.new);
+    assert!(
+        pending
+            .iter()
+            .all(|c| c.target == ChangeTarget::AgentPool || c.name.contains("-game-")),
+        "only this object's entries: {pending:#?}"
+    );
     assert_eq!(
         condition(&st, "Accepted").map(|c| c.reason.as_str()),
         Some("ObserveOnly")

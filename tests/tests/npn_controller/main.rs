@@ -7,8 +7,9 @@
 //! what poolnet did is read from armsim's request counters.
 //!
 //! One test binary (one link), split by theme: [`samples`], [`sharing`], [`lifecycle`], [`ownership`],
-//! [`one_pool`]; [`support`] holds what they share.
+//! [`one_pool`], [`coverage`]; [`support`] holds what they share.
 
+mod coverage;
 mod lifecycle;
 mod one_pool;
 mod ownership;

@@ -140,6 +140,12 @@ async fn a_throttling_burst_shows_in_conditions_and_then_converges() -> Result<(
         seen.iter().any(|s| s.starts_with("Ready=False/Throttled")),
         "Ready showed the throttling: {seen:#?}"
     );
+    // Throttling passes by itself: Reconciling (kstatus InProgress), never Stalled.
+    assert!(
+        seen.contains("Reconciling=True/Throttled"),
+        "Reconciling showed the throttling: {seen:#?}"
+    );
+    assert!(!seen.iter().any(|s| s.starts_with("Stalled=")), "{seen:#?}");
     assert!(seen.contains("Ready=True/Reconciled"), "{seen:#?}");
     Ok(())
 }

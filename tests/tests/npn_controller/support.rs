@@ -10,12 +10,13 @@ pub use futures::StreamExt;
 pub use kube::Api;
 pub use kube::runtime::{WatchStreamExt, watcher};
 pub use poolnet_api::v1alpha1::{
-    ManagedPrefix, NodePoolNetwork, NodePublicIp, NsgTarget, PrefixSource, ReconcilePolicy,
+    ChangeAction, ChangeTarget, ManagedPrefix, NodePoolNetwork, NodePublicIp, NsgTarget,
+    PendingChange, PrefixSource, ReconcilePolicy,
 };
 pub use poolnet_arm::ArmNetwork;
 pub use poolnet_tests::operator::{
-    Harness, RG, WAIT, aks_nsg_id, byo_nsg_id, comparable_state, condition, current, is_ready,
-    json_diff, network_id, route_table_id, sample, strip_etags,
+    Harness, KStatus, RG, WAIT, aks_nsg_id, byo_nsg_id, comparable_state, condition, current,
+    is_ready, json_diff, kstatus_of, network_id, route_table_id, sample, strip_etags,
 };
 pub use serde_json::{Value, json};
 

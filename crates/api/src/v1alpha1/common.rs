@@ -69,6 +69,61 @@ impl From<crate::portspec::Protocol> for PortProtocol {
     }
 }
 
+/// One change poolnet would make in Azure, entry by entry and field by field (an Observe
+/// object's `status.pendingChanges`, rendered by `kubectl poolnet diff`).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingChange {
+    /// ARM ID of the resource written: the NSG, the route table or the agent pool.
+    pub resource_id: String,
+    /// What kind of entry changes.
+    pub target: ChangeTarget,
+    /// The rule's or route's name in Azure; for the agent pool, the pool's name.
+    pub name: String,
+    /// Add, Change or Remove.
+    pub action: ChangeAction,
+    /// The fields that change: for Add every field (no old value), for Remove every field
+    /// (no new value), for Change only those that differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<FieldChange>,
+}
+
+/// The kind of entry a [`PendingChange`] is about.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChangeTarget {
+    #[default]
+    SecurityRule,
+    Route,
+    AgentPool,
+    /// The managed application security group poolnet would create.
+    ApplicationSecurityGroup,
+    /// The managed public IP prefix poolnet would create.
+    PublicIPPrefix,
+}
+
+/// What happens to the entry.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ChangeAction {
+    #[default]
+    Add,
+    Change,
+    Remove,
+}
+
+/// One field of a [`PendingChange`], as ARM names it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldChange {
+    /// e.g. priority, destinationPortRanges, networkProfile.allowedHostPorts.
+    pub field: String,
+    /// The value in Azure now; absent when the entry is added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub old: Option<String>,
+    /// The value poolnet would write; absent when the entry is removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+}
+
 /// What an object has written into Azure resources it shares with others: recorded before
 /// each write and trimmed after it, so clean-up after spec edits and deletion remove exactly
 /// this (see docs/ownership.md). Entries with poolnet's names that no object records are

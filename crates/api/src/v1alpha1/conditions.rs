@@ -1,8 +1,23 @@
-//! Condition types and reasons written into status. `Ready` follows kstatus: True when the
-//! object is fully reconciled at its current generation.
+//! Condition types and reasons written into status, the kstatus way (the library Flux, kpt
+//! and cli-utils use to decide whether an applied object is done):
+//!
+//! - `Ready` True when the object is reconciled at its current generation: everything poolnet
+//!   should write is written and the status reports it. Capacity (a HostPortPolicy's full
+//!   range) is not reconciliation: it has its own condition and leaves `Ready` alone.
+//! - `Reconciling` True while poolnet is still working towards `Ready` (waiting for ARM,
+//!   throttled, a transient error, the NodePoolNetwork a policy names not created yet).
+//! - `Stalled` True when it cannot get there without someone changing something (an invalid
+//!   or conflicting spec, an ARM ID out of scope, a full priority band, a node pool to
+//!   recreate). kstatus reads this as Failed, so a GitOps health check stops waiting.
+//!
+//! `Reconciling` and `Stalled` are abnormal-true: present only while True.
 
 /// kstatus readiness of the whole object.
 pub const READY: &str = "Ready";
+/// kstatus: still progressing towards Ready.
+pub const RECONCILING: &str = "Reconciling";
+/// kstatus: cannot become Ready without a change by someone (reported as Failed).
+pub const STALLED: &str = "Stalled";
 
 // NodePoolNetwork parts.
 pub const PREFIX_READY: &str = "PrefixReady";
@@ -15,6 +30,10 @@ pub const NODE_IPS_READY: &str = "NodeIPsReady";
 // HostPortPolicy parts.
 pub const ACCEPTED: &str = "Accepted";
 pub const PORTS_ALLOCATED: &str = "PortsAllocated";
+
+/// NodePoolNetwork: every host port pods use on the pool's nodes is in allowedHostPorts and
+/// opened by poolnet's NSG rules (seed 000). Reported, never holding Ready down.
+pub const HOST_PORTS_COVERED: &str = "HostPortsCovered";
 
 /// Reasons, CamelCase as Kubernetes expects.
 pub mod reason {
@@ -44,4 +63,30 @@ pub mod reason {
     pub const POOL_NOT_FOUND: &str = "NodePoolNetworkNotFound";
     pub const NAMESPACE_NOT_ADMITTED: &str = "NamespaceNotAdmitted";
     pub const RANGE_EXHAUSTED: &str = "RangeExhausted";
+    /// Pods use host ports the pool's allowedHostPorts or NSG rules do not cover.
+    pub const HOST_PORTS_NOT_COVERED: &str = "HostPortsNotCovered";
+    /// A route of the spec would take over a name or prefix poolnet does not own.
+    pub const ROUTE_CONFLICT: &str = "RouteConflict";
+}
+
+/// Whether a part failing for `reason` needs someone to change something (the spec, another
+/// object, Azure) before it can succeed: such an object is `Stalled`, not `Reconciling`.
+pub fn needs_user_action(reason: &str) -> bool {
+    use reason::*;
+    [
+        INVALID_SPEC,
+        REQUIRES_NODE_POOL_RECREATE,
+        ROUTE_LIMIT_EXCEEDED,
+        NO_DEFAULT_ROUTE,
+        ROUTE_TABLE_IN_USE,
+        ROUTE_CONFLICT,
+        PRIORITY_BAND_FULL,
+        CONFLICT,
+        ARM_REFUSED,
+        OUT_OF_SCOPE,
+        NAMESPACE_NOT_ADMITTED,
+        // Observe: Azure differs from the spec and poolnet will not write.
+        OBSERVE_ONLY,
+    ]
+    .contains(&reason)
 }

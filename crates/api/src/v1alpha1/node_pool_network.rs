@@ -452,6 +452,12 @@ pub struct NodePoolNetworkStatus {
     /// write): clean-up after spec edits and deletion remove exactly this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owned: Option<super::common::Owned>,
+
+    /// reconcilePolicy Observe: the exact changes poolnet would make, each rule, route and
+    /// agent-pool field with its old and new value (`kubectl poolnet diff NAME`). Empty when
+    /// Azure already matches, and for objects poolnet manages.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_changes: Vec<super::common::PendingChange>,
 }
 
 /// The public IP prefix in use.

@@ -390,6 +390,79 @@ fn decode<T: DeserializeOwned>(
     Ok(Etagged { resource, etag })
 }
 
+/// The Microsoft.Network API version of the generated operations (package-2024-03).
+pub const NETWORK_API_VERSION: &str = "2024-03-01";
+
+/// Raw JSON reads, for tools that must see a resource exactly as ARM returns it (the
+/// invariant checker compares foreign entries byte for byte, which the typed models cannot
+/// promise: they drop what they do not name).
+impl ArmClient {
+    /// GET of `path_or_url` (an ARM path such as `/subscriptions/…?api-version=…`, or an
+    /// absolute URL on the same endpoint such as a `nextLink`), as JSON.
+    pub async fn get_json(&self, path_or_url: &str) -> Result<serde_json::Value, ArmError> {
+        let url = if path_or_url.starts_with('/') {
+            let base = self.endpoint.as_str().trim_end_matches('/');
+            Url::parse(&format!("{base}{path_or_url}"))
+        } else {
+            Url::parse(path_or_url)
+        }
+        .map_err(|e| ArmError::InvalidResponse {
+            id: path_or_url.to_string(),
+            message: format!("not a URL: {e}"),
+        })?;
+        let id = url.path().to_string();
+        let r = self
+            .send_raw(Method::Get, url, None, Precondition::None, &id)
+            .await?;
+        let (_, _, body) = r.deconstruct();
+        let body = body.collect().await.map_err(|e| ArmError::Transport {
+            id: id.clone(),
+            message: format!("reading the response body: {e}"),
+        })?;
+        serde_json::from_slice(&body).map_err(|e| ArmError::InvalidResponse {
+            id,
+            message: format!("body is not JSON: {e}"),
+        })
+    }
+
+    /// The resource `id` as ARM returns it at `api_version`, with its ETag.
+    pub async fn get_resource_json(
+        &self,
+        id: &ResourceId,
+        api_version: &str,
+    ) -> Result<Etagged<serde_json::Value>, ArmError> {
+        let url = self.resource_url(id, api_version)?;
+        let r = self
+            .send_raw(Method::Get, url, None, Precondition::None, &id.to_string())
+            .await?;
+        self.read(id, r).await
+    }
+
+    /// Every item of the collection at `path` (e.g.
+    /// `/subscriptions/…/resourceGroups/rg/providers/Microsoft.Network/applicationSecurityGroups`),
+    /// following `nextLink` pages.
+    pub async fn list_json(
+        &self,
+        path: &str,
+        api_version: &str,
+    ) -> Result<Vec<serde_json::Value>, ArmError> {
+        let mut out = Vec::new();
+        let mut next = Some(format!("{path}?api-version={api_version}"));
+        while let Some(page) = next.take() {
+            let body = self.get_json(&page).await?;
+            if let Some(items) = body.get("value").and_then(|v| v.as_array()) {
+                out.extend(items.iter().cloned());
+            }
+            next = body
+                .get("nextLink")
+                .and_then(|n| n.as_str())
+                .filter(|n| !n.is_empty())
+                .map(String::from);
+        }
+        Ok(out)
+    }
+}
+
 impl ArmClient {
     /// One status check of a long-running operation (`ArmNetwork::poll`).
     async fn poll_operation(&self, handle: &OperationHandle) -> Result<Lro<()>, ArmError> {

@@ -15,7 +15,7 @@ use futures::StreamExt;
 use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
-use super::ArmClient;
+use super::{ArmClient, NETWORK_API_VERSION};
 use crate::agentpool::{AGENT_POOL_API_VERSION, AgentPool, ManagedCluster};
 use crate::error::ArmError;
 use crate::id::{COMPUTE, CONTAINER_SERVICE, NETWORK, ResourceId};
@@ -334,9 +334,6 @@ fn warn_unconditional_pool_write(id: &ResourceId) {
         );
     }
 }
-
-/// The Microsoft.Network API version of the generated operations (package-2024-03).
-const NETWORK_API_VERSION: &str = "2024-03-01";
 
 #[cfg(test)]
 mod tests {

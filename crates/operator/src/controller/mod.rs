@@ -218,6 +218,14 @@ pub struct Context {
     pub recorder: kube::runtime::events::Recorder,
     pub metrics: Arc<crate::runtime::Metrics>,
     pub config: ControllerConfig,
+    /// The pods holding host ports, with their nodes (kept by the webhook's watches): the
+    /// NodePoolNetwork controller checks that its pool's allowedHostPorts and NSG rules
+    /// cover them. `None` when this process serves no webhooks.
+    pub host_ports: Option<Arc<crate::hostports::HostPortIndex>>,
+    /// Set for a dry run (`kubectl poolnet diff -f`): the NodePoolNetwork controller writes no
+    /// status and publishes no Event; the status it would write lands here instead.
+    pub dry_run:
+        Option<Arc<std::sync::Mutex<Option<poolnet_api::v1alpha1::NodePoolNetworkStatus>>>>,
 }
 
 /// Tunables.

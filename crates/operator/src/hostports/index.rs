@@ -39,6 +39,8 @@ pub struct PodEntry {
     pub keys: Vec<Key>,
     /// UID of the DaemonSet controlling the pod, if one does (its pods share claims).
     pub daemon_set: Option<String>,
+    /// The node it is bound to (`spec.nodeName`), once scheduled.
+    pub node: Option<String>,
 }
 
 impl PodEntry {
@@ -127,12 +129,25 @@ impl Inner {
 }
 
 /// The shared index. Cheap to read concurrently; writers are the two watches.
-#[derive(Default)]
 pub struct HostPortIndex {
     inner: RwLock<Inner>,
     /// Signalled when a pod holding ports or a token appears or disappears: the repair loop
     /// then runs a pass soon instead of waiting for its period.
     changed: Notify,
+    /// Nodes whose pods' host ports changed (a pod holding ports bound, changed or gone):
+    /// the NodePoolNetwork controller re-checks the coverage of the pool they are in.
+    nodes_changed: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for HostPortIndex {
+    fn default() -> Self {
+        Self {
+            inner: RwLock::default(),
+            changed: Notify::new(),
+            // A lagging subscriber misses names and catches up at its next resync.
+            nodes_changed: tokio::sync::broadcast::channel(1024).0,
+        }
+    }
 }
 
 /// The index's view of a claim object, or `None` for an object whose name is not a key.
@@ -203,6 +218,7 @@ pub fn pod_entry(pod: &Pod) -> Option<PodEntry> {
         token,
         keys,
         daemon_set: super::shared::daemon_set_of(pod).map(|(_, uid)| uid.to_string()),
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
     })
 }
 
@@ -234,6 +250,18 @@ impl HostPortIndex {
 
     fn notify_change(&self) {
         self.changed.notify_one();
+    }
+
+    /// Names of nodes whose pods' host ports changed, as they change.
+    pub fn subscribe_nodes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.nodes_changed.subscribe()
+    }
+
+    fn node_changed(&self, node: Option<&String>) {
+        if let Some(n) = node {
+            // No subscriber (no leader here) is fine.
+            let _ = self.nodes_changed.send(n.clone());
+        }
     }
 
     // --- claims watch ---
@@ -284,16 +312,27 @@ impl HostPortIndex {
         }
         match entry {
             Some(e) => {
-                let fresh = !g.pods.contains_key(&e.uid);
+                let before = g.pods.get(&e.uid).map(|p| (p.node.clone(), p.keys.clone()));
+                let fresh = before.is_none();
+                let moved = before.as_ref() != Some(&(e.node.clone(), e.keys.clone()));
+                let nodes = [before.and_then(|b| b.0), e.node.clone()];
                 g.put_pod(e);
                 drop(g);
                 if fresh {
                     self.notify_change();
                 }
+                if moved {
+                    for n in nodes.iter().flatten() {
+                        self.node_changed(Some(n));
+                    }
+                }
             }
             None => {
                 if let Some(uid) = pod.metadata.uid.as_deref() {
+                    let node = g.pods.get(uid).and_then(|p| p.node.clone());
                     g.drop_pod(uid);
+                    drop(g);
+                    self.node_changed(node.as_ref());
                 }
             }
         }
@@ -304,11 +343,12 @@ impl HostPortIndex {
             return;
         };
         let mut g = self.write();
-        let known = g.pods.contains_key(uid);
+        let node = g.pods.get(uid).map(|p| p.node.clone());
         g.drop_pod(uid);
         drop(g);
-        if known {
+        if let Some(node) = node {
             self.notify_change();
+            self.node_changed(node.as_ref());
         }
     }
 
@@ -319,6 +359,9 @@ impl HostPortIndex {
     pub fn pods_relist_done(&self) {
         let mut g = self.write();
         let list = g.pods_relist.take().unwrap_or_default();
+        let mut nodes: std::collections::BTreeSet<String> =
+            g.pods.values().filter_map(|p| p.node.clone()).collect();
+        nodes.extend(list.iter().filter_map(|p| p.node.clone()));
         let uids: Vec<String> = g.pods.keys().cloned().collect();
         for uid in uids {
             g.drop_pod(&uid);
@@ -329,6 +372,9 @@ impl HostPortIndex {
         g.pods_ready = true;
         drop(g);
         self.notify_change();
+        for n in &nodes {
+            self.node_changed(Some(n));
+        }
     }
 
     // --- readers ---
@@ -400,6 +446,19 @@ impl HostPortIndex {
                 && p.daemon_set.as_deref() == Some(daemon_set)
                 && p.keys.contains(&key)
         })
+    }
+
+    /// Cached pods bound to a node `on_node` accepts that declare host ports.
+    pub fn pods_on(&self, on_node: impl Fn(&str) -> bool) -> Vec<PodEntry> {
+        let g = self.read();
+        let mut out: Vec<PodEntry> = g
+            .pods
+            .values()
+            .filter(|p| !p.keys.is_empty() && p.node.as_deref().is_some_and(&on_node))
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        out
     }
 
     /// Counts for diagnostics and tests: (claims, pods kept, keys held).

@@ -170,9 +170,9 @@ pub async fn run_replica(
     scopes: poolnet_api::allowed_scopes::AllowedScopes,
     metrics: Arc<Metrics>,
     recorder: kube::runtime::events::Recorder,
+    index: Arc<HostPortIndex>,
     shutdown: CancellationToken,
 ) -> Result<(Arc<HostPortIndex>, RunningWebhook)> {
-    let index = Arc::new(HostPortIndex::new());
     // The index must hold a complete first list before the webhook answers: an empty view
     // would make every proposal a conflict.
     let watches = start_index(client.clone(), Arc::clone(&index)).await;

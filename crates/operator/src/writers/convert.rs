@@ -89,6 +89,7 @@ pub fn existing_rules(nsg: &NetworkSecurityGroup, owned_prefix: &str) -> Vec<Exi
                 direction,
                 content,
                 canonical,
+                description: owned.then(|| p.description.clone().unwrap_or_default()),
             })
         })
         .collect()
@@ -107,7 +108,7 @@ pub fn security_rule(planned: &PlannedRule) -> SecurityRule {
         i32::from(planned.priority),
         SecurityRuleDirection::Inbound,
     );
-    p.description = Some(planned.rule.description.chars().take(140).collect());
+    p.description = Some(poolnet_plan::nsg::written_description(&planned.rule));
     p.source_port_range = Some("*".into());
     // ARM wants the single-value field for one entry and the list form for several; using
     // the list form only keeps what we read back comparable.

@@ -7,12 +7,15 @@
 //! - [`request`]: which container ports of a pod need host ports, and from which range;
 //! - [`reservation`]: which keys to propose, as a state machine the webhook drives;
 //! - [`repair`]: when a claim is bound to its pod, marked as an orphan, or released;
-//! - [`env`]: the environment variables naming the ports, and the workload name in them.
+//! - [`env`]: the environment variables naming the ports, and the workload name in them;
+//! - [`coverage`]: which host ports in use a pool's allowedHostPorts and NSG rules leave
+//!   unreachable.
 //!
 //! The model-based test (`model.rs`) runs the whole protocol in memory with stale caches,
 //! crashes and slow deletions, checking uniqueness, reserve-before-admit, no premature
 //! release, progress and no leaks.
 
+pub mod coverage;
 pub mod env;
 pub mod key;
 pub mod keyset;

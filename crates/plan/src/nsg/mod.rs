@@ -97,8 +97,12 @@ pub struct ExistingRule {
     pub direction: Direction,
     pub content: Option<RuleContent>,
     /// Whether the rule as read is exactly what poolnet writes (allow, inbound, `*` source
-    /// ports, description); a rule edited by hand in another way is rewritten.
+    /// ports); a rule edited by hand in another way is rewritten.
     pub canonical: bool,
+    /// The rule's description as read (`Some("")` when it has none); `None` when unknown, and
+    /// then not compared. poolnet's rules carry the description naming their object: one
+    /// edited by hand is rewritten.
+    pub description: Option<String>,
 }
 
 /// A desired rule with its allocated priority.
@@ -198,6 +202,14 @@ pub fn consolidate(
         .collect()
 }
 
+/// Azure keeps at most 140 characters of a rule's description.
+pub const MAX_DESCRIPTION: usize = 140;
+
+/// The description as poolnet writes it into Azure (cut to [`MAX_DESCRIPTION`]).
+pub fn written_description(rule: &DesiredRule) -> String {
+    rule.description.chars().take(MAX_DESCRIPTION).collect()
+}
+
 /// The description of every rule poolnet writes: who it is for, so the rule is attributable
 /// to its object (and that object's UID) from the Azure portal alone.
 pub fn rule_description(owner: &Owner, uid: &str) -> String {
@@ -253,7 +265,10 @@ pub fn plan_nsg(existing: &[ExistingRule], desired: &[DesiredRule], scope: &Scop
                 let same = e.priority == priority
                     && e.direction == Direction::Inbound
                     && e.canonical
-                    && e.content.as_ref() == Some(&d.content);
+                    && e.content.as_ref() == Some(&d.content)
+                    && e.description
+                        .as_deref()
+                        .is_none_or(|written| written == written_description(d));
                 if !same {
                     plan.changed.push(d.name.clone());
                 }
@@ -297,6 +312,7 @@ mod tests {
             direction,
             content: None,
             canonical: false,
+            description: None,
         }
     }
 
@@ -313,6 +329,7 @@ mod tests {
             direction: Direction::Inbound,
             content: Some(p.rule.content.clone()),
             canonical: true,
+            description: None,
         }));
         out
     }
@@ -437,6 +454,7 @@ mod tests {
             direction: Direction::Inbound,
             content: None,
             canonical: true,
+            description: None,
         }];
         let plan = plan_nsg(&existing, &[], &Scope::prefix_only(&ours));
         assert!(
@@ -454,6 +472,7 @@ mod tests {
             direction: Direction::Inbound,
             content: None,
             canonical: true,
+            description: None,
         };
         // "recorded" is some writing object's; "left" was left by a DetachOnDelete deletion.
         let existing = vec![
@@ -505,6 +524,7 @@ mod tests {
             direction: Direction::Inbound,
             content: None,
             canonical: true,
+            description: None,
         };
         let existing = vec![stale, foreign("x", 300, Direction::Inbound)];
         let desired = consolidate(
@@ -547,6 +567,7 @@ mod tests {
             direction: Direction::Inbound,
             content: Some(edited),
             canonical: true,
+            description: None,
         }];
         let plan = plan_nsg(&existing, &desired, &Scope::prefix_only(&prefix));
         assert_eq!(plan.changed, [desired[0].name.clone()]);

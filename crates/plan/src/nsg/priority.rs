@@ -132,6 +132,7 @@ mod tests {
             direction,
             content: None,
             canonical: true,
+            description: None,
         }
     }
 

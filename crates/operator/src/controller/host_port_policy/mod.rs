@@ -240,6 +240,7 @@ async fn apply(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error>
             format!("{} port(s) held by {} pod(s)", usage.held, usage.pod_count),
         )
     } else {
+        // Capacity, not reconciliation: Ready (what GitOps health checks wait for) stays True.
         PartState::failed(
             cond::PORTS_ALLOCATED,
             reason::RANGE_EXHAUSTED,
@@ -249,6 +250,7 @@ async fn apply(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error>
                 usage.exhausted.join(", ")
             ),
         )
+        .capacity()
     };
     // Also when not accepted: a policy its pool no longer allows takes its rules out.
     let mut record = Record::new(policy);

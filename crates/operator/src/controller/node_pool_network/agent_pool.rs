@@ -82,6 +82,13 @@ pub(super) async fn reconcile(
             "allowed host ports and ASGs match the spec",
         )
     };
+    if plan.drift && !pass.writes {
+        fx.pending.extend(poolnet_plan::preview::agent_pool_changes(
+            &npn.spec.node_pool.agent_pool_id,
+            &seen,
+            &plan,
+        ));
+    }
     if plan.drift {
         if !plan.missing_asgs.is_empty() {
             // Writing the pool now would apply half the spec and cost a second (slow) pool

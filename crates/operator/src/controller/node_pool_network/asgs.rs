@@ -47,11 +47,29 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Vec<AsgStatus>> {
                     "ASGNotOwned",
                     format!("an ASG {raw} exists that poolnet did not create for this object; remove it, or set applicationSecurityGroups.managed: false and list it in customIds"),
                 )),
-                Ok(None) if !pass.writes => problems.push(PartState::failed(
-                    cond::ASG_READY,
-                    reason::NOT_FOUND,
-                    format!("managed ASG {raw} does not exist (Observe: poolnet would create it)"),
-                )),
+                Ok(None) if !pass.writes => {
+                    fx.pending.push(poolnet_api::v1alpha1::PendingChange {
+                        resource_id: raw.clone(),
+                        target: poolnet_api::v1alpha1::ChangeTarget::ApplicationSecurityGroup,
+                        name: id.name().to_string(),
+                        action: poolnet_api::v1alpha1::ChangeAction::Add,
+                        fields: vec![poolnet_api::v1alpha1::FieldChange {
+                            field: "tags".into(),
+                            old: None,
+                            new: Some(format!("{}={}", poolnet_api::ownership::OWNER_TAG, poolnet_api::ownership::owner_tag_value(&kube::ResourceExt::name_any(npn)))),
+                        }],
+                    });
+                    problems.push(PartState::failed(
+                        cond::ASG_READY,
+                        reason::NOT_FOUND,
+                        format!("managed ASG {raw} does not exist (Observe: poolnet would create it)"),
+                    ));
+                    // A preview (`kubectl poolnet diff -f`) plans the later parts as if it
+                    // existed, as they will be once applied.
+                    if pass.ctx.dry_run.is_some() {
+                        asgs.push(AsgStatus { id: raw, managed: true });
+                    }
+                }
                 Ok(None) => {
                     // Recorded before created (docs/ownership.md).
                     if let Err(e) = pass

@@ -21,6 +21,7 @@ mod agent_pool;
 mod asgs;
 mod cleanup;
 mod cluster;
+mod coverage;
 mod ledger;
 mod node_ips;
 mod nsgs;
@@ -91,6 +92,9 @@ pub enum Error {
     /// removes the finalizer on any `Ok` from cleanup, which would strand the later steps.
     #[error("cleanup in progress: {what}")]
     CleanupInProgress { what: String, retry_in: Duration },
+    /// `preview` was called with a context that would write.
+    #[error("preview needs a dry-run context (Context::dry_run)")]
+    NotDryRun,
 }
 
 impl Error {
@@ -102,6 +106,7 @@ impl Error {
             Error::Finalizer(_) => "finalizer",
             Error::CleanupPending(_) => "cleanup_pending",
             Error::CleanupInProgress { .. } => "cleanup_in_progress",
+            Error::NotDryRun => "not_dry_run",
         }
     }
 
@@ -136,6 +141,8 @@ impl Error {
 struct Memory {
     failures: u32,
     last_reread: Option<Instant>,
+    /// Pods (UID) and host ports already warned about as unreachable.
+    warned: std::collections::BTreeSet<(String, poolnet_plan::hostports::Key)>,
 }
 
 /// The reconciler's context: the shared one plus per-object memory (backoff, drift timer)
@@ -257,7 +264,10 @@ pub async fn run(
     let selector_pools = pools.clone();
     let rival_pools = pools.clone();
     let rival_events = super::meaningful_changes(pool_events.clone());
+    let host_port_triggers = host_port_triggers(reconciler.ctx.clone());
     Controller::for_shared_stream(super::meaningful_changes(pool_events), pools)
+        // A pod holding host ports bound to, or gone from, a pool's node: re-check coverage.
+        .reconcile_on(host_port_triggers)
         // An object refused for its pool's holder takes over when the holder's cleanup ends
         // (its last finalizer removed), without waiting for its own requeue.
         .watches_shared_stream(rival_events, move |changed: Arc<NodePoolNetwork>| {
@@ -293,6 +303,46 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The pools whose nodes' host-port pods changed, as the host-port index reports nodes.
+/// Only pools whose `HostPortsCovered` would change are reconciled (each reconcile reads ARM).
+fn host_port_triggers(
+    ctx: Arc<Context>,
+) -> futures::stream::BoxStream<'static, ObjectRef<NodePoolNetwork>> {
+    let Some(index) = ctx.host_ports.as_ref() else {
+        return futures::stream::empty().boxed();
+    };
+    let receiver = index.subscribe_nodes();
+    futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(node) => return Some((node, rx)),
+                // Missed names are caught up by each pool's resync.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |node| {
+        let labels = ctx
+            .stores
+            .nodes
+            .get(&ObjectRef::new(&node))
+            .map(|n| n.labels().clone())
+            .unwrap_or_default();
+        let refs: Vec<ObjectRef<NodePoolNetwork>> = ctx
+            .stores
+            .pools
+            .state()
+            .iter()
+            .filter(|p| !labels.is_empty() && selects(p, &labels))
+            .filter(|p| coverage::outdated(p, &ctx))
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
+    .boxed()
 }
 
 /// The node labels that select a pool's nodes.
@@ -350,6 +400,29 @@ async fn reconcile(npn: Arc<NodePoolNetwork>, r: Arc<Reconciler>) -> Result<Acti
         Err(e) => timer.error(e.metric_label()),
     }
     result
+}
+
+/// What poolnet would change in Azure for `npn`, read from ARM and the caches of `ctx` (a dry
+/// run: `ctx.dry_run` must be set), writing nothing anywhere: `npn` is reconciled as an
+/// Observe object and the status it would get is returned, `pendingChanges` included. The
+/// same planner as the controller's, for `kubectl poolnet diff -f`.
+pub async fn preview(
+    ctx: Arc<Context>,
+    npn: NodePoolNetwork,
+) -> Result<NodePoolNetworkStatus, Error> {
+    let Some(sink) = ctx.dry_run.clone() else {
+        return Err(Error::NotDryRun);
+    };
+    ctx.stores
+        .wait_ready()
+        .await
+        .map_err(|_| Error::CachesGone)?;
+    let mut npn = npn;
+    npn.spec.reconcile_policy = ReconcilePolicy::Observe;
+    let r = Reconciler::new(ctx);
+    apply(Arc::new(npn), &r).await?;
+    let status = sink.lock().unwrap_or_else(|e| e.into_inner()).take();
+    Ok(status.unwrap_or_default())
 }
 
 /// The story of one reconcile: validate, learn the cluster, run every part in dependency
@@ -473,6 +546,14 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     }
 
     status.owned = Some(ledger.owned());
+    status.pending_changes = std::mem::take(&mut out.effects.pending);
+
+    if let Some((part, gaps)) = coverage::check(&npn, &status, ctx) {
+        out.condition(part);
+        let warned = r.with_memory(&name, |m| std::mem::take(&mut m.warned));
+        let warned = coverage::warn_pods(ctx, &npn, &gaps, warned).await;
+        r.with_memory(&name, |m| m.warned = warned);
+    }
 
     let retry = out.effects.retryable_failure;
     let throttled = out.effects.throttled;
@@ -542,19 +623,25 @@ async fn finish(
         &previous.conditions,
         &now,
     );
-    if &status != previous {
+    if &status != previous || ctx.dry_run.is_some() {
         write_status(ctx, npn, &status).await?;
     }
-    publish(&ctx.recorder, npn, "Reconcile", out.effects.events).await;
+    if ctx.dry_run.is_none() {
+        publish(&ctx.recorder, npn, "Reconcile", out.effects.events).await;
+    }
     Ok(())
 }
 
-/// Apply `status` as the object's whole status.
+/// Apply `status` as the object's whole status (a dry run keeps it instead).
 async fn write_status(
     ctx: &Context,
     npn: &NodePoolNetwork,
     status: &NodePoolNetworkStatus,
 ) -> Result<(), Error> {
+    if let Some(sink) = &ctx.dry_run {
+        *sink.lock().unwrap_or_else(|e| e.into_inner()) = Some(status.clone());
+        return Ok(());
+    }
     let api: Api<NodePoolNetwork> = Api::all(ctx.client.clone());
     apply_status(&api, &npn.name_any(), MANAGER, status).await?;
     Ok(())

@@ -162,10 +162,19 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                         &super::pools_with(&would, ctx),
                         &ctx.stores.all_policies(),
                     );
-                    let plan = plan_nsg(
-                        &existing_rules(&nsg.resource, union.scope.prefix()),
-                        &union.wanted,
-                        &union.scope,
+                    let existing = existing_rules(&nsg.resource, union.scope.prefix());
+                    let plan = plan_nsg(&existing, &union.wanted, &union.scope);
+                    // Only this object's entries: the others' are theirs to report.
+                    let recorded = pass.ledger.names(Entries::Rules, &target.id);
+                    fx.pending.extend(
+                        poolnet_plan::preview::nsg_changes(&target.id, &existing, &plan)
+                            .into_iter()
+                            .filter(|c| {
+                                wanted
+                                    .iter()
+                                    .chain(&recorded)
+                                    .any(|w| w.eq_ignore_ascii_case(&c.name))
+                            }),
                     );
                     if plan.needs_write() {
                         problems.push(PartState::failed(

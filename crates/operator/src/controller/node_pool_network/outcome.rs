@@ -43,6 +43,8 @@ pub struct Effects {
     /// ARM throttled a call: the next attempt waits for its Retry-After, and the backoff
     /// counter is left as it is (throttling is paced by ARM, not a failure that grows).
     pub throttled: bool,
+    /// Observe: the changes this part would make (`status.pendingChanges`).
+    pub pending: Vec<poolnet_api::v1alpha1::PendingChange>,
 }
 
 impl Effects {
@@ -62,6 +64,7 @@ impl Effects {
         }
         self.retryable_failure |= other.retryable_failure;
         self.throttled |= other.throttled;
+        self.pending.extend(other.pending);
     }
 
     /// Turn an ARM error into a failed condition: retryable ones requeue, fatal ones explain.
@@ -98,6 +101,7 @@ impl Effects {
                 reason::ARM_ERROR,
                 format!("{what}: {e} (not retried: fix the spec or the Azure resource)"),
             )
+            .needing_user_action()
         }
     }
 }

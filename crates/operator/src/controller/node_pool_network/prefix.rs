@@ -148,6 +148,37 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<PrefixStatus>> {
         }
         (None, Some(m)) => {
             if !pass.writes {
+                let tags: Vec<String> = npn
+                    .spec
+                    .node_public_ip
+                    .as_ref()
+                    .and_then(|n| n.ip_tags.clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|t| format!("{}={}", t.ip_tag_type, t.tag))
+                    .collect();
+                let mut fields = vec![
+                    ("location", m.location.clone()),
+                    ("publicIPAddressVersion", format!("{:?}", m.ip_version)),
+                    ("prefixLength", m.prefix_length.to_string()),
+                    ("zones", m.zones.join(",")),
+                    ("ipTags", tags.join(",")),
+                ];
+                fields.retain(|(_, v)| !v.is_empty());
+                fx.pending.push(poolnet_api::v1alpha1::PendingChange {
+                    resource_id: raw_id.clone(),
+                    target: poolnet_api::v1alpha1::ChangeTarget::PublicIPPrefix,
+                    name: m.name.clone(),
+                    action: poolnet_api::v1alpha1::ChangeAction::Add,
+                    fields: fields
+                        .into_iter()
+                        .map(|(f, v)| poolnet_api::v1alpha1::FieldChange {
+                            field: f.into(),
+                            old: None,
+                            new: Some(v),
+                        })
+                        .collect(),
+                });
                 let c = PartState::failed(
                     cond::PREFIX_READY,
                     reason::NOT_FOUND,

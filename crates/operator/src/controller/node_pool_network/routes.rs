@@ -117,13 +117,26 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
             // What poolnet would write if this object managed the table.
             let would = pass.me_managing(None, Entries::Routes, &rt.id, wanted.clone());
             let union = route_union(cluster, &rt.id, &super::pools_with(&would, ctx));
+            let view = route_table_view(&t.resource);
             let plan = plan_routes(
-                &route_table_view(&t.resource),
+                &view,
                 &union.wanted,
                 &union.scope,
                 cluster,
                 budget.node_routes,
                 budget.limit,
+            );
+            // Only this object's routes: the others' are theirs to report.
+            let recorded = pass.ledger.names(Entries::Routes, &rt.id);
+            fx.pending.extend(
+                poolnet_plan::preview::route_changes(&rt.id, &view, &plan)
+                    .into_iter()
+                    .filter(|c| {
+                        wanted
+                            .iter()
+                            .chain(&recorded)
+                            .any(|w| w.eq_ignore_ascii_case(&c.name))
+                    }),
             );
             (plan, false, None)
         })
@@ -220,7 +233,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
     Part::new(Piece::Set(Some(status)), condition, fx)
 }
 
-const ROUTE_CONFLICT: &str = "RouteConflict";
+const ROUTE_CONFLICT: &str = reason::ROUTE_CONFLICT;
 
 /// A write of the table is still running in Azure: look again then, keep the status.
 fn updating(
