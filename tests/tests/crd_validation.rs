@@ -354,6 +354,73 @@ async fn invalid_manifests_are_rejected_by_their_layer() -> Result<()> {
     Ok(())
 }
 
+/// One file of the valid corpus (`tests/valid/`): `# operation:` as in `tests/invalid/`.
+fn load_valid_case(path: &Path) -> Result<Case> {
+    let text = std::fs::read_to_string(path)?;
+    let file = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let update = text
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .any(|l| l.trim() == "# operation: update");
+    let mut docs = documents(path)?;
+    let (stored, manifest) = match (update, docs.len()) {
+        (false, 1) => (None, docs.remove(0)),
+        (true, 2) => {
+            let manifest = docs.remove(1);
+            (Some(docs.remove(0)), manifest)
+        }
+        (_, n) => bail!("{file}: {n} documents"),
+    };
+    Ok(Case {
+        file,
+        expect: Vec::new(),
+        layer: Layer::Schema,
+        stored,
+        manifest,
+    })
+}
+
+fn check_valid(case: &Case, outcome: Outcome, with: &str, failures: &mut Vec<String>) {
+    for message in [outcome.direct, outcome.server_side_apply]
+        .into_iter()
+        .flatten()
+    {
+        failures.push(format!("{} ({with}): rejected: {message}", case.file));
+    }
+}
+
+/// Edge cases where the CRD's CEL rules and the webhook once disagreed (`tests/valid/`):
+/// accepted by the API server, without and with poolnet's validator as a webhook.
+#[tokio::test]
+async fn valid_edge_cases_are_accepted_by_every_layer() -> Result<()> {
+    let files = crds::yaml_files(&repo_root().join("tests/valid"))?;
+    if files.is_empty() {
+        bail!("tests/valid has no manifests");
+    }
+    let cases: Vec<Case> = files
+        .iter()
+        .map(|f| load_valid_case(f))
+        .collect::<Result<_>>()?;
+    let env = TestEnv::start().await?;
+    let client = env.client();
+    let ns = env.namespace().to_string();
+    let mut failures = Vec::new();
+    for case in &cases {
+        let outcome = try_case(&client, case, &ns).await?;
+        check_valid(case, outcome, "CRD schema", &mut failures);
+    }
+    let _server = register_validator(&env).await?;
+    for case in &cases {
+        let outcome = try_case(&client, case, &ns).await?;
+        check_valid(case, outcome, "with the webhook", &mut failures);
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    Ok(())
+}
+
 #[tokio::test]
 async fn samples_are_accepted_and_reapply_is_a_no_op() -> Result<()> {
     let env = TestEnv::start().await?;

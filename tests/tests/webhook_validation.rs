@@ -190,9 +190,12 @@ async fn a_second_node_pool_network_on_the_same_agent_pool_is_refused() -> Resul
     let ns = env.namespace();
     let npns = Api::<NodePoolNetwork>::all(client);
     let pp = PostParams::default();
-    // An agent pool of this test's own: the control plane is shared with other tests.
+    // An agent pool of this test's own: the control plane is shared with other tests. AKS
+    // pool names are 1-12 lower-case letters and digits: "p" and 8 hex digits of the namespace.
+    let cluster = "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks";
     let agent_pool = format!(
-        "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/{ns}"
+        "{cluster}/agentPools/p{}",
+        poolnet_api::ownership::short_hash(&[ns])
     );
     let npn = |name: &str, agent_pool: &str| -> Result<NodePoolNetwork> {
         Ok(serde_json::from_value(json!({
@@ -208,12 +211,11 @@ async fn a_second_node_pool_network_on_the_same_agent_pool_is_refused() -> Resul
     let first = format!("first-{ns}");
     npns.create(&pp, &npn(&first, &agent_pool)?).await?;
 
-    // The same pool, spelled in another case (ARM IDs compare case-insensitively).
+    // The same pool, its cluster spelled in another case (ARM IDs compare case-insensitively;
+    // the pool name itself is lower case, as AKS names pools).
+    let shouted = agent_pool.replacen(cluster, &cluster.to_ascii_uppercase(), 1);
     let e = npns
-        .create(
-            &pp,
-            &npn(&format!("second-{ns}"), &agent_pool.to_ascii_uppercase())?,
-        )
+        .create(&pp, &npn(&format!("second-{ns}"), &shouted)?)
         .await
         .expect_err("a second NodePoolNetwork on the same agent pool");
     let msg = e.to_string();

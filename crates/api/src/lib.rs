@@ -9,6 +9,7 @@ pub mod cidr;
 pub mod crd;
 pub mod error;
 pub mod iptag;
+pub mod names;
 pub mod one_per_pool;
 pub mod ownership;
 pub mod portspec;

@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{FieldError, FieldErrors};
 
 /// RE2 pattern (used in CEL `matches`) for one list item: one or more entries separated by
-/// commas, optional blanks around them. Numeric bounds are checked by the parser/webhook.
-pub const ENTRY_LIST_PATTERN: &str =
-    r"^\s*[0-9]{1,5}(-[0-9]{1,5})?/(?i:tcp|udp)\s*(,\s*[0-9]{1,5}(-[0-9]{1,5})?/(?i:tcp|udp)\s*)*$";
+/// commas, optional blanks around them, port numbers without leading zeros (as AKS writes
+/// them). Numeric bounds (0, above 65535, reversed ranges) are checked by the parser/webhook.
+pub const ENTRY_LIST_PATTERN: &str = r"^\s*(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?/(?i:tcp|udp)\s*(,\s*(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?/(?i:tcp|udp)\s*)*$";
 
 const ENTRY_EXAMPLE: &str = "entries like 80/tcp or 40000-60000/tcp separated by commas";
 
@@ -150,7 +150,16 @@ impl FromStr for HostPortSpec {
 }
 
 fn parse_port(s: &str, whole: &str) -> Result<u16, FieldError> {
-    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if digits && s.len() > 1 && s.starts_with('0') {
+        return Err(FieldError::new(
+            "",
+            whole,
+            format!("port {s} has a leading zero"),
+            "a port number between 1 and 65535 without leading zeros, as AKS writes it",
+        ));
+    }
+    if !digits || s.len() > 5 {
         return Err(FieldError::new(
             "",
             whole,
@@ -169,9 +178,15 @@ fn parse_port(s: &str, whole: &str) -> Result<u16, FieldError> {
     }
 }
 
+/// Blanks around entries: exactly what RE2's `\s` in [`ENTRY_LIST_PATTERN`] matches (not
+/// `str::trim`'s Unicode white space), so the parser and the CRD agree.
+fn is_blank(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\x0c' | '\r')
+}
+
 /// Parse one entry (`80/tcp`, `40000-60000/udp`). Surrounding blanks are ignored.
 pub fn parse_entry(raw: &str) -> Result<HostPortSpec, FieldError> {
-    let s = raw.trim();
+    let s = raw.trim_matches(is_blank);
     if s.is_empty() {
         return Err(FieldError::new("", raw, "empty entry", ENTRY_EXAMPLE));
     }
@@ -375,6 +390,13 @@ mod tests {
             ),
             ("80/tcp,", "empty entry"),
             ("123456/tcp", "\"123456\" is not a port number"),
+            ("080/tcp", "port 080 has a leading zero"),
+            ("040000-60000/tcp", "port 040000 has a leading zero"),
+            ("40000-060000/tcp", "port 060000 has a leading zero"),
+            ("00/udp", "port 00 has a leading zero"),
+            // Blanks are what the CRD pattern's \s allows, not any Unicode white space.
+            ("\u{a0}80/tcp", "is not a port number"),
+            ("80/tcp\u{0b}", "protocol"),
         ];
         for (input, problem) in cases {
             let e = parse_list(input).unwrap_err();
@@ -408,8 +430,25 @@ mod tests {
         assert_eq!(set.port_count(), 11 + 1 + 20001);
     }
 
+    #[test]
+    fn the_crd_uses_this_pattern() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_string(&crate::v1alpha1::NodePoolNetwork::crd()).unwrap();
+        // The rule's CEL string literal escapes backslashes; JSON escapes them again.
+        let literal = ENTRY_LIST_PATTERN.replace('\\', "\\\\");
+        let json = serde_json::to_string(&literal).unwrap();
+        assert!(
+            crd.contains(json.trim_matches('"')),
+            "the allowedHostPorts CEL rule does not use ENTRY_LIST_PATTERN"
+        );
+    }
+
     static ENTRY_RE: std::sync::LazyLock<regex::Regex> =
-        std::sync::LazyLock::new(|| regex::Regex::new(ENTRY_LIST_PATTERN).unwrap());
+        // The API server's RE2 (Go regexp) reads \s as [\t\n\f\r ]; Rust's regex as Unicode
+        // white space.
+        std::sync::LazyLock::new(|| {
+            regex::Regex::new(&ENTRY_LIST_PATTERN.replace(r"\s", r"[\t\n\x0C\r ]")).unwrap()
+        });
 
     fn arb_spec() -> impl Strategy<Value = HostPortSpec> {
         (1u16..=65535, 0u16..2000, prop::bool::ANY).prop_map(|(start, width, udp)| {
@@ -434,7 +473,7 @@ mod tests {
         }
 
         #[test]
-        fn parser_and_cel_pattern_agree(s in "[0-9]{0,6}(-[0-9]{0,6})?/?(tcp|udp|UDP|sctp|)( ?,[0-9]{1,5}/tcp)?") {
+        fn parser_and_cel_pattern_agree(s in "[ \t\u{b}\u{a0}]?0?[0-9]{0,6}(-0?[0-9]{0,6})?/?(tcp|udp|UDP|sctp|)( ?,0?[0-9]{1,5}/tcp)?[ \r\u{b}\u{2003}]?") {
             // The CRD pattern checks syntax only; the parser also checks numeric bounds. So the
             // parser accepting implies the pattern matches, and the pattern matching while the
             // parser refuses can only be a numeric problem.

@@ -173,6 +173,14 @@ fn every_invalid_manifest_is_refused_with_a_message_naming_the_field() {
         if ours && !all.iter().any(|m| m.contains(&c.expect)) {
             failures.push(format!("{}: expected {:?} in {all:?}", c.file, c.expect));
         }
+        // The webhook repeats the schema's rules (it is the only check on objects stored
+        // before a CRD upgrade, and the CLI's): it refuses every file, naming the field.
+        if !rust.iter().any(|m| m.contains(&c.field)) {
+            failures.push(format!(
+                "{}: the webhook does not refuse it naming {:?}: {rust:?}",
+                c.file, c.field
+            ));
+        }
         if c.layer == "webhook" && !cel.is_empty() {
             failures.push(format!(
                 "{}: marked webhook but CEL refuses it: {cel:?}",
@@ -218,4 +226,45 @@ fn samples_pass_every_layer() {
         checked >= 3,
         "only {checked} poolnet objects in config/samples"
     );
+}
+
+/// Every manifest in `tests/valid/` (edge cases where the layers once disagreed) passes the
+/// CEL rules and the Rust validators, on create or as the update it describes.
+#[test]
+fn every_valid_manifest_passes_every_layer() {
+    let dir = repo_root().join("tests/valid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("tests/valid exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 5, "only {} valid manifests", files.len());
+    let mut failures = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let file = path.file_name().unwrap().to_string_lossy().into_owned();
+        let operation = header(&text, "operation").unwrap_or_else(|| "create".into());
+        let docs = docs(&text);
+        let (new, old) = match (operation.as_str(), docs.as_slice()) {
+            ("create", [new]) => (new, None),
+            ("update", [old, new]) => {
+                // The stored object must itself be valid.
+                let (cel, rust) = local_rejections(old, None);
+                if !cel.is_empty() || !rust.is_empty() {
+                    failures.push(format!("{file} (stored object): {cel:?} {rust:?}"));
+                }
+                (new, Some(old))
+            }
+            (op, d) => panic!("{file}: operation {op} with {} documents", d.len()),
+        };
+        let (cel, rust) = local_rejections(new, old);
+        if !cel.is_empty() {
+            failures.push(format!("{file}: CEL refuses: {cel:?}"));
+        }
+        if !rust.is_empty() {
+            failures.push(format!("{file}: the webhook refuses: {rust:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -48,15 +48,17 @@ impl ResourceKind {
         s
     }
 
-    /// RE2 pattern (for CEL `matches`) that an ID of this kind must match, case-insensitive.
+    /// RE2 pattern (for CEL `matches`) that an ID of this kind must match, case-insensitive:
+    /// the resource group and the names as [`ResourceId::parse_kind`] checks them (ASCII
+    /// only: the parser also accepts resource groups with non-ASCII letters, as Azure does).
     pub fn cel_pattern(self) -> String {
         let (ns, types) = self.provider_and_types();
         let mut s = String::from(
-            r"^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\w.()]{1,90}/providers/",
+            r"^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/",
         );
         s.push_str(&ns.replace('.', r"\."));
         for t in types {
-            s.push_str(&format!("/{t}/[^/]{{1,80}}"));
+            s.push_str(&format!("/{t}/{NAME_PATTERN}"));
         }
         s.push('$');
         s
@@ -157,6 +159,9 @@ pub fn valid_resource_name(s: &str) -> bool {
         && b.iter()
             .all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-' || c == b'.')
 }
+
+/// RE2 pattern of [`valid_resource_name`].
+const NAME_PATTERN: &str = r"[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?";
 
 /// What a valid network resource name looks like, for error messages.
 pub const RESOURCE_NAME_RULE: &str = "1-80 characters of letters, digits, '_', '-' or '.', starting with a letter or digit and ending with a letter, digit or '_'";

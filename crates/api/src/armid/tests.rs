@@ -240,11 +240,36 @@ proptest! {
     }
 
     #[test]
-    fn accepted_ids_match_the_cel_pattern(sub_ok in prop::bool::ANY, name in "[a-zA-Z0-9_.()/-]{1,12}") {
+    fn accepted_ids_match_the_cel_pattern(sub_ok in prop::bool::ANY, rg in "[a-zA-Z0-9_.()-]{1,6}", name in "[a-zA-Z0-9_.()/!-]{1,12}") {
+        // Both ways: the API server and the webhook accept the same IDs (ASCII names).
         let sub = if sub_ok { SUB } else { "1234" };
-        let raw = format!("/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.Network/routeTables/{name}");
-        if ResourceId::parse_kind(&raw, ResourceKind::RouteTable).is_ok() {
-            prop_assert!(ROUTE_TABLE_RE.is_match(&raw), "{raw}");
-        }
+        let raw = format!("/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/routeTables/{name}");
+        prop_assert_eq!(
+            ResourceId::parse_kind(&raw, ResourceKind::RouteTable).is_ok(),
+            ROUTE_TABLE_RE.is_match(&raw),
+            "{}", raw
+        );
+    }
+}
+
+#[test]
+fn the_crd_rules_use_these_patterns() {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_string(&crate::v1alpha1::NodePoolNetwork::crd()).unwrap();
+    for kind in [
+        ResourceKind::AgentPool,
+        ResourceKind::PublicIpPrefix,
+        ResourceKind::ApplicationSecurityGroup,
+        ResourceKind::NetworkSecurityGroup,
+        ResourceKind::RouteTable,
+    ] {
+        // A CEL string literal escapes backslashes; JSON escapes them again.
+        let literal = kind.cel_pattern().replace('\\', "\\\\");
+        let json = serde_json::to_string(&literal).unwrap();
+        assert!(
+            crd.contains(json.trim_matches('"')),
+            "no CEL rule uses the {kind:?} pattern {}",
+            kind.cel_pattern()
+        );
     }
 }

@@ -33,15 +33,19 @@ use super::common::PortProtocol;
 #[serde(rename_all = "camelCase")]
 pub struct HostPortPolicySpec {
     /// Name of the (cluster-scoped) NodePoolNetwork whose nodes and NSGs this policy uses.
-    /// It must admit this namespace (spec.hostPortPolicies). Immutable.
+    /// It must admit this namespace (spec.hostPortPolicies). Any NodePoolNetwork name: a
+    /// DNS-1123 subdomain of at most 63 characters. Immutable.
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(
-        validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("nodePoolNetwork must be the name of a NodePoolNetwork: lower-case letters, digits and '-'"),
+        validation = Rule::new(r"self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("nodePoolNetwork must be the name of a NodePoolNetwork: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"),
         validation = Rule::new("self == oldSelf").message("nodePoolNetwork is immutable: ports are allocated and opened on one pool; create a new HostPortPolicy for another pool"),
     )]
     pub node_pool_network: String,
 
-    /// Pods (in this namespace) the policy applies to.
+    /// Pods (in this namespace) the policy applies to. Checked as the API server checks a
+    /// Deployment's selector: label keys and values, operators In, NotIn (with values),
+    /// Exists and DoesNotExist (without).
+    #[schemars(schema_with = "super::selector::label_selector_schema")]
     pub pod_selector: LabelSelector,
 
     /// Container ports that get host ports.

@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod host_port_claim;
 pub mod host_port_policy;
 pub mod node_pool_network;
+pub mod selector;
 
 pub use common::*;
 pub use host_port_claim::{

@@ -36,9 +36,10 @@ use super::common::{IpTag, ReconcilePolicy};
     validation = Rule::new("self.metadata.name.size() <= 63").message("metadata.name must be at most 63 characters: it is embedded in Azure rule and ASG names"),
 )]
 #[x_kube(
+    validation = Rule::new("has(oldSelf.nodePublicIP) || !has(self.nodePublicIP)").message("spec.nodePublicIP cannot be added after creation: AKS sets enableNodePublicIP, the public IP prefix and IP tags only when a node pool is created; recreate the node pool, then create a new NodePoolNetwork with nodePublicIP"),
     validation = Rule::new("!has(oldSelf.nodePublicIP) || has(self.nodePublicIP)").message("spec.nodePublicIP cannot be removed: AKS fixes a node pool's public IP prefix and IP tags when the pool is created; delete and recreate the NodePoolNetwork (and the node pool) instead"),
     validation = Rule::new("!has(self.routeTable) || size(self.routeTable.routes) <= self.routeTable.routeLimit").message("spec.routeTable.routes has more routes than spec.routeTable.routeLimit allows (Azure allows 400 routes per route table by default)"),
-    validation = Rule::new("!has(self.applicationSecurityGroups) || !has(self.applicationSecurityGroups.customIds) || size(self.applicationSecurityGroups.customIds) + ((has(self.applicationSecurityGroups.managed) && !self.applicationSecurityGroups.managed) ? 0 : 1) <= 20").message("spec.applicationSecurityGroups: a NIC can be in at most 20 application security groups, and the managed ASG counts as one; remove custom IDs or set managed: false"),
+    validation = Rule::new("!has(self.applicationSecurityGroups) || !has(self.applicationSecurityGroups.customIds) || size(self.applicationSecurityGroups.customIds) + ((has(self.applicationSecurityGroups.managed) ? self.applicationSecurityGroups.managed : (has(self.allowedHostPorts) && size(self.allowedHostPorts) > 0)) ? 1 : 0) <= 20").message("spec.applicationSecurityGroups: a NIC can be in at most 20 application security groups, and the managed ASG (in use when managed is true, or unset with allowedHostPorts set) counts as one; remove custom IDs or set managed: false"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct NodePoolNetworkSpec {
@@ -64,7 +65,7 @@ pub struct NodePoolNetworkSpec {
     /// networkSecurityGroups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), inner(length(max = 1024)))]
-    #[x_kube(validation = Rule::new(r"self.all(s, s.matches('^\\s*[0-9]{1,5}(-[0-9]{1,5})?/(?i:tcp|udp)\\s*(,\\s*[0-9]{1,5}(-[0-9]{1,5})?/(?i:tcp|udp)\\s*)*$'))").message("each allowedHostPorts item must be entries like 80/tcp or 40000-60000/tcp (protocol tcp or udp), separated by commas"))]
+    #[x_kube(validation = Rule::new(r"self.all(s, s.matches('^\\s*(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?/(?i:tcp|udp)\\s*(,\\s*(0|[1-9][0-9]{0,4})(-(0|[1-9][0-9]{0,4}))?/(?i:tcp|udp)\\s*)*$'))").message("each allowedHostPorts item must be entries like 80/tcp or 40000-60000/tcp (protocol tcp or udp, port numbers without leading zeros), separated by commas"))]
     pub allowed_host_ports: Vec<String>,
 
     /// Application security groups the pool's NICs join. NSG rules target the managed ASG,
@@ -78,7 +79,10 @@ pub struct NodePoolNetworkSpec {
     /// at priorities inside the given band. Rules it does not own are never changed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["id".into()]))]
+    #[x_kube(
+        merge_strategy = ListMerge::Map(vec!["id".into()]),
+        validation = Rule::new("self.all(a, self.exists_one(b, a.id.lowerAscii() == b.id.lowerAscii()))").message("an NSG is listed twice in networkSecurityGroups (ARM IDs are case-insensitive); list each NSG once, with all its sources in one entry"),
+    )]
     pub network_security_groups: Vec<NsgTarget>,
 
     /// Which namespaces may attach HostPortPolicies to this pool. Default: none.
@@ -103,18 +107,23 @@ pub struct NodePoolNetworkSpec {
 pub struct NodePoolRef {
     /// ARM ID of the AKS agent pool:
     /// /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ContainerService/managedClusters/<cluster>/agentPools/<pool>.
-    /// Immutable.
+    /// The pool name must follow AKS's rule: 1-12 lower-case letters and digits, starting
+    /// with a letter (Windows pools allow only 6; poolnet cannot tell the OS at admission).
+    /// Immutable, except for the letter case of the cluster part (ARM IDs are
+    /// case-insensitive).
     #[schemars(length(max = 512))]
     #[x_kube(
-        validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.ContainerService/managedClusters/[^/]{1,80}/agentPools/[^/]{1,80}$')").message("agentPoolId must be an AKS agent pool ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.ContainerService/managedClusters/<cluster>/agentPools/<pool>"),
-        validation = Rule::new("self == oldSelf").message("agentPoolId is immutable: a NodePoolNetwork belongs to one node pool for its whole life; create another NodePoolNetwork for another pool"),
+        validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.ContainerService/managedClusters/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?/agentPools/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$')").message("agentPoolId must be an AKS agent pool ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.ContainerService/managedClusters/<cluster>/agentPools/<pool>"),
+        validation = Rule::new(r"!self.matches('(?i)/agentPools/[^/]+$') || self.matches('/(?i:agentPools)/[a-z][a-z0-9]{0,11}$')").message("the agent pool name (last segment of agentPoolId) must be 1-12 lower-case letters and digits, starting with a letter, as AKS requires of node pool names (Windows pools: at most 6)"),
+        validation = Rule::new("self.lowerAscii() == oldSelf.lowerAscii()").message("agentPoolId is immutable: a NodePoolNetwork belongs to one node pool for its whole life; create another NodePoolNetwork for another pool (a change of letter case only is allowed: ARM IDs are case-insensitive)"),
     )]
     pub agent_pool_id: String,
 
     /// Labels that select the pool's Kubernetes nodes. Default:
     /// {"kubernetes.azure.com/agentpool": "<pool name from agentPoolId>"}, the label AKS puts
-    /// on every node.
+    /// on every node. Keys and values must be label keys and values.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(schema_with = "super::selector::label_map_schema")]
     pub node_selector: BTreeMap<String, String>,
 }
 
@@ -122,18 +131,20 @@ pub struct NodePoolRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
+    validation = Rule::new("(has(self.enabled) ? self.enabled : true) == (has(oldSelf.enabled) ? oldSelf.enabled : true)").message("nodePublicIP.enabled is immutable: AKS sets enableNodePublicIP only when a node pool is created; recreate the node pool, then create a new NodePoolNetwork with the setting you want"),
     validation = Rule::new("has(self.prefix) == has(oldSelf.prefix)").message("nodePublicIP.prefix cannot be added or removed after creation: AKS sets a node pool's public IP prefix only when the pool is created"),
     validation = Rule::new("has(self.ipTags) == has(oldSelf.ipTags)").message("nodePublicIP.ipTags cannot be added or removed after creation: Azure fixes IP tags when the prefix and the node IPs are created"),
 )]
 pub struct NodePublicIp {
-    /// Give each node its own public IP (AKS enableNodePublicIP). Default true.
+    /// Give each node its own public IP (AKS enableNodePublicIP). Default true. Immutable:
+    /// AKS sets it only when the pool is created.
     #[serde(default = "default_true")]
     pub enabled: bool,
 
     /// Where node public IPs come from. Omit to let AKS draw them from Azure's pool.
     /// Immutable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("nodePublicIP.prefix is immutable: Azure fixes a prefix's length, version, zones and IP tags when it is created, and AKS fixes a pool's prefix when the pool is created"))]
+    #[x_kube(validation = Rule::new("has(self.existingId) == has(oldSelf.existingId) && has(self.managed) == has(oldSelf.managed)").message("nodePublicIP.prefix is immutable: Azure fixes a prefix's length, version, zones and IP tags when it is created, and AKS fixes a pool's prefix when the pool is created"))]
     pub prefix: Option<PrefixSource>,
 
     /// IP tags on the node public IPs and the managed prefix, e.g.
@@ -142,7 +153,7 @@ pub struct NodePublicIp {
     #[schemars(length(max = 8))]
     #[x_kube(
         merge_strategy = ListMerge::Map(vec!["ipTagType".into()]),
-        validation = Rule::new("self == oldSelf").message("nodePublicIP.ipTags is immutable: Azure fixes IP tags (including RoutingPreference) when the public IPs are created"),
+        validation = Rule::new("size(self) == size(oldSelf) && self.all(t, oldSelf.exists(o, o.ipTagType == t.ipTagType && o.tag == t.tag))").message("nodePublicIP.ipTags is immutable: Azure fixes IP tags (including RoutingPreference) when the public IPs are created"),
         validation = Rule::new("self.all(t, t.ipTagType.matches('^[A-Za-z][A-Za-z0-9]*$'))").message("ipTagType must be letters and digits, starting with a letter, e.g. RoutingPreference"),
         validation = Rule::new("self.all(t, t.ipTagType != 'RoutingPreference' || t.tag == 'Internet')").message("RoutingPreference supports only the tag Internet (the Microsoft-network path is the default and has no tag)"),
     )]
@@ -158,14 +169,20 @@ fn default_true() -> bool {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.existingId) != has(self.managed)").message("set exactly one of prefix.existingId (adopt an existing public IP prefix) or prefix.managed (let poolnet create one)"))]
 pub struct PrefixSource {
-    /// ARM ID of an existing public IP prefix to adopt (poolnet never deletes it).
+    /// ARM ID of an existing public IP prefix to adopt (poolnet never deletes it). Immutable,
+    /// except for letter case (ARM IDs are case-insensitive).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 512))]
-    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.Network/publicIPPrefixes/[^/]{1,80}$')").message("existingId must be a public IP prefix ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/publicIPPrefixes/<name>"))]
+    #[x_kube(
+        validation = Rule::new("self.lowerAscii() == oldSelf.lowerAscii()").message("nodePublicIP.prefix is immutable: AKS fixes a pool's prefix when the pool is created (a change of letter case only is allowed: ARM IDs are case-insensitive)"),
+        validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.Network/publicIPPrefixes/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$')").message("existingId must be a public IP prefix ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/publicIPPrefixes/<name>"))]
     pub existing_id: Option<String>,
 
     /// A public IP prefix poolnet creates, owns and deletes with this object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Field by field, zones as a set: `self == oldSelf` ignores list order in the API server
+    // but not in every CEL evaluator. A new ManagedPrefix field must be added here.
+    #[x_kube(validation = Rule::new("self.name == oldSelf.name && self.resourceGroup == oldSelf.resourceGroup && self.location == oldSelf.location && (has(self.ipVersion) ? self.ipVersion : 'IPv4') == (has(oldSelf.ipVersion) ? oldSelf.ipVersion : 'IPv4') && self.prefixLength == oldSelf.prefixLength && (has(self.zones) ? size(self.zones) : 0) == (has(oldSelf.zones) ? size(oldSelf.zones) : 0) && (!has(self.zones) || self.zones.all(z, has(oldSelf.zones) && z in oldSelf.zones))").message("nodePublicIP.prefix is immutable: Azure fixes a prefix's length, version, zones and IP tags when it is created, and AKS fixes a pool's prefix when the pool is created"))]
     pub managed: Option<ManagedPrefix>,
 }
 
@@ -231,7 +248,8 @@ pub struct AsgSpec {
     #[schemars(length(max = 20), inner(length(max = 512)))]
     #[x_kube(
         merge_strategy = ListMerge::Set,
-        validation = Rule::new(r"self.all(id, id.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.Network/applicationSecurityGroups/[^/]{1,80}$'))").message("each customIds item must be an ASG ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/applicationSecurityGroups/<name>"),
+        validation = Rule::new("self.all(a, self.exists_one(b, a.lowerAscii() == b.lowerAscii()))").message("an ASG is listed twice in customIds (ARM IDs are case-insensitive); list each ASG once"),
+        validation = Rule::new(r"self.all(id, id.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.Network/applicationSecurityGroups/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$'))").message("each customIds item must be an ASG ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/applicationSecurityGroups/<name>"),
     )]
     pub custom_ids: Vec<String>,
 }
@@ -242,7 +260,7 @@ pub struct AsgSpec {
 pub struct NsgTarget {
     /// ARM ID of the network security group.
     #[schemars(length(max = 512))]
-    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.Network/networkSecurityGroups/[^/]{1,80}$')").message("id must be an NSG ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/networkSecurityGroups/<name>"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.Network/networkSecurityGroups/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$')").message("id must be an NSG ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/networkSecurityGroups/<name>"))]
     pub id: String,
 
     /// Source address prefixes allowed in: CIDRs, IP addresses, '*' or service tags such as
@@ -290,8 +308,10 @@ pub struct PolicyAdmission {
     /// None (default), All, or Selector (namespaces whose labels match selector).
     #[serde(default)]
     pub from: PolicyNamespaces,
-    /// Namespace label selector, used when from is Selector.
+    /// Namespace label selector, used when from is Selector. Checked as the API server
+    /// checks a Deployment's selector.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "super::selector::optional_label_selector_schema")]
     pub selector: Option<LabelSelector>,
 }
 
@@ -311,7 +331,7 @@ pub enum PolicyNamespaces {
 pub struct RouteTableSpec {
     /// ARM ID of the route table (associated with the pool's subnet).
     #[schemars(length(max = 512))]
-    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-\\w.()]{1,90}/providers/Microsoft\\.Network/routeTables/[^/]{1,80}$')").message("id must be a route table ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/routeTables/<name>"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^(?i)/subscriptions/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/resourcegroups/[-a-zA-Z0-9_.()]{0,89}[-a-zA-Z0-9_()]/providers/Microsoft\\.Network/routeTables/[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,78}[a-zA-Z0-9_])?$')").message("id must be a route table ID: /subscriptions/<subscription-id>/resourceGroups/<resource-group>/providers/Microsoft.Network/routeTables/<name>"))]
     pub id: String,
 
     /// Routes to add. poolnet names them `poolnet-<name>` in Azure.

@@ -7,6 +7,7 @@ use kube::core::{Selector, SelectorExt};
 
 use super::{MAX_NAME_LEN, allowed_host_ports, validate_sources};
 use crate::error::{FieldError, FieldErrors};
+use crate::names::{is_dns1123_subdomain, validate_label_selector};
 use crate::portspec::{self, PortRange, PortSet, Protocol};
 use crate::v1alpha1::{HostPortPolicy, NodePoolNetwork, PolicyNamespaces};
 
@@ -30,29 +31,20 @@ pub fn validate_host_port_policy(
     let mut errs = FieldErrors::new();
     let spec = &new.spec;
     let pool_name = &spec.node_pool_network;
-    let dns_label = !pool_name.is_empty()
-        && pool_name.len() <= MAX_NAME_LEN
-        && pool_name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !pool_name.starts_with('-')
-        && !pool_name.ends_with('-');
-    if !dns_label {
+    // Exactly the names a NodePoolNetwork may have: a DNS-1123 subdomain (the API server's
+    // rule for cluster-scoped objects) of at most 63 characters (poolnet's).
+    if pool_name.len() > MAX_NAME_LEN || !is_dns1123_subdomain(pool_name) {
         errs.push(FieldError::new(
             "spec.nodePoolNetwork",
             pool_name,
             "not a NodePoolNetwork name",
-            "a name of lower-case letters, digits and '-', at most 63 characters",
+            "a name of lower-case letters, digits, '-' and '.', starting and ending with a letter or digit, at most 63 characters",
         ));
     }
-    if let Err(e) = Selector::try_from(spec.pod_selector.clone()) {
-        errs.push(FieldError::new(
-            "spec.podSelector",
-            format!("{:?}", spec.pod_selector),
-            format!("not a valid label selector: {e}"),
-            "matchLabels and/or matchExpressions with operators In, NotIn, Exists, DoesNotExist",
-        ));
-    }
+    errs.extend(validate_label_selector(
+        &spec.pod_selector,
+        "spec.podSelector",
+    ));
     if spec.ports.is_empty() {
         errs.push(FieldError::new(
             "spec.ports",
@@ -309,6 +301,27 @@ mod tests {
             range.0, range.1
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn any_node_pool_network_name_can_be_referenced_and_selectors_are_checked() {
+        let mut p = policy("[]", (40000, 40100));
+        for name in ["game.eu-west", "g", &"a".repeat(63)] {
+            p.spec.node_pool_network = name.to_string();
+            assert!(validate_host_port_policy(&p, None, None).is_ok(), "{name}");
+        }
+        for name in ["Game", "game_eu", "game.", ".game", &"a".repeat(64)] {
+            p.spec.node_pool_network = name.to_string();
+            let e = validate_host_port_policy(&p, None, None).unwrap_err();
+            assert_eq!(e.0[0].path, "spec.nodePoolNetwork", "{name}");
+        }
+        p.spec.node_pool_network = "game".into();
+        p.spec.pod_selector = serde_json::from_value(serde_json::json!(
+            {"matchExpressions": [{"key": "app", "operator": "In", "values": []}]}
+        ))
+        .unwrap();
+        let e = validate_host_port_policy(&p, None, None).unwrap_err();
+        assert_eq!(e.0[0].path, "spec.podSelector.matchExpressions[0].values");
     }
 
     #[test]

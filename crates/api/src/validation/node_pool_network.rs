@@ -3,16 +3,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kube::core::Selector;
-
 use super::{MAX_ASGS_PER_NIC, MAX_NAME_LEN, PRIORITY_BAND, managed_asg_enabled, validate_sources};
 use crate::armid::{ResourceId, ResourceKind};
 use crate::cidr::parse_address_prefix;
 use crate::error::{FieldError, FieldErrors};
 use crate::iptag::validate_ip_tag;
+use crate::names::{
+    AGENT_POOL_NAME_RULE, is_agent_pool_name, is_dns1123_subdomain, is_label_key, is_label_value,
+    validate_label_selector,
+};
 use crate::portspec::{self, HostPortSpec, Protocol};
 use crate::route::{NextHopKind, validate_route};
-use crate::v1alpha1::{IpVersion, NodePoolNetwork, NodePoolNetworkSpec, PolicyNamespaces};
+use crate::v1alpha1::{
+    IpTag, IpVersion, ManagedPrefix, NodePoolNetwork, NodePoolNetworkSpec, PolicyNamespaces,
+    PrefixSource,
+};
 
 /// Validate a NodePoolNetwork on create (`old = None`) or update.
 pub fn validate_node_pool_network(
@@ -20,17 +25,26 @@ pub fn validate_node_pool_network(
     old: Option<&NodePoolNetwork>,
 ) -> Result<(), FieldErrors> {
     let mut errs = FieldErrors::new();
-    if let Some(name) = new.metadata.name.as_deref()
-        && name.len() > MAX_NAME_LEN
-    {
-        errs.push(FieldError::new(
-            "metadata.name",
-            name,
-            format!("{} characters is too long", name.len()),
-            format!(
-                "at most {MAX_NAME_LEN} characters (the name is embedded in Azure resource names)"
-            ),
-        ));
+    if let Some(name) = new.metadata.name.as_deref() {
+        if name.len() > MAX_NAME_LEN {
+            errs.push(FieldError::new(
+                "metadata.name",
+                name,
+                format!("{} characters is too long", name.len()),
+                format!(
+                    "at most {MAX_NAME_LEN} characters (the name is embedded in Azure resource names)"
+                ),
+            ));
+        }
+        // The API server checks this too; the CLI validates files it has not seen.
+        if !is_dns1123_subdomain(name) {
+            errs.push(FieldError::new(
+                "metadata.name",
+                name,
+                "not a DNS-1123 subdomain",
+                "lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+            ));
+        }
     }
     errs.extend(validate_node_pool_network_spec(&new.spec));
     if let Some(old) = old {
@@ -42,8 +56,39 @@ pub fn validate_node_pool_network(
 fn validate_node_pool_network_spec(spec: &NodePoolNetworkSpec) -> FieldErrors {
     let mut errs = FieldErrors::new();
 
-    if let Err(e) = ResourceId::parse_kind(&spec.node_pool.agent_pool_id, ResourceKind::AgentPool) {
-        errs.push(e.at("spec.nodePool.agentPoolId"));
+    match ResourceId::parse_kind(&spec.node_pool.agent_pool_id, ResourceKind::AgentPool) {
+        Err(e) => errs.push(e.at("spec.nodePool.agentPoolId")),
+        // Case-sensitive although ARM IDs are not: AKS names pools in lower case, and the
+        // name is the value of the kubernetes.azure.com/agentpool label nodes are selected by.
+        Ok(id) if !is_agent_pool_name(id.name()) => errs.push(FieldError::new(
+            "spec.nodePool.agentPoolId",
+            &spec.node_pool.agent_pool_id,
+            format!(
+                "agent pool name {:?} is not a valid AKS node pool name",
+                id.name()
+            ),
+            AGENT_POOL_NAME_RULE,
+        )),
+        Ok(_) => {}
+    }
+
+    for (k, v) in &spec.node_pool.node_selector {
+        if !is_label_key(k) {
+            errs.push(FieldError::new(
+                "spec.nodePool.nodeSelector",
+                k,
+                "not a valid label key",
+                "a label key, e.g. kubernetes.azure.com/agentpool",
+            ));
+        }
+        if !is_label_value(v) {
+            errs.push(FieldError::new(
+                format!("spec.nodePool.nodeSelector[{k}]"),
+                v,
+                "not a valid label value",
+                "a label value: empty, or at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit",
+            ));
+        }
     }
 
     if let Some(nip) = &spec.node_public_ip {
@@ -277,13 +322,10 @@ fn validate_node_pool_network_spec(spec: &NodePoolNetworkSpec) -> FieldErrors {
         .host_port_policies
         .as_ref()
         .and_then(|h| h.selector.as_ref())
-        && let Err(e) = Selector::try_from(sel.clone())
     {
-        errs.push(FieldError::new(
+        errs.extend(validate_label_selector(
+            sel,
             "spec.hostPortPolicies.selector",
-            format!("{sel:?}"),
-            format!("not a valid label selector: {e}"),
-            "matchLabels and/or matchExpressions with operators In, NotIn, Exists, DoesNotExist",
         ));
     }
 
@@ -350,7 +392,12 @@ fn immutable_node_pool_network(
     old: &NodePoolNetworkSpec,
 ) -> FieldErrors {
     let mut errs = FieldErrors::new();
-    if new.node_pool.agent_pool_id != old.node_pool.agent_pool_id {
+    // ARM IDs are case-insensitive: a change of letter case names the same resource.
+    if !new
+        .node_pool
+        .agent_pool_id
+        .eq_ignore_ascii_case(&old.node_pool.agent_pool_id)
+    {
         errs.push(FieldError::new(
             "spec.nodePool.agentPoolId",
             &new.node_pool.agent_pool_id,
@@ -359,6 +406,17 @@ fn immutable_node_pool_network(
                 "the original value {}; create another NodePoolNetwork for another pool",
                 old.node_pool.agent_pool_id
             ),
+        ));
+    }
+    const RECREATE: &str = "AKS sets enableNodePublicIP, the public IP prefix and IP tags only when a node pool is created";
+    if old.node_public_ip.is_none()
+        && let Some(new_nip) = &new.node_public_ip
+    {
+        errs.push(FieldError::new(
+            "spec.nodePublicIP",
+            format!("{new_nip:?}"),
+            format!("spec.nodePublicIP cannot be added after creation: {RECREATE}"),
+            "no nodePublicIP; recreate the node pool, then create a new NodePoolNetwork with nodePublicIP",
         ));
     }
     if let Some(old_nip) = &old.node_public_ip {
@@ -370,7 +428,18 @@ fn immutable_node_pool_network(
                 "the original nodePublicIP; delete and recreate the NodePoolNetwork (and the node pool) instead",
             )),
             Some(new_nip) => {
-                if new_nip.prefix != old_nip.prefix {
+                if new_nip.enabled != old_nip.enabled {
+                    errs.push(FieldError::new(
+                        "spec.nodePublicIP.enabled",
+                        new_nip.enabled.to_string(),
+                        "nodePublicIP.enabled is immutable: AKS sets enableNodePublicIP only when a node pool is created",
+                        format!(
+                            "the original value {}; recreate the node pool, then create a new NodePoolNetwork with the setting you want",
+                            old_nip.enabled
+                        ),
+                    ));
+                }
+                if !same_prefix(new_nip.prefix.as_ref(), old_nip.prefix.as_ref()) {
                     errs.push(FieldError::new(
                         "spec.nodePublicIP.prefix",
                         format!("{:?}", new_nip.prefix),
@@ -378,7 +447,7 @@ fn immutable_node_pool_network(
                         "the original prefix; create a new NodePoolNetwork and node pool for another",
                     ));
                 }
-                if new_nip.ip_tags != old_nip.ip_tags {
+                if !same_ip_tags(new_nip.ip_tags.as_deref(), old_nip.ip_tags.as_deref()) {
                     errs.push(FieldError::new(
                         "spec.nodePublicIP.ipTags",
                         format!("{:?}", new_nip.ip_tags),
@@ -390,4 +459,178 @@ fn immutable_node_pool_network(
         }
     }
     errs
+}
+
+/// Prefix sources are the same when the managed prefix is identical, or the existing prefix
+/// IDs differ at most in letter case (ARM IDs are case-insensitive).
+fn same_prefix(a: Option<&PrefixSource>, b: Option<&PrefixSource>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            same_managed_prefix(a.managed.as_ref(), b.managed.as_ref())
+                && match (&a.existing_id, &b.existing_id) {
+                    (None, None) => true,
+                    (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+                    _ => false,
+                }
+        }
+        _ => false,
+    }
+}
+
+/// IP tags compare as CEL compares a list of type map: regardless of order.
+fn same_ip_tags(a: Option<&[IpTag]>, b: Option<&[IpTag]>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            let (mut a, mut b) = (a.to_vec(), b.to_vec());
+            a.sort();
+            b.sort();
+            a == b
+        }
+        _ => false,
+    }
+}
+
+/// Managed prefixes compare as CEL compares them: zones (a list of type set) regardless of
+/// order.
+fn same_managed_prefix(a: Option<&ManagedPrefix>, b: Option<&ManagedPrefix>) -> bool {
+    let norm = |m: &ManagedPrefix| {
+        let mut m = m.clone();
+        m.zones.sort();
+        m
+    };
+    a.map(norm) == b.map(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POOL: &str = "/subscriptions/3f2c1a9e-0d4b-4c6f-9a8e-5b7d2e1f0a11/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/game";
+    const PREFIX: &str = "/subscriptions/3f2c1a9e-0d4b-4c6f-9a8e-5b7d2e1f0a11/resourceGroups/rg-net/providers/Microsoft.Network/publicIPPrefixes/pip-game";
+
+    fn npn(agent_pool_id: &str, rest: serde_json::Value) -> NodePoolNetwork {
+        let mut spec = serde_json::json!({"nodePool": {"agentPoolId": agent_pool_id}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(rest.as_object().unwrap().clone());
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "poolnet.dev/v1alpha1", "kind": "NodePoolNetwork",
+            "metadata": {"name": "game"}, "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn paths(r: Result<(), FieldErrors>) -> Vec<String> {
+        r.err()
+            .map(|e| e.iter().map(|e| e.path.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn node_public_ip_enabled_and_adding_it_are_immutable() {
+        let none = npn(POOL, serde_json::json!({}));
+        let on = npn(POOL, serde_json::json!({"nodePublicIP": {}}));
+        let off = npn(
+            POOL,
+            serde_json::json!({"nodePublicIP": {"enabled": false}}),
+        );
+        assert_eq!(
+            paths(validate_node_pool_network(&off, Some(&on))),
+            ["spec.nodePublicIP.enabled"]
+        );
+        let e = validate_node_pool_network(&on, Some(&none)).unwrap_err();
+        assert_eq!(e.0[0].path, "spec.nodePublicIP");
+        assert!(
+            e.to_string().contains("cannot be added after creation"),
+            "{e}"
+        );
+        assert!(e.to_string().contains("recreate the node pool"), "{e}");
+        // Writing out the default is no change.
+        let explicit = npn(POOL, serde_json::json!({"nodePublicIP": {"enabled": true}}));
+        assert!(validate_node_pool_network(&explicit, Some(&on)).is_ok());
+    }
+
+    #[test]
+    fn arm_ids_are_immutable_up_to_letter_case() {
+        let cluster_upper = POOL.replace("/managedClusters/aks", "/MANAGEDCLUSTERS/AKS");
+        let a = npn(POOL, serde_json::json!({}));
+        let b = npn(
+            &cluster_upper.to_ascii_uppercase().replace("/GAME", "/game"),
+            serde_json::json!({}),
+        );
+        assert!(validate_node_pool_network(&b, Some(&a)).is_ok());
+        let other = npn(&POOL.replace("/game", "/other"), serde_json::json!({}));
+        assert_eq!(
+            paths(validate_node_pool_network(&other, Some(&a))),
+            ["spec.nodePool.agentPoolId"]
+        );
+
+        let prefix = |id: &str| {
+            npn(
+                POOL,
+                serde_json::json!({"nodePublicIP": {"prefix": {"existingId": id}}}),
+            )
+        };
+        assert!(
+            validate_node_pool_network(
+                &prefix(&PREFIX.to_ascii_uppercase()),
+                Some(&prefix(PREFIX))
+            )
+            .is_ok()
+        );
+        assert_eq!(
+            paths(validate_node_pool_network(
+                &prefix(&PREFIX.replace("pip-game", "pip-other")),
+                Some(&prefix(PREFIX))
+            )),
+            ["spec.nodePublicIP.prefix"]
+        );
+    }
+
+    #[test]
+    fn agent_pool_names_follow_aks() {
+        for ok in ["game", "gamepool1234", "a1"] {
+            let n = npn(
+                &POOL.replace("/game", &format!("/{ok}")),
+                serde_json::json!({}),
+            );
+            assert!(validate_node_pool_network(&n, None).is_ok(), "{ok}");
+        }
+        for bad in ["gamepool12345", "game-1", "1game", "Game", "game_1"] {
+            let n = npn(
+                &POOL.replace("/game", &format!("/{bad}")),
+                serde_json::json!({}),
+            );
+            assert_eq!(
+                paths(validate_node_pool_network(&n, None)),
+                ["spec.nodePool.agentPoolId"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_managed_asg_counts_only_when_in_use() {
+        let ids: Vec<String> = (0..20)
+            .map(|i| format!("/subscriptions/3f2c1a9e-0d4b-4c6f-9a8e-5b7d2e1f0a11/resourceGroups/rg/providers/Microsoft.Network/applicationSecurityGroups/asg{i}"))
+            .collect();
+        let twenty = npn(
+            POOL,
+            serde_json::json!({"applicationSecurityGroups": {"customIds": ids}}),
+        );
+        assert!(
+            validate_node_pool_network(&twenty, None).is_ok(),
+            "no host ports: no managed ASG"
+        );
+        let with_ports = npn(
+            POOL,
+            serde_json::json!({"applicationSecurityGroups": {"customIds": ids}, "allowedHostPorts": ["80/tcp"]}),
+        );
+        assert_eq!(
+            paths(validate_node_pool_network(&with_ports, None)),
+            ["spec.applicationSecurityGroups"]
+        );
+    }
 }
