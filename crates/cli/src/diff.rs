@@ -9,15 +9,13 @@ use poolnet_api::v1alpha1::{
     ChangeAction, ChangeTarget, NodePoolNetwork, PendingChange, ReconcilePolicy,
 };
 
+use crate::status::leaf;
+
 /// What `diff` found: the text and whether anything would change (`kubectl diff` exits 1
 /// then, like `diff`).
 pub struct Diff {
     pub text: String,
     pub changes: usize,
-}
-
-fn leaf(id: &str) -> &str {
-    id.rsplit('/').next().unwrap_or(id)
 }
 
 fn resource_label(c: &PendingChange) -> String {

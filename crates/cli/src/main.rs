@@ -54,31 +54,63 @@ enum Command {
         file: Option<PathBuf>,
         #[command(flatten)]
         arm: ArmArgs,
-        /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// Kubeconfig context; default: the current one.
-        #[arg(long)]
-        context: Option<String>,
-        /// Output format (json: the pendingChanges list).
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Text)]
-        output: StatusOutput,
+        /// (`-o json`: the pendingChanges list.)
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// One screen per node pool, from the cluster: exposure (prefix, node IPs, IP tags),
     /// allowed host ports and the ports in use, NSG rules and routes, conditions.
     Status {
         /// The NodePoolNetwork to show; every one when omitted.
         name: Option<String>,
-        /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// Kubeconfig context; default: the current one.
-        #[arg(long)]
-        context: Option<String>,
-        /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Text)]
-        output: StatusOutput,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
+}
+
+/// How the commands that read a cluster reach it, and how they print.
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Kubeconfig file; default: $KUBECONFIG, ~/.kube/config, or in-cluster.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context; default: the current one.
+    #[arg(long)]
+    context: Option<String>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = StatusOutput::Text)]
+    output: StatusOutput,
+}
+
+impl ClusterArgs {
+    async fn client(&self) -> Result<kube::Client> {
+        let options = kube::config::KubeConfigOptions {
+            context: self.context.clone(),
+            ..Default::default()
+        };
+        let config = match &self.kubeconfig {
+            Some(path) => {
+                let file = kube::config::Kubeconfig::read_from(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(file, &options).await?
+            }
+            None if options.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+            None => kube::Config::infer()
+                .await
+                .context("no cluster configuration: set KUBECONFIG or pass --kubeconfig")?,
+        };
+        Ok(kube::Client::try_from(config)?)
+    }
+}
+
+/// The async runtime of the commands that read a cluster (`diff -f` runs informers beside
+/// the planner: two workers).
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
 }
 
 /// How `diff -f` reaches ARM.
@@ -178,40 +210,13 @@ fn plan(file: &PathBuf, output: Output) -> Result<bool> {
     Ok(report.passed)
 }
 
-async fn client(kubeconfig: Option<&PathBuf>, context: Option<String>) -> Result<kube::Client> {
-    let options = kube::config::KubeConfigOptions {
-        context,
-        ..Default::default()
-    };
-    let config = match kubeconfig {
-        Some(path) => {
-            let file = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &options).await?
-        }
-        None if options.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
-        None => kube::Config::infer()
-            .await
-            .context("no cluster configuration: set KUBECONFIG or pass --kubeconfig")?,
-    };
-    Ok(kube::Client::try_from(config)?)
-}
-
-fn status(
-    name: Option<String>,
-    kubeconfig: Option<PathBuf>,
-    context: Option<String>,
-    output: StatusOutput,
-) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+fn status(name: Option<String>, cluster: ClusterArgs) -> Result<()> {
+    let runtime = runtime()?;
     let views = runtime.block_on(async {
-        let client = client(kubeconfig.as_ref(), context).await?;
+        let client = cluster.client().await?;
         kubectl_poolnet::status::gather(&client, name.as_deref()).await
     })?;
-    match output {
+    match cluster.output {
         StatusOutput::Text if views.is_empty() => println!("No NodePoolNetworks found."),
         StatusOutput::Text => print!("{}", kubectl_poolnet::status::render_all(&views)),
         StatusOutput::Json => println!(
@@ -229,20 +234,13 @@ struct DiffArgs {
     name: Option<String>,
     file: Option<PathBuf>,
     arm: ArmArgs,
-    kubeconfig: Option<PathBuf>,
-    context: Option<String>,
-    output: StatusOutput,
+    cluster: ClusterArgs,
 }
 
 fn diff(args: DiffArgs) -> Result<bool> {
     use poolnet_api::v1alpha1::NodePoolNetwork;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    let (npn, d) = runtime.block_on(async {
-        let client = client(args.kubeconfig.as_ref(), args.context.clone()).await?;
+    let (npn, d) = runtime()?.block_on(async {
+        let client = args.cluster.client().await?;
         match (&args.name, &args.file) {
             (Some(name), _) => {
                 let npn = kube::Api::<NodePoolNetwork>::all(client)
@@ -274,7 +272,7 @@ fn diff(args: DiffArgs) -> Result<bool> {
             (None, None) => anyhow::bail!("give a NodePoolNetwork name or -f FILE"),
         }
     })?;
-    match args.output {
+    match args.cluster.output {
         StatusOutput::Text => print!("{}", d.text),
         StatusOutput::Json => println!(
             "{}",
@@ -294,16 +292,12 @@ fn main() -> ExitCode {
             name,
             file,
             arm,
-            kubeconfig,
-            context,
-            output,
+            cluster,
         } => match diff(DiffArgs {
             name,
             file,
             arm,
-            kubeconfig,
-            context,
-            output,
+            cluster,
         }) {
             Ok(false) => ExitCode::SUCCESS,
             Ok(true) => ExitCode::from(EXIT_DIFFERENT),
@@ -312,12 +306,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_INPUT)
             }
         },
-        Command::Status {
-            name,
-            kubeconfig,
-            context,
-            output,
-        } => match status(name, kubeconfig, context, output) {
+        Command::Status { name, cluster } => match status(name, cluster) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -63,7 +63,7 @@ pub async fn gather(client: &Client, name: Option<&str>) -> Result<Vec<PoolView>
 }
 
 /// The last path segment of an ARM ID (its name).
-fn leaf(id: &str) -> &str {
+pub(crate) fn leaf(id: &str) -> &str {
     id.rsplit('/').next().unwrap_or(id)
 }
 

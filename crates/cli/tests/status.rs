@@ -11,9 +11,11 @@ use kube::api::{Patch, PatchParams, PostParams};
 use poolnet_api::v1alpha1::HostPortPolicy;
 use poolnet_tests::operator::{Harness, sample};
 
-fn status(h: &Harness, args: &[&str]) -> Result<(i32, String, String)> {
+/// Runs `kubectl-poolnet <command> <args> --kubeconfig <the harness's>`: exit code, stdout,
+/// stderr.
+fn plugin(h: &Harness, command: &str, args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(env!("CARGO_BIN_EXE_kubectl-poolnet"))
-        .arg("status")
+        .arg(command)
         .args(args)
         .arg("--kubeconfig")
         .arg(h.kubeconfig())
@@ -24,6 +26,14 @@ fn status(h: &Harness, args: &[&str]) -> Result<(i32, String, String)> {
         String::from_utf8(out.stdout)?,
         String::from_utf8(out.stderr)?,
     ))
+}
+
+fn status(h: &Harness, args: &[&str]) -> Result<(i32, String, String)> {
+    plugin(h, "status", args)
+}
+
+fn diff(h: &Harness, args: &[&str]) -> Result<(i32, String, String)> {
+    plugin(h, "diff", args)
 }
 
 #[tokio::test]
@@ -139,21 +149,6 @@ async fn status_shows_one_screen_per_pool_joined_with_its_policies() -> Result<(
         "exit {code}: {err}"
     );
     Ok(())
-}
-
-fn diff(h: &Harness, args: &[&str]) -> Result<(i32, String, String)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-poolnet"))
-        .arg("diff")
-        .args(args)
-        .arg("--kubeconfig")
-        .arg(h.kubeconfig())
-        .output()
-        .context("running kubectl-poolnet")?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout)?,
-        String::from_utf8(out.stderr)?,
-    ))
 }
 
 #[tokio::test]

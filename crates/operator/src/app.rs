@@ -162,7 +162,7 @@ pub async fn run(
     // host-port index it keeps is shared with the repair loop, which runs on the leader.
     let admission = if let Some(index) = host_ports {
         health.set_ready("webhook", false);
-        let (index, running) = webhook::run_replica(
+        let running = webhook::run_replica(
             client.clone(),
             &args.webhook,
             &args.runtime.lease_namespace,
@@ -170,7 +170,7 @@ pub async fn run(
             scopes.clone(),
             metrics.clone(),
             recorder,
-            index,
+            index.clone(),
             shutdown.clone(),
         )
         .await

@@ -156,10 +156,10 @@ pub async fn start(
     })
 }
 
-/// What every replica runs for admission: the host-port index (its watches) and the webhook
-/// server with both webhooks, as `args` say. The index is returned to be shared with the
-/// repair loop, which runs on the leader:
-/// `Repairer::new(client, index, Some(policies), args.repair()).run(shutdown)`.
+/// What every replica runs for admission: the watches that keep `index` (the caller shares it
+/// with the repair loop, which runs on the leader:
+/// `Repairer::new(client, index, Some(policies), args.repair()).run(shutdown)`, and with the
+/// NodePoolNetwork controller) and the webhook server with both webhooks, as `args` say.
 /// `namespace` is the operator's own (for the self-managed certificate's Secret).
 #[allow(clippy::too_many_arguments)]
 pub async fn run_replica(
@@ -172,7 +172,7 @@ pub async fn run_replica(
     recorder: kube::runtime::events::Recorder,
     index: Arc<HostPortIndex>,
     shutdown: CancellationToken,
-) -> Result<(Arc<HostPortIndex>, RunningWebhook)> {
+) -> Result<RunningWebhook> {
     // The index must hold a complete first list before the webhook answers: an empty view
     // would make every proposal a conflict.
     let watches = start_index(client.clone(), Arc::clone(&index)).await;
@@ -192,7 +192,7 @@ pub async fn run_replica(
         validator: PolicyValidator::new(client.clone()).with_scopes(scopes),
         metrics: Some(metrics),
     });
-    let running = start(
+    start(
         client,
         ServeConfig {
             addr: args.webhook_addr,
@@ -202,6 +202,5 @@ pub async fn run_replica(
         Duration::from_secs(30),
         shutdown,
     )
-    .await?;
-    Ok((index, running))
+    .await
 }

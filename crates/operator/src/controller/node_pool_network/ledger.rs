@@ -58,6 +58,25 @@ impl Ledger {
     }
 
     /// Resources recorded in `which`.
+    /// The `changes` to resource `id` that are this object's: entries it wants (`wanted`) or
+    /// records; the other objects' are theirs to report.
+    pub fn own_changes(
+        &self,
+        which: Entries,
+        id: &str,
+        wanted: &[String],
+        changes: Vec<poolnet_api::v1alpha1::PendingChange>,
+    ) -> impl Iterator<Item = poolnet_api::v1alpha1::PendingChange> {
+        let recorded = self.names(which, id);
+        let wanted = wanted.to_vec();
+        changes.into_iter().filter(move |c| {
+            wanted
+                .iter()
+                .chain(&recorded)
+                .any(|w| w.eq_ignore_ascii_case(&c.name))
+        })
+    }
+
     pub fn ids(&self, which: Entries) -> Vec<String> {
         Owned::ids(list(&mut self.lock_owned(), which))
             .map(String::from)

@@ -164,18 +164,12 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                     );
                     let existing = existing_rules(&nsg.resource, union.scope.prefix());
                     let plan = plan_nsg(&existing, &union.wanted, &union.scope);
-                    // Only this object's entries: the others' are theirs to report.
-                    let recorded = pass.ledger.names(Entries::Rules, &target.id);
-                    fx.pending.extend(
-                        poolnet_plan::preview::nsg_changes(&target.id, &existing, &plan)
-                            .into_iter()
-                            .filter(|c| {
-                                wanted
-                                    .iter()
-                                    .chain(&recorded)
-                                    .any(|w| w.eq_ignore_ascii_case(&c.name))
-                            }),
-                    );
+                    fx.pending.extend(pass.ledger.own_changes(
+                        Entries::Rules,
+                        &target.id,
+                        &wanted,
+                        poolnet_plan::preview::nsg_changes(&target.id, &existing, &plan),
+                    ));
                     if plan.needs_write() {
                         problems.push(PartState::failed(
                             cond::SECURITY_RULES_READY,

@@ -126,18 +126,12 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Piece<Option<RouteTableSt
                 budget.node_routes,
                 budget.limit,
             );
-            // Only this object's routes: the others' are theirs to report.
-            let recorded = pass.ledger.names(Entries::Routes, &rt.id);
-            fx.pending.extend(
-                poolnet_plan::preview::route_changes(&rt.id, &view, &plan)
-                    .into_iter()
-                    .filter(|c| {
-                        wanted
-                            .iter()
-                            .chain(&recorded)
-                            .any(|w| w.eq_ignore_ascii_case(&c.name))
-                    }),
-            );
+            fx.pending.extend(pass.ledger.own_changes(
+                Entries::Routes,
+                &rt.id,
+                &wanted,
+                poolnet_plan::preview::route_changes(&rt.id, &view, &plan),
+            ));
             (plan, false, None)
         })
     };

@@ -81,12 +81,13 @@ fn skip_string(chars: &[char], i: usize) -> usize {
     j + 1
 }
 
-/// Label names of a `{a="x", b=~"y"}` body (`chars[i]` is `{`); returns them and the index
-/// after `}`.
-fn matchers(chars: &[char], mut i: usize) -> (Vec<String>, usize) {
+/// Identifiers from the opening bracket at `i` up to `close` (quoted strings skipped: label
+/// values), and the index after `close`: the label names of a `{a="x", b=~"y"}` matcher body
+/// or of a `( ... )` grouping clause.
+fn identifiers(chars: &[char], mut i: usize, close: char) -> (Vec<String>, usize) {
     let mut names = Vec::new();
     i += 1;
-    while i < chars.len() && chars[i] != '}' {
+    while i < chars.len() && chars[i] != close {
         let c = chars[i];
         if c == '"' || c == '\'' || c == '`' {
             i = skip_string(chars, i);
@@ -103,22 +104,9 @@ fn matchers(chars: &[char], mut i: usize) -> (Vec<String>, usize) {
     (names, i + 1)
 }
 
-/// Identifiers inside `( ... )` starting at `i` (the `(`), for grouping clauses.
-fn label_list(chars: &[char], mut i: usize) -> (Vec<String>, usize) {
-    let mut names = Vec::new();
-    i += 1;
-    while i < chars.len() && chars[i] != ')' {
-        if is_ident_start(chars[i]) {
-            let start = i;
-            while i < chars.len() && is_ident(chars[i]) {
-                i += 1;
-            }
-            names.push(chars[start..i].iter().collect());
-        } else {
-            i += 1;
-        }
-    }
-    (names, i + 1)
+/// Label names of a `{...}` matcher body starting at `i` (the `{`).
+fn matchers(chars: &[char], i: usize) -> (Vec<String>, usize) {
+    identifiers(chars, i, '}')
 }
 
 fn next_non_space(chars: &[char], mut i: usize) -> Option<(usize, char)> {
@@ -166,7 +154,7 @@ fn refs(expr: &str) -> Refs {
                 "by" | "without" | "on" | "ignoring" | "group_left" | "group_right"
             ) {
                 if let Some((j, '(')) = next {
-                    let (names, after) = label_list(&chars, j);
+                    let (names, after) = identifiers(&chars, j, ')');
                     out.grouping.extend(names);
                     i = after;
                 }
