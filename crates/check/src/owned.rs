@@ -224,6 +224,34 @@ fn recorded_absent(
     }
 }
 
+/// Resource `id` as read (`{}` when it is known to be absent) and typed; `None`, with an
+/// error in the report naming it `what` (`a_what` with its article), when it was not read or
+/// does not parse.
+fn read<T: serde::de::DeserializeOwned>(
+    snap: &Snapshot,
+    id: &str,
+    (what, a_what): (&str, &str),
+    report: &mut Report,
+) -> Option<(Value, T)> {
+    let resource = match (snap.arm.get(id), snap.arm.is_absent(id)) {
+        (Some(r), _) => r.clone(),
+        (None, true) => json!({}),
+        (None, false) => {
+            report.errors.push(format!("{what} {id} was not read"));
+            return None;
+        }
+    };
+    match serde_json::from_value(resource.clone()) {
+        Ok(typed) => Some((resource, typed)),
+        Err(e) => {
+            report
+                .errors
+                .push(format!("{what} {id} does not parse as {a_what}: {e}"));
+            None
+        }
+    }
+}
+
 fn nsg(
     snap: &Snapshot,
     cluster: &str,
@@ -233,24 +261,11 @@ fn nsg(
     live: &BTreeSet<&str>,
     report: &mut Report,
 ) {
-    let empty = json!({});
-    let resource = match (snap.arm.get(id), snap.arm.is_absent(id)) {
-        (Some(r), _) => r,
-        (None, true) => &empty,
-        (None, false) => {
-            report.errors.push(format!("NSG {id} was not read"));
-            return;
-        }
+    let Some((resource, typed)) = read::<NetworkSecurityGroup>(snap, id, ("NSG", "an NSG"), report)
+    else {
+        return;
     };
-    let typed: NetworkSecurityGroup = match serde_json::from_value(resource.clone()) {
-        Ok(n) => n,
-        Err(e) => {
-            report
-                .errors
-                .push(format!("NSG {id} does not parse as an NSG: {e}"));
-            return;
-        }
-    };
+    let resource = &resource;
     let attr = attribution::nsg_attribution(snap, cluster, id);
     let full = &attr.full;
     let existing = existing_rules(&typed, full.scope.prefix());
@@ -372,24 +387,12 @@ fn route_table(
     referenced: bool,
     report: &mut Report,
 ) {
-    let empty = json!({});
-    let resource = match (snap.arm.get(id), snap.arm.is_absent(id)) {
-        (Some(r), _) => r,
-        (None, true) => &empty,
-        (None, false) => {
-            report.errors.push(format!("route table {id} was not read"));
-            return;
-        }
+    let Some((resource, typed)) =
+        read::<RouteTable>(snap, id, ("route table", "a route table"), report)
+    else {
+        return;
     };
-    let typed: RouteTable = match serde_json::from_value(resource.clone()) {
-        Ok(t) => t,
-        Err(e) => {
-            report.errors.push(format!(
-                "route table {id} does not parse as a route table: {e}"
-            ));
-            return;
-        }
-    };
+    let resource = &resource;
     let view = route_table_view(&typed);
     let attr = attribution::route_attribution(snap, cluster, id);
     let full = &attr.full;
