@@ -192,17 +192,26 @@ async fn a_pod_without_a_policy_is_refused_a_port_another_namespaces_policy_hold
     ensure!(holders == 1, "{holders} live pods hold tcp/8443");
 
     // A port inside the games policy's range, written in other: reserved at admission (a
-    // claim of its own, not adopted later), so the policy never hands it out.
+    // claim of its own, not adopted later), so the policy never hands it out. One the policy
+    // has not handed to a games pod already (8080 got a random port of the same range).
+    let taken: Vec<String> = live_pods(&client, games)
+        .await?
+        .iter()
+        .flat_map(keys_of)
+        .collect();
+    let port = (30000..=30009i32)
+        .find(|p| !taken.contains(&format!("tcp-{p}")))
+        .context("every port of the range is taken")?;
     let written = pods
         .create(
             &PostParams::default(),
-            &pod_with("writes-", &[], &[(9000, Some(30003))]),
+            &pod_with("writes-", &[], &[(9000, Some(port))]),
         )
         .await?;
     let claim = Api::<HostPortClaim>::all(client.clone())
-        .get_opt("tcp-30003")
+        .get_opt(&format!("tcp-{port}"))
         .await?
-        .context("no claim for tcp/30003 right after admission")?;
+        .with_context(|| format!("no claim for tcp/{port} right after admission"))?;
     ensure!(
         claim.spec.source == HostPortSource::Static && claim.spec.pod_namespace == other,
         "reserved by the webhook for {}: {:?}",

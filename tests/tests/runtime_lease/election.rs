@@ -247,6 +247,11 @@ async fn a_leader_that_stops_renewing_is_replaced_once_its_lease_expires() -> Re
     );
 
     wait_until("b takes over", || b.is_leader()).await?;
+    // The history is a watch of the Lease: it may see b's first write a moment after b does.
+    wait_until("the history records b's write", || {
+        history.held_by("b") >= 1
+    })
+    .await?;
     beliefs.check()?;
     assert_eq!(
         history.tenures(),
