@@ -260,7 +260,10 @@ crd_file=$work/chart-next/templates/crds/nodepoolnetworks.poolnet.dev.yaml
 sed -i -E "0,/^(\s*description: '?)/s//\1$marker /" "$crd_file"
 grep -qF "$marker" "$crd_file" || fail "could not change a description in $crd_file"
 helm upgrade "$RELEASE" "$work/chart-next" -n "$NS" "${install_values[@]}" >/dev/null
-kubectl get crd nodepoolnetworks.poolnet.dev -o json | grep -qF "$marker" || fail "helm upgrade did not update the CRD"
+# Read into a file first: under pipefail, `kubectl ... | grep -q` fails whenever grep exits
+# before kubectl has written everything (SIGPIPE), which a large CRD makes likely.
+kubectl get crd nodepoolnetworks.poolnet.dev -o json >"$work/crd-after-upgrade.json"
+grep -qF "$marker" "$work/crd-after-upgrade.json" || fail "helm upgrade did not update the CRD"
 ok "the CRD carries the new description"
 [[ $(kubectl get validatingwebhookconfiguration "$FULL-validation" -o jsonpath='{.webhooks[0].clientConfig.caBundle}') == "$bundle" ]] ||
     fail "helm upgrade dropped the caBundle written by the operator"

@@ -56,7 +56,7 @@ mkdir -p "$HOME"
 ok "krew $KREW_VERSION installed poolnet from $(basename "$archive") (manifest and sha256 checked)"
 
 export PATH=$KREW_ROOT/bin:$PATH
-"$kubectl_bin" plugin list 2>/dev/null | grep -q "$KREW_ROOT/bin/kubectl-poolnet" ||
+"$kubectl_bin" plugin list 2>/dev/null | grep -F "$KREW_ROOT/bin/kubectl-poolnet" >/dev/null ||
     fail "kubectl plugin list does not show kubectl-poolnet"
 version=$("$kubectl_bin" poolnet --version)
 want=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
