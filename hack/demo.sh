@@ -10,7 +10,8 @@
 #      operator issues the serving certificate and writes its CA bundle into them),
 #   6. the samples in config/samples/: waits for every NodePoolNetwork to be Ready, then the
 #      echoserver HostPortPolicy and Deployment, whose pods get cluster-unique host ports;
-#      shows what poolnet wrote, in Kubernetes and in ARM.
+#      shows what poolnet wrote, in Kubernetes and in ARM; then arena-pool.yaml, whose agent
+#      pool poolnet creates from its template (docs/node-pools.md).
 #
 # env: DEMO_KEEP=1 leaves everything running (stop with hack/demo.sh stop).
 #      DEMO_DIR (default /tmp/poolnet-demo) holds logs, armsim's CA and pids.
@@ -161,6 +162,23 @@ run kubectl describe npn game
 # The kubectl plugin, as kubectl runs it when kubectl-poolnet is on PATH (make dist; krew).
 plugin() { printf '$ kubectl poolnet %s\n' "$*"; "$target/debug/kubectl-poolnet" "$@"; }
 plugin status game
+
+say "A node pool poolnet creates from spec.nodePool.template (config/samples/arena-pool.yaml)"
+run kubectl apply --server-side -f "$repo/config/samples/arena-pool.yaml"
+if ! run kubectl wait --for=condition=Ready npn/arena --timeout=120s; then
+    kubectl get npn arena -o yaml || true
+    tail -50 "$dir/operator.log"
+    exit 1
+fi
+# The pool's two VMs join the cluster as AKS names them.
+{ node arena 0; node arena 1; } | kubectl apply --server-side -f - >/dev/null
+for _ in $(seq 1 150); do
+    [[ $(kubectl get npn arena -o jsonpath='{.status.nodes[*].publicIP}' | wc -w) == 2 ]] && break
+    sleep 0.2
+done
+run kubectl get npn arena
+run kubectl get npn arena -o jsonpath='{.status.owned.agentPoolId}{"\n"}{.status.agentPool}{"\n"}'
+plugin status arena
 
 say "What ARM holds now (armsim)"
 arm_get() { curl -s --cacert "$dir/armsim-ca.pem" -H "Authorization: Bearer demo" "https://127.0.0.1:$port$1"; }

@@ -48,6 +48,33 @@ pub struct AgentPoolProperties {
     /// `System` or `User`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_auto_scaling: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_count: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<i32>,
+    /// Only settable when the pool is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pods: Option<i32>,
+    /// Only settable when the pool is created.
+    #[serde(
+        default,
+        rename = "vnetSubnetID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vnet_subnet_id: Option<String>,
+    /// Only settable when the pool is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub availability_zones: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_taints: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orchestrator_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_settings: Option<UpgradeSettings>,
     #[serde(
         default,
         rename = "enableNodePublicIP",
@@ -71,6 +98,17 @@ pub struct AgentPoolProperties {
     /// out of the body it sends, where it would only be a stale read-only value.
     #[serde(default, rename = "eTag", skip_serializing_if = "Option::is_none")]
     pub e_tag: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `upgradeSettings` of a pool.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeSettings {
+    /// Extra nodes during an upgrade: a count ("3") or a percentage ("33%").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<String>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }

@@ -41,6 +41,7 @@ mod test_http;
 pub use agentpool::{
     AGENT_POOL_API_VERSION, AgentPool, AgentPoolNetworkProfile, AgentPoolProperties, IpTag,
     ManagedCluster, ManagedClusterNetworkProfile, ManagedClusterProperties, PortRange,
+    UpgradeSettings,
 };
 pub use budget::{
     BudgetConfig, BudgetEstimate, CallClass, Observation, SubscriptionBudget, ThrottleBudget,

@@ -108,7 +108,11 @@ pub trait ArmNetwork: Send + Sync + fmt::Debug {
     ///
     /// [`AGENT_POOL_API_VERSION`]: crate::AGENT_POOL_API_VERSION
     async fn get_agent_pool(&self, id: &ResourceId) -> Result<Etagged<AgentPool>, ArmError>;
-    /// PUT of the whole pool as read and edited, with the read's [`Etagged::precondition`].
+    /// DELETE of an agent pool (a long-running operation; absent counts as deleted). Only for
+    /// a pool poolnet created.
+    async fn delete_agent_pool(&self, id: &ResourceId) -> Result<Lro<()>, ArmError>;
+    /// PUT of the whole pool as read and edited, with the read's [`Etagged::precondition`]
+    /// (or [`Precondition::IfNoneMatch`] to create a pool that must not exist yet).
     ///
     /// That is `If-Match: <properties.eTag>`, so a change someone else made since the read (a
     /// scale, an upgrade, another tool's edit) answers 412 [`ArmError::PreconditionFailed`]

@@ -150,7 +150,13 @@ pub const PERMISSIONS: &[Permission] = &[
         Put,
         "Microsoft.ContainerService/managedClusters/agentPools",
         "Microsoft.ContainerService/managedClusters/agentPools/write",
-        "set allowedHostPorts and ASGs on an agent pool, and restore them on delete",
+        "set allowedHostPorts and ASGs on an agent pool, restore them on delete, and create a pool from spec.nodePool.template (If-None-Match)",
+    ),
+    row(
+        Delete,
+        "Microsoft.ContainerService/managedClusters/agentPools",
+        "Microsoft.ContainerService/managedClusters/agentPools/delete",
+        "delete an agent pool poolnet created (status.owned.agentPoolId) when its object goes",
     ),
     row(
         Get,
@@ -191,6 +197,18 @@ pub const LINKED_PERMISSIONS: &[LinkedPermission] = &[
         method: Put,
         resource_type: "Microsoft.ContainerService/managedClusters/agentPools",
         why: "an agent pool's networkProfile.applicationSecurityGroups puts its nodes' IP configurations in those ASGs",
+    },
+    LinkedPermission {
+        action: "Microsoft.Network/virtualNetworks/subnets/join/action",
+        method: Put,
+        resource_type: "Microsoft.ContainerService/managedClusters/agentPools",
+        why: "a pool created from spec.nodePool.template with vnetSubnetId puts its nodes in that subnet",
+    },
+    LinkedPermission {
+        action: "Microsoft.Network/publicIPPrefixes/join/action",
+        method: Put,
+        resource_type: "Microsoft.ContainerService/managedClusters/agentPools",
+        why: "a pool created with nodePublicIPPrefixID takes its node public IPs from that prefix",
     },
 ];
 

@@ -13,6 +13,7 @@ use poolnet_arm::models::{
     public_ip_prefix_sku,
 };
 use poolnet_plan::agent_pool::{ObservedPool, canonical_ports, sorted_ids};
+use poolnet_plan::new_pool::{NewPool, PoolShape};
 use poolnet_plan::prefix::ObservedPrefix;
 
 use crate::writers::convert::{set_tag, tag_value};
@@ -30,13 +31,31 @@ fn owner_tag(npn: &NodePoolNetwork) -> String {
 /// name alone proves nothing. Resources created before the UID tag existed carry none; the
 /// name and cluster then decide.
 pub fn ours(resource: &Resource, npn: &NodePoolNetwork, cluster: &str) -> bool {
-    let owner = tag_value(resource, OWNER_TAG).as_deref() == Some(owner_tag(npn).as_str());
-    let same_cluster =
-        tag_value(resource, CLUSTER_TAG).is_some_and(|c| c.eq_ignore_ascii_case(cluster));
-    let same_object = match (
-        tag_value(resource, OWNER_UID_TAG),
-        npn.metadata.uid.as_deref(),
-    ) {
+    ours_by_tags(|t| tag_value(resource, t), npn, cluster)
+}
+
+/// [`ours`] for an agent pool, whose tags are `properties.tags`.
+pub fn pool_ours(pool: &AgentPool, npn: &NodePoolNetwork, cluster: &str) -> bool {
+    let tags = pool.properties.extra.get("tags");
+    ours_by_tags(
+        |t| {
+            tags.and_then(|m| m.get(t))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_string)
+        },
+        npn,
+        cluster,
+    )
+}
+
+fn ours_by_tags(
+    tag: impl Fn(&str) -> Option<String>,
+    npn: &NodePoolNetwork,
+    cluster: &str,
+) -> bool {
+    let owner = tag(OWNER_TAG).as_deref() == Some(owner_tag(npn).as_str());
+    let same_cluster = tag(CLUSTER_TAG).is_some_and(|c| c.eq_ignore_ascii_case(cluster));
+    let same_object = match (tag(OWNER_UID_TAG), npn.metadata.uid.as_deref()) {
         (Some(tagged), Some(uid)) => tagged == uid,
         (Some(_), None) => false,
         (None, _) => true,
@@ -100,7 +119,91 @@ pub fn observed_pool(pool: &AgentPool) -> ObservedPool {
                 .and_then(|n| n.application_security_groups.clone())
                 .unwrap_or_default(),
         ),
+        shape: PoolShape {
+            vm_size: props.vm_size.clone(),
+            count: props.count,
+            autoscaling: match (props.enable_auto_scaling, props.min_count, props.max_count) {
+                (Some(true), Some(min), Some(max)) => Some((min, max)),
+                _ => None,
+            },
+            max_surge: props
+                .upgrade_settings
+                .as_ref()
+                .and_then(|u| u.max_surge.clone()),
+            mode: props.mode.clone(),
+            os_type: props.os_type.clone(),
+            orchestrator_version: props.orchestrator_version.clone(),
+            vnet_subnet_id: props.vnet_subnet_id.clone(),
+            availability_zones: props.availability_zones.clone().unwrap_or_default(),
+            max_pods: props.max_pods,
+            node_labels: props.node_labels.clone().unwrap_or_default(),
+            node_taints: props.node_taints.clone().unwrap_or_default(),
+        },
     }
+}
+
+/// The create request of the pool `new` describes, tagged (`properties.tags`, which AKS
+/// passes on to the scale set) with its owner and cluster like everything poolnet creates.
+pub fn new_agent_pool_body(new: &NewPool, npn: &NodePoolNetwork, cluster: &str) -> AgentPool {
+    let shape = &new.shape;
+    let mut tags = serde_json::Map::new();
+    tags.insert(OWNER_TAG.into(), owner_tag(npn).into());
+    tags.insert(CLUSTER_TAG.into(), cluster.into());
+    if let Some(uid) = npn.metadata.uid.as_deref() {
+        tags.insert(OWNER_UID_TAG.into(), uid.into());
+    }
+    let mut extra = serde_json::Map::new();
+    extra.insert("tags".into(), serde_json::Value::Object(tags));
+    extra.insert("type".into(), "VirtualMachineScaleSets".into());
+    let mut pool = AgentPool {
+        properties: poolnet_arm::AgentPoolProperties {
+            count: shape.count,
+            vm_size: shape.vm_size.clone(),
+            os_type: shape.os_type.clone(),
+            mode: shape.mode.clone(),
+            enable_auto_scaling: shape.autoscaling.map(|_| true),
+            min_count: shape.autoscaling.map(|(min, _)| min),
+            max_count: shape.autoscaling.map(|(_, max)| max),
+            max_pods: shape.max_pods,
+            vnet_subnet_id: shape.vnet_subnet_id.clone(),
+            availability_zones: Some(shape.availability_zones.clone()).filter(|z| !z.is_empty()),
+            node_labels: Some(shape.node_labels.clone()).filter(|l| !l.is_empty()),
+            node_taints: Some(shape.node_taints.clone()).filter(|t| !t.is_empty()),
+            orchestrator_version: shape.orchestrator_version.clone(),
+            upgrade_settings: shape
+                .max_surge
+                .clone()
+                .map(|m| poolnet_arm::UpgradeSettings {
+                    max_surge: Some(m),
+                    extra: Default::default(),
+                }),
+            enable_node_public_ip: Some(new.enable_node_public_ip),
+            node_public_ip_prefix_id: new.node_public_ip_prefix_id.clone(),
+            extra,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let profile = pool.network_profile_mut();
+    if !new.node_public_ip_tags.is_empty() {
+        profile.node_public_ip_tags = Some(
+            new.node_public_ip_tags
+                .iter()
+                .map(|t| poolnet_arm::IpTag {
+                    ip_tag_type: Some(t.ip_tag_type.clone()),
+                    tag: Some(t.tag.clone()),
+                    extra: Default::default(),
+                })
+                .collect(),
+        );
+    }
+    if !new.allowed_host_ports.is_empty() {
+        profile.allowed_host_ports = Some(aks_port_ranges(&new.allowed_host_ports));
+    }
+    if !new.application_security_groups.is_empty() {
+        profile.application_security_groups = Some(new.application_security_groups.clone());
+    }
+    pool
 }
 
 /// Whether an operation on the pool is still running (AKS refuses a PUT meanwhile).
@@ -155,6 +258,9 @@ pub fn observed_prefix(p: &PublicIpPrefix) -> ObservedPrefix {
             props.and_then(|pp| pp.provisioning_state.as_ref()),
             Some(ProvisioningState::Updating)
         ),
+        addresses_in_use: props
+            .map(|pp| u32::try_from(pp.public_ip_addresses.len()).unwrap_or(u32::MAX))
+            .unwrap_or(0),
     }
 }
 

@@ -24,6 +24,9 @@ pub struct ObservedPool {
     pub allowed_host_ports: String,
     /// Sorted case-insensitively ([`sorted_ids`]).
     pub application_security_groups: Vec<String>,
+    /// Size and machine (compared with `spec.nodePool.template`, and the shape of the
+    /// `az aks nodepool add` command that would recreate the pool).
+    pub shape: crate::new_pool::PoolShape,
 }
 
 /// What the pool should get, and what keeps it from matching the spec.
@@ -31,6 +34,9 @@ pub struct ObservedPool {
 pub struct PoolPlan {
     /// One sentence per creation-time field that differs from the spec.
     pub requires_recreate: Vec<String>,
+    /// When `requires_recreate` is not empty: the `az aks nodepool add` command that creates
+    /// the pool the spec describes.
+    pub recreate_command: Option<String>,
     /// Canonical host-port list the spec allows.
     pub want_ports: String,
     /// The ASGs the pool's NICs should join now: those of the spec that exist.
@@ -84,8 +90,23 @@ pub fn plan_agent_pool(
         .collect();
     let drift = pool.allowed_host_ports != want_ports
         || !same_ids(&pool.application_security_groups, &want_asgs);
+    let requires_recreate = recreate_reasons(npn, pool);
+    let recreate_command = if requires_recreate.is_empty() {
+        None
+    } else {
+        // Shaped as the template says, else as the live pool is, so the new pool is like it.
+        let shape = npn
+            .spec
+            .node_pool
+            .template
+            .as_ref()
+            .map(crate::new_pool::PoolShape::from)
+            .unwrap_or_else(|| pool.shape.clone());
+        crate::new_pool::nodepool_add_command(npn, &npn.spec.node_pool.agent_pool_id, &shape)
+    };
     PoolPlan {
-        requires_recreate: recreate_reasons(npn, pool),
+        requires_recreate,
+        recreate_command,
         want_ports,
         want_asgs,
         missing_asgs,
@@ -93,9 +114,16 @@ pub fn plan_agent_pool(
     }
 }
 
-/// The creation-time fields of the pool that differ from the spec.
+/// The creation-time fields of the pool that differ from the spec (its node public IP
+/// settings, and the template's machine and placement when it has one).
 pub fn recreate_reasons(npn: &NodePoolNetwork, pool: &ObservedPool) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out = npn
+        .spec
+        .node_pool
+        .template
+        .as_ref()
+        .map(|t| crate::new_pool::template_differences(t, &pool.shape))
+        .unwrap_or_default();
     let Some(nip) = &npn.spec.node_public_ip else {
         return out;
     };

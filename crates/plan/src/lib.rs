@@ -4,6 +4,7 @@
 pub mod agent_pool;
 pub mod desired;
 pub mod hostports;
+pub mod new_pool;
 pub mod nsg;
 pub mod prefix;
 pub mod preview;

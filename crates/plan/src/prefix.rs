@@ -59,6 +59,8 @@ pub struct ObservedPrefix {
     pub cidr: Option<String>,
     /// Whether a create or update is still running.
     pub updating: bool,
+    /// Public IPs allocated from the prefix (`publicIPAddresses`).
+    pub addresses_in_use: u32,
 }
 
 /// Whether a prefix the spec adopts (`prefix.existingId`) can serve the pool.
@@ -147,6 +149,7 @@ mod tests {
             ip_tags: want.clone(),
             cidr: Some("203.0.113.0/28".into()),
             updating: false,
+            addresses_in_use: 0,
         };
         assert_eq!(judge_adopted(&ready, &want), AdoptedPrefix::Ready);
         let other = ObservedPrefix {

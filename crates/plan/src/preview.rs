@@ -184,6 +184,69 @@ pub fn route_changes(
 
 /// What applying `plan` to agent pool `pool_id`, observed as `observed`, changes (the fields
 /// poolnet manages on a live pool; creation-time fields are reported as RequiresNodePoolRecreate).
+/// The agent pool poolnet would create from `spec.nodePool.template`, field by field.
+pub fn new_pool_change(pool_id: &str, new: &crate::new_pool::NewPool) -> PendingChange {
+    let shape = &new.shape;
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let fields = [
+        ("vmSize", opt(shape.vm_size.clone())),
+        ("count", opt(shape.count.map(|c| c.to_string()))),
+        (
+            "minCount..maxCount",
+            opt(shape.autoscaling.map(|(a, b)| format!("{a}..{b}"))),
+        ),
+        ("upgradeSettings.maxSurge", opt(shape.max_surge.clone())),
+        ("mode", opt(shape.mode.clone())),
+        ("osType", opt(shape.os_type.clone())),
+        (
+            "orchestratorVersion",
+            opt(shape.orchestrator_version.clone()),
+        ),
+        ("vnetSubnetID", opt(shape.vnet_subnet_id.clone())),
+        ("availabilityZones", shape.availability_zones.join(",")),
+        ("maxPods", opt(shape.max_pods.map(|m| m.to_string()))),
+        (
+            "nodeLabels",
+            shape
+                .node_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("nodeTaints", shape.node_taints.join(",")),
+        ("enableNodePublicIP", new.enable_node_public_ip.to_string()),
+        (
+            "nodePublicIPPrefixID",
+            opt(new.node_public_ip_prefix_id.clone()),
+        ),
+        (
+            "networkProfile.nodePublicIPTags",
+            new.node_public_ip_tags
+                .iter()
+                .map(|t| format!("{}={}", t.ip_tag_type, t.tag))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        (
+            "networkProfile.allowedHostPorts",
+            new.allowed_host_ports.clone(),
+        ),
+        (
+            "networkProfile.applicationSecurityGroups",
+            crate::agent_pool::sorted_ids(&new.application_security_groups).join(","),
+        ),
+    ];
+    let name = pool_id.rsplit('/').next().unwrap_or(pool_id);
+    change(
+        pool_id,
+        ChangeTarget::AgentPool,
+        name,
+        ChangeAction::Add,
+        diff(&[], &fields),
+    )
+}
+
 pub fn agent_pool_changes(
     pool_id: &str,
     observed: &ObservedPool,

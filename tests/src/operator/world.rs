@@ -58,11 +58,13 @@ pub fn sample(file: &str) -> Result<NodePoolNetwork> {
 pub fn fixture_nodes() -> Vec<Node> {
     [("game", 3), ("kubenet", 2)]
         .into_iter()
-        .flat_map(|(pool, count)| (0..count).map(move |i| node(pool, i)))
+        .flat_map(|(pool, count)| (0..count).map(move |i| pool_node(pool, i)))
         .collect()
 }
 
-fn node(pool: &str, instance: u32) -> Node {
+/// The Node object of instance `instance` of agent pool `pool`'s scale set in the demo
+/// cluster, as AKS names and labels it when the VM joins.
+pub fn pool_node(pool: &str, instance: u32) -> Node {
     let vmss = format!("aks-{pool}-{CLUSTER_DIGITS}-vmss");
     Node {
         metadata: ObjectMeta {

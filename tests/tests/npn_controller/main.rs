@@ -11,6 +11,7 @@
 
 mod coverage;
 mod lifecycle;
+mod node_pools;
 mod one_pool;
 mod ownership;
 mod samples;

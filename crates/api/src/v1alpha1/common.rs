@@ -151,6 +151,15 @@ pub struct Owned {
         rename = "publicIPPrefixId"
     )]
     pub public_ip_prefix: Option<String>,
+    /// The AKS agent pool poolnet created from spec.nodePool.template (NodePoolNetwork only):
+    /// recorded before the create request, so deletion removes the pool poolnet made and
+    /// never one it found.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        rename = "agentPoolId"
+    )]
+    pub agent_pool: Option<String>,
     /// The AKS cluster (ARM ID) the rules were written for (HostPortPolicy only: its rules
     /// can still be removed once its pool is gone).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -67,6 +67,11 @@ pub mod reason {
     pub const HOST_PORTS_NOT_COVERED: &str = "HostPortsNotCovered";
     /// A route of the spec would take over a name or prefix poolnet does not own.
     pub const ROUTE_CONFLICT: &str = "RouteConflict";
+    /// The public IP prefix has no room for the pool spec.nodePool.template describes (its
+    /// largest size plus surge): the pool is not created.
+    pub const PREFIX_TOO_SMALL: &str = "PrefixTooSmall";
+    /// Node public IPs do not carry the IP tags or come from the prefix the spec asks for.
+    pub const NODE_IPS_MISMATCH: &str = "NodeIPsMismatch";
 }
 
 /// Whether a part failing for `reason` needs someone to change something (the spec, another
@@ -80,6 +85,8 @@ pub fn needs_user_action(reason: &str) -> bool {
         NO_DEFAULT_ROUTE,
         ROUTE_TABLE_IN_USE,
         ROUTE_CONFLICT,
+        PREFIX_TOO_SMALL,
+        NODE_IPS_MISMATCH,
         PRIORITY_BAND_FULL,
         CONFLICT,
         ARM_REFUSED,

@@ -104,6 +104,7 @@ pub struct NodePoolNetworkSpec {
 /// The node pool a NodePoolNetwork applies to.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.template) || !has(self.template.osType) || self.template.osType != 'Windows' || self.agentPoolId.matches('/(?i:agentPools)/[a-z][a-z0-9]{0,5}$')").message("a Windows agent pool name (last segment of agentPoolId) must be 1-6 lower-case letters and digits, starting with a letter, as AKS requires"))]
 pub struct NodePoolRef {
     /// ARM ID of the AKS agent pool:
     /// /subscriptions/<id>/resourceGroups/<rg>/providers/Microsoft.ContainerService/managedClusters/<cluster>/agentPools/<pool>.
@@ -125,6 +126,12 @@ pub struct NodePoolRef {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(schema_with = "super::selector::label_map_schema")]
     pub node_selector: BTreeMap<String, String>,
+
+    /// Create the agent pool from this template when it does not exist, with this object's
+    /// node public IP settings, allowed host ports and ASGs set at creation. poolnet deletes
+    /// on deletion only a pool it created (recorded in status.owned.agentPoolId).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<super::AgentPoolTemplate>,
 }
 
 /// Node public IPs of the pool.
@@ -475,6 +482,9 @@ pub struct PrefixStatus {
     /// True when poolnet created it and will delete it.
     #[serde(default)]
     pub managed: bool,
+    /// Public IPs allocated from it (this pool's nodes and any other user's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub addresses_in_use: Option<u32>,
 }
 
 /// One node and its public IP.
@@ -581,6 +591,17 @@ pub struct AgentPoolStatus {
     /// Creation-only fields that differ from the spec (the pool must be recreated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub requires_recreate: Vec<String>,
+    /// When requiresRecreate is set: the `az aks nodepool add` command that creates the pool
+    /// the spec describes (after `az aks nodepool delete` of this one, or under a new name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recreate_command: Option<String>,
+    /// The pool's provisioningState (Succeeded, Creating, Updating, Scaling, Deleting, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provisioning_state: Option<String>,
+    /// True when poolnet created this pool from spec.nodePool.template (and deletes it with
+    /// this object, unless reconcilePolicy is DetachOnDelete).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub created: bool,
     /// What the pool held before poolnet first changed it; restored when this object is
     /// deleted (reconcilePolicy Manage), so deletion leaves the pool as it found it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

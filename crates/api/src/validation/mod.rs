@@ -9,6 +9,7 @@
 //! One module per kind: `node_pool_network` and `host_port_policy`; what both share
 //! (source prefixes, name length, admission decoding) stays here.
 
+mod agent_pool_template;
 mod host_port_policy;
 mod node_pool_network;
 

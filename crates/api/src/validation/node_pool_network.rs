@@ -72,6 +72,8 @@ fn validate_node_pool_network_spec(spec: &NodePoolNetworkSpec) -> FieldErrors {
         Ok(_) => {}
     }
 
+    errs.extend(super::agent_pool_template::validate(spec));
+
     for (k, v) in &spec.node_pool.node_selector {
         if !is_label_key(k) {
             errs.push(FieldError::new(

@@ -275,6 +275,21 @@ impl ArmNetwork for ArmClient {
         self.read(id, r).await
     }
 
+    async fn delete_agent_pool(&self, id: &ResourceId) -> Result<Lro<()>, ArmError> {
+        Self::check(id, CONTAINER_SERVICE, "managedClusters/agentPools")?;
+        let url = self.resource_url(id, AGENT_POOL_API_VERSION)?;
+        let r = self
+            .send_raw(
+                Method::Delete,
+                url,
+                None,
+                Precondition::None,
+                &id.to_string(),
+            )
+            .await;
+        self.delete_outcome(id, r).await
+    }
+
     async fn put_agent_pool(
         &self,
         id: &ResourceId,

@@ -90,6 +90,21 @@ async fn every_request_has_its_permission_and_every_permission_a_request() {
         .await
         .unwrap();
     settle_both_monitors(&arm, lro).await;
+    // A pool created from a template, then deleted (poolnet deletes only pools it created).
+    let fresh: poolnet_arm::AgentPool = serde_json::from_value(serde_json::json!({
+        "properties": {"count": 1, "vmSize": "Standard_D2s_v5", "mode": "User"}
+    }))
+    .unwrap();
+    let lro = arm
+        .put_agent_pool(&pool_id("fresh"), &fresh, Precondition::IfNoneMatch)
+        .await
+        .unwrap();
+    settle(&arm, lro).await;
+    settle(
+        &arm,
+        arm.delete_agent_pool(&pool_id("fresh")).await.unwrap(),
+    )
+    .await;
 
     // The one request the operator never sends (the role leaves it out), for completeness.
     let nsg2 = ResourceId::network(SUB, RG, "networkSecurityGroups", "poolnet-perm").unwrap();

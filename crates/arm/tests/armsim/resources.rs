@@ -227,7 +227,7 @@ async fn agent_pool_put_keeps_fields_poolnet_does_not_model() {
     assert_eq!(props.mode.as_deref(), Some("User"));
     let unknown_before: Vec<String> = props.extra.keys().cloned().collect();
     assert!(
-        unknown_before.iter().any(|k| k == "orchestratorVersion"),
+        unknown_before.iter().any(|k| k == "nodeImageVersion"),
         "{unknown_before:?}"
     );
 

@@ -237,6 +237,28 @@ pub fn build_pool(
             cx.limits.nodes_per_pool
         )));
     }
+    if json::opt_bool(&out, "enableAutoScaling", what)? == Some(true) {
+        let min = json::opt_i64(&out, "minCount", what)?;
+        let max = json::opt_i64(&out, "maxCount", what)?;
+        let (Some(min), Some(max)) = (min, max) else {
+            return Err(invalid(format!(
+                "Agent pool {} enables autoscaling: minCount and maxCount are required.",
+                cx.id
+            )));
+        };
+        if min < 0 || max < 1 || min > max || max > i64::from(cx.limits.nodes_per_pool) {
+            return Err(invalid(format!(
+                "Agent pool {}: minCount {min} and maxCount {max} must satisfy 0 <= minCount <= maxCount <= {}.",
+                cx.id, cx.limits.nodes_per_pool
+            )));
+        }
+        if count < min || count > max {
+            return Err(invalid(format!(
+                "Agent pool {}: count {count} must be between minCount {min} and maxCount {max} when autoscaling is enabled.",
+                cx.id
+            )));
+        }
+    }
     let public_ip = json::opt_bool(&out, "enableNodePublicIP", what)?.unwrap_or(false);
     let prefix = json::opt_str(&out, "nodePublicIPPrefixID", what)?.map(str::to_string);
     if let Some(prefix_id) = &prefix {

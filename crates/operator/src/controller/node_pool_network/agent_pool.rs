@@ -8,14 +8,16 @@ use std::time::Duration;
 
 use kube::runtime::events::EventType;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
-use poolnet_api::v1alpha1::{AgentPoolOriginal, AgentPoolStatus, AsgStatus, NodePoolNetworkStatus};
-use poolnet_arm::{Lro, ResourceId};
+use poolnet_api::v1alpha1::{
+    AgentPoolOriginal, AgentPoolStatus, AsgStatus, NodePoolNetworkStatus, PrefixStatus,
+};
+use poolnet_arm::{AgentPool, ArmError, Lro, ResourceId};
 use poolnet_plan::agent_pool::plan_agent_pool;
 
 use super::super::conditions::PartState;
 use super::outcome::{Effects, Part};
 use super::{Error, Pass, write_status};
-use crate::arm_models::{agent_pool_body, observed_pool, pool_updating};
+use crate::arm_models::{agent_pool_body, observed_pool, pool_ours, pool_updating};
 
 /// What was read of the pool: its status piece and node count.
 #[derive(Debug, Clone)]
@@ -28,6 +30,7 @@ pub(super) struct PoolRead {
 pub(super) async fn reconcile(
     pass: &Pass<'_>,
     asgs: &[AsgStatus],
+    prefix: Option<&PrefixStatus>,
 ) -> Result<Part<Option<PoolRead>>, Error> {
     let npn = pass.npn;
     let arm = pass.ctx.arm.as_ref();
@@ -38,7 +41,15 @@ pub(super) async fn reconcile(
     };
     let current = match arm.get_agent_pool(&id).await {
         Ok(p) => p,
+        Err(ArmError::NotFound { .. }) if npn.spec.node_pool.template.is_some() => {
+            let template = npn.spec.node_pool.template.as_ref().expect("checked");
+            return super::new_pool::create(pass, &id, template, asgs, prefix).await;
+        }
         Err(e) => {
+            if matches!(e, ArmError::NotFound { .. }) {
+                // A pool poolnet created and someone deleted: nothing left to delete later.
+                pass.ledger.update(|o| o.agent_pool = None);
+            }
             let c = fx.arm_failure(
                 cond::AGENT_POOL_READY,
                 &format!("reading agent pool {id}"),
@@ -50,11 +61,14 @@ pub(super) async fn reconcile(
     let seen = observed_pool(&current.resource);
     let existing: Vec<String> = asgs.iter().map(|a| a.id.clone()).collect();
     let plan = plan_agent_pool(npn, &seen, &existing);
+    let created = created_by_us(pass, &current.resource);
     let original = pass
         .previous
         .agent_pool
         .as_ref()
-        .and_then(|a| a.original.clone());
+        .and_then(|a| a.original.clone())
+        .filter(|_| !created);
+    let provisioning_state = current.resource.properties.provisioning_state.clone();
     let mut status = AgentPoolStatus {
         enable_node_public_ip: seen.enable_node_public_ip,
         node_public_ip_prefix_id: seen.node_public_ip_prefix_id.clone(),
@@ -62,6 +76,9 @@ pub(super) async fn reconcile(
         allowed_host_ports: Some(seen.allowed_host_ports.clone()).filter(|s| !s.is_empty()),
         application_security_groups: seen.application_security_groups.clone(),
         requires_recreate: plan.requires_recreate.clone(),
+        recreate_command: plan.recreate_command.clone(),
+        provisioning_state: provisioning_state.clone(),
+        created,
         original: original.clone(),
     };
     let node_count = current.resource.properties.count;
@@ -71,9 +88,23 @@ pub(super) async fn reconcile(
             cond::AGENT_POOL_READY,
             reason::REQUIRES_NODE_POOL_RECREATE,
             format!(
-                "AKS sets these only when a node pool is created: {}; recreate the node pool with them (az aks nodepool add) or change the spec to match the pool",
-                plan.requires_recreate.join("; ")
+                "AKS sets these only when a node pool is created: {}; change the spec to match the pool, or recreate the pool (az aks nodepool delete, then: {})",
+                plan.requires_recreate.join("; "),
+                plan.recreate_command
+                    .as_deref()
+                    .unwrap_or("az aks nodepool add with these settings")
             ),
+        )
+    } else if created
+        && provisioning_state
+            .as_deref()
+            .is_some_and(|s| s.eq_ignore_ascii_case("Creating"))
+    {
+        fx.soon(Duration::from_secs(10));
+        PartState::failed(
+            cond::AGENT_POOL_READY,
+            reason::PROGRESSING,
+            format!("creating agent pool {id}"),
         )
     } else {
         PartState::ok(
@@ -123,7 +154,8 @@ pub(super) async fn reconcile(
         } else {
             // Remember what the pool had before poolnet's first change, durably, before
             // changing it: deletion restores it even if poolnet crashes right after the write.
-            if original.is_none() {
+            // A pool poolnet created is deleted instead.
+            if original.is_none() && !created {
                 status.original = Some(AgentPoolOriginal {
                     allowed_host_ports: seen.allowed_host_ports.clone(),
                     application_security_groups: seen.application_security_groups.clone(),
@@ -182,4 +214,24 @@ fn pool_is_updating() -> PartState {
         reason::PROGRESSING,
         "the agent pool is updating",
     )
+}
+
+/// Whether poolnet created `pool` for this object: recorded in `status.owned.agentPoolId`
+/// (before the create request) and confirmed by the owner tags the request carried. A
+/// record the tags do not confirm (the create failed and someone else made the pool) is
+/// dropped; tags of this very object without a record (a record lost) are recorded again.
+fn created_by_us(pass: &Pass<'_>, pool: &AgentPool) -> bool {
+    let raw = &pass.npn.spec.node_pool.agent_pool_id;
+    let recorded = pass
+        .ledger
+        .owned()
+        .agent_pool
+        .is_some_and(|r| r.eq_ignore_ascii_case(raw));
+    let tagged = pool_ours(pool, pass.npn, &pass.cluster.key) && pass.npn.metadata.uid.is_some();
+    match (recorded, tagged) {
+        (true, false) => pass.ledger.update(|o| o.agent_pool = None),
+        (false, true) => pass.ledger.update(|o| o.agent_pool = Some(raw.clone())),
+        _ => {}
+    }
+    tagged
 }

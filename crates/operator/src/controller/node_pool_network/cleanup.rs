@@ -1,5 +1,6 @@
 //! Deletion: undo exactly what poolnet did, in dependency order (rules and routes first,
-//! then the pool's membership, then the ASG and the prefix nothing refers to any more),
+//! then the pool's membership, or the whole pool when poolnet created it, then the ASG and
+//! the prefix nothing refers to any more),
 //! honouring `reconcilePolicy`. An object refused because an older one holds its agent pool
 //! leaves the pool alone: its settings are the holder's (the other steps touch only what
 //! carries this object's name or owner tag, and write only when some of it is there, so such
@@ -27,7 +28,7 @@ use tracing::info;
 use super::super::Context;
 use super::super::status::publish;
 use super::{Error, pools_with, write_status};
-use crate::arm_models::{agent_pool_body, observed_pool, ours, pool_updating};
+use crate::arm_models::{agent_pool_body, observed_pool, ours, pool_ours, pool_updating};
 use crate::writers::{Freshness, RouteBudget};
 
 fn in_progress(what: String, retry_in: Duration) -> Error {
@@ -81,7 +82,9 @@ pub(super) async fn cleanup(npn: Arc<NodePoolNetwork>, ctx: &Context) -> Result<
     let done = async {
         remove_rules(&npn, ctx, &cluster).await?;
         remove_routes(&npn, ctx, &cluster).await?;
-        restore_agent_pool(&npn, ctx).await?;
+        if !delete_created_pool(&npn, ctx, &cluster).await? {
+            restore_agent_pool(&npn, ctx).await?;
+        }
         delete_managed(&npn, ctx, &cluster).await
     }
     .await;
@@ -302,6 +305,56 @@ async fn restore_agent_pool(npn: &NodePoolNetwork, ctx: &Context) -> Result<(), 
     }
     info!(name = %npn.name_any(), pool = %id, "restored the agent pool's original host ports and ASGs");
     Ok(())
+}
+
+/// Delete the agent pool poolnet created from `spec.nodePool.template` (recorded in
+/// `status.owned.agentPoolId` and carrying this object's owner tags), before the ASG and the
+/// prefix it uses. Returns whether the record named a pool (then there is nothing to
+/// restore: poolnet never changed a pool it found).
+async fn delete_created_pool(
+    npn: &NodePoolNetwork,
+    ctx: &Context,
+    cluster: &str,
+) -> Result<bool, Error> {
+    let Some(raw) = npn
+        .status
+        .as_ref()
+        .and_then(|s| s.owned.as_ref())
+        .and_then(|o| o.agent_pool.clone())
+    else {
+        return Ok(false);
+    };
+    let id = arm_id(&raw)?;
+    let Some(current) = ctx.arm.get_agent_pool(&id).await.optional()? else {
+        return Ok(true);
+    };
+    if !pool_ours(&current.resource, npn, cluster) {
+        info!(name = %npn.name_any(), pool = %id, "the recorded agent pool does not carry this object's owner tags: leaving it");
+        return Ok(true);
+    }
+    let state = current
+        .resource
+        .properties
+        .provisioning_state
+        .clone()
+        .unwrap_or_default();
+    // Deleting already, or still creating or updating (AKS refuses a DELETE meanwhile).
+    if pool_updating(&current.resource) {
+        return Err(in_progress(
+            format!("agent pool {id} ({state})"),
+            Duration::from_secs(10),
+        ));
+    }
+    match ctx.arm.delete_agent_pool(&id).await? {
+        Lro::Pending(h) => Err(in_progress(
+            format!("deleting agent pool {id}"),
+            h.next_poll_in(),
+        )),
+        Lro::Done(()) => {
+            info!(name = %npn.name_any(), pool = %id, "deleted the agent pool poolnet created");
+            Ok(true)
+        }
+    }
 }
 
 /// Delete the managed ASG and prefix, if their tags say this object of this cluster made them.

@@ -23,6 +23,7 @@ mod cleanup;
 mod cluster;
 mod coverage;
 mod ledger;
+mod new_pool;
 mod node_ips;
 mod nsgs;
 mod outcome;
@@ -503,7 +504,8 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
     status.public_ip_prefix = out.take(prefix::reconcile(&pass).await);
     let asgs = out.take(asgs::reconcile(&pass).await);
     status.application_security_groups = asgs.clone();
-    let pool = out.take(agent_pool::reconcile(&pass, &asgs).await?);
+    let pool =
+        out.take(agent_pool::reconcile(&pass, &asgs, status.public_ip_prefix.as_ref()).await?);
     if let Some(pool) = &pool {
         status.agent_pool = Some(pool.status.clone());
         status.node_count = pool.node_count;

@@ -1,5 +1,6 @@
 //! Part 6: the node public IPs, read (never written): each node of the pool maps to a VMSS
-//! instance through its provider ID, and the VMSS's public IP listing gives its address.
+//! instance through its provider ID, and the VMSS's public IP listing gives its address, its
+//! IP tags and its prefix, which are compared with the spec.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -7,9 +8,10 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Node;
 use kube::ResourceExt;
-use poolnet_api::v1alpha1::NodeAddress;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
+use poolnet_api::v1alpha1::{IpTag, NodeAddress};
 use poolnet_arm::{ResourceId, VmssInstance};
+use poolnet_plan::prefix::{spec_ip_tags, wanted_prefix_id};
 
 use super::super::conditions::PartState;
 use super::outcome::{Effects, Part, combine};
@@ -67,9 +69,65 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<NodeIps>> {
         }
     }
     let mut addresses = Vec::new();
+    // Nodes whose public IP lacks the spec's IP tags or comes from another prefix: AKS set
+    // them when the pool was created, so only a new pool fixes them.
+    let mut mismatched = Vec::new();
+    let want_tags = npn
+        .spec
+        .node_public_ip
+        .as_ref()
+        .and_then(|n| n.ip_tags.as_ref())
+        .map(|_| spec_ip_tags(npn));
+    let want_prefix = wanted_prefix_id(npn);
     for (id, members) in by_vmss.values() {
         match pass.ctx.arm.list_vmss_public_ips(id).await {
             Ok(ips) => {
+                for ip in &ips {
+                    let Some(props) = ip.properties.as_ref() else {
+                        continue;
+                    };
+                    let Some(instance) = props
+                        .ip_configuration
+                        .as_ref()
+                        .and_then(|c| c.sub_resource.id.as_deref())
+                        .and_then(VmssInstance::instance_of)
+                    else {
+                        continue;
+                    };
+                    let Some((node, _)) = members.iter().find(|(_, i)| *i == instance) else {
+                        continue;
+                    };
+                    let mut have_tags: Vec<IpTag> = props
+                        .ip_tags
+                        .iter()
+                        .map(|t| IpTag {
+                            ip_tag_type: t.ip_tag_type.clone().unwrap_or_default(),
+                            tag: t.tag.clone().unwrap_or_default(),
+                        })
+                        .collect();
+                    have_tags.sort();
+                    let have_prefix = props
+                        .public_ip_prefix
+                        .as_ref()
+                        .and_then(|p| p.id.as_deref());
+                    if let Some(want) = &want_tags
+                        && &have_tags != want
+                    {
+                        mismatched.push(format!(
+                            "{node}: IP tags {} (spec: {})",
+                            show_tags(&have_tags),
+                            show_tags(want)
+                        ));
+                    }
+                    if let Some(want) = &want_prefix
+                        && !have_prefix.is_some_and(|h| h.eq_ignore_ascii_case(want))
+                    {
+                        mismatched.push(format!(
+                            "{node}: from prefix {} (spec: {want})",
+                            have_prefix.unwrap_or("none")
+                        ));
+                    }
+                }
                 let by_instance: HashMap<String, String> = ips
                     .iter()
                     .filter_map(|ip| {
@@ -109,6 +167,14 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<NodeIps>> {
     problems.truncate(1);
     let condition = match combine(problems) {
         Some(p) => p,
+        None if !mismatched.is_empty() => PartState::failed(
+            cond::NODE_IPS_READY,
+            reason::NODE_IPS_MISMATCH,
+            format!(
+                "node public IPs differ from the spec, and AKS sets them only when a pool is created: {}",
+                mismatched.join("; ")
+            ),
+        ),
         None if !missing.is_empty() => {
             fx.soon(Duration::from_secs(30));
             PartState::failed(
@@ -131,4 +197,14 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Option<NodeIps>> {
         condition,
         fx,
     )
+}
+
+fn show_tags(tags: &[IpTag]) -> String {
+    if tags.is_empty() {
+        return "none".into();
+    }
+    tags.iter()
+        .map(|t| format!("{}={}", t.ip_tag_type, t.tag))
+        .collect::<Vec<_>>()
+        .join(",")
 }

@@ -25,6 +25,7 @@ fn prefix_status(id: &str, p: &PublicIpPrefix, managed: bool) -> PrefixStatus {
         cidr: seen.cidr,
         ip_tags: seen.ip_tags,
         managed,
+        addresses_in_use: Some(seen.addresses_in_use),
     }
 }
 
