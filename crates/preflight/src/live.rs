@@ -142,10 +142,15 @@ pub fn check(spec: &NodePoolNetworkSpec, facts: &LiveFacts) -> Vec<Finding> {
 }
 
 /// Findings that must stop poolnet from writing the route table: errors about
-/// `spec.routeTable`. A route into a reserved range, the pod or service CIDR, or over the
-/// limit would take traffic away from the cluster the moment it is written.
+/// `spec.routeTable`. A route into a reserved range, the pod or service CIDR, or a table on a
+/// cluster without node routes would take traffic away from the cluster the moment it is
+/// written. Not the route budget: it counts the pool at its autoscaler maximum plus surge,
+/// what may come; the route writer refuses a table that does not fit now, counting the routes
+/// really in it (`RoutesReady` `RouteLimitExceeded`).
 pub fn blocks_routes(finding: &Finding) -> bool {
-    finding.is_error() && finding.field.starts_with("spec.routeTable")
+    finding.is_error()
+        && finding.field.starts_with("spec.routeTable")
+        && finding.check != CheckId::RoutesLimit
 }
 
 /// The route budget's view of the cluster: under kubenet every node of every pool has a

@@ -210,7 +210,8 @@ fn the_route_budget_counts_max_count_surge_and_other_pools() {
     assert!(f[0].problem.contains("403 routes"), "{}", f[0]);
     assert!(f[0].problem.contains("autoscaler maxCount 300"), "{}", f[0]);
     assert!(f[0].problem.contains("maxSurge 33% = 99 nodes"), "{}", f[0]);
-    assert!(blocks_routes(&f[0]));
+    // The route writer judges what fits now; this is what may come.
+    assert!(!blocks_routes(&f[0]));
     // 32% of 300 = 96: 2 + 300 + 96 + 2 = 400 fits.
     facts.pool.as_mut().expect("pool").max_surge = Some("32%".into());
     assert_eq!(check(&s, &facts), vec![]);

@@ -505,7 +505,10 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         ledger: &ledger,
     };
 
-    let block_routes = out.take(preflight::reconcile(&pass, &r.facts).await);
+    // Judged first (it decides whether routes are written), reported after the parts: a
+    // part's own reason (RouteLimitExceeded, ...) is the more precise one for `Ready`.
+    let preflight = preflight::reconcile(&pass, &r.facts).await;
+    let block_routes = preflight.status.clone();
     status.public_ip_prefix = out.take(prefix::reconcile(&pass).await);
     let asgs = out.take(asgs::reconcile(&pass).await);
     status.application_security_groups = asgs.clone();
@@ -532,6 +535,7 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
             .take(routes::reconcile(&pass).await)
             .apply(&mut status.route_table),
     }
+    out.take(preflight);
     // After the pool and the rules moved off it: the managed ASG turned off goes.
     let pool_lists = pool
         .as_ref()
