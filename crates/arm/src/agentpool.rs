@@ -266,6 +266,13 @@ pub struct ManagedClusterProperties {
     pub node_resource_group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_profile: Option<ManagedClusterNetworkProfile>,
+    /// The control plane's Kubernetes version (what a new pool gets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// Every pool of the cluster as the cluster GET lists it (preflight: node counts,
+    /// autoscaler maxima, surge, OS, versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_pool_profiles: Option<Vec<AgentPoolProfile>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -274,4 +281,43 @@ pub struct ManagedClusterNetworkProfile {
     /// `kubenet`, `azure` or `none`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_plugin: Option<String>,
+    /// kubenet (and Azure CNI overlay) only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_cidr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_cidr: Option<String>,
+    #[serde(
+        default,
+        rename = "dnsServiceIP",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dns_service_ip: Option<String>,
 }
+
+/// One entry of a managed cluster's `agentPoolProfiles` (read-only here).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentPoolProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_auto_scaling: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<i32>,
+    /// `Linux` or `Windows`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orchestrator_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade_settings: Option<UpgradeSettings>,
+    #[serde(
+        default,
+        rename = "vnetSubnetID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vnet_subnet_id: Option<String>,
+}
+

@@ -39,9 +39,9 @@ mod transport;
 mod test_http;
 
 pub use agentpool::{
-    AGENT_POOL_API_VERSION, AgentPool, AgentPoolNetworkProfile, AgentPoolProperties, IpTag,
-    ManagedCluster, ManagedClusterNetworkProfile, ManagedClusterProperties, PortRange,
-    UpgradeSettings,
+    AGENT_POOL_API_VERSION, AgentPool, AgentPoolNetworkProfile, AgentPoolProfile,
+    AgentPoolProperties, IpTag, ManagedCluster, ManagedClusterNetworkProfile,
+    ManagedClusterProperties, PortRange, UpgradeSettings,
 };
 pub use budget::{
     BudgetConfig, BudgetEstimate, CallClass, Observation, SubscriptionBudget, ThrottleBudget,

@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use azure_mgmt_network::package_2024_03::models::{
     ApplicationSecurityGroup, NetworkSecurityGroup, PublicIpAddress, PublicIpPrefix, RouteTable,
+    VirtualNetwork,
 };
 
 use crate::agentpool::{AgentPool, ManagedCluster};
@@ -97,6 +98,12 @@ pub trait ArmNetwork: Send + Sync + fmt::Debug {
         &self,
         vmss: &ResourceId,
     ) -> Result<Vec<PublicIpAddress>, ArmError>;
+
+    /// A virtual network (preflight reads the address space of a pool's VNet); read-only.
+    async fn get_virtual_network(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Etagged<VirtualNetwork>, ArmError>;
 
     /// The managed cluster (location, node resource group, network plugin); read-only.
     async fn get_managed_cluster(

@@ -130,6 +130,12 @@ pub const PERMISSIONS: &[Permission] = &[
     ),
     row(
         Get,
+        "Microsoft.Network/virtualNetworks",
+        "Microsoft.Network/virtualNetworks/read",
+        "preflight: the address space of a pool's VNet (route destinations inside it)",
+    ),
+    row(
+        Get,
         "Microsoft.Compute/virtualMachineScaleSets/publicIPAddresses",
         "Microsoft.Compute/virtualMachineScaleSets/publicIPAddresses/read",
         "list the node public IPs of a pool's scale set for status.nodes",
@@ -138,7 +144,7 @@ pub const PERMISSIONS: &[Permission] = &[
         Get,
         "Microsoft.ContainerService/managedClusters",
         "Microsoft.ContainerService/managedClusters/read",
-        "read the cluster's location, node resource group and network plugin",
+        "read the cluster's location, node resource group, network profile, version and pools",
     ),
     row(
         Get,

@@ -171,6 +171,10 @@ pub async fn run(
             metrics.clone(),
             recorder,
             index.clone(),
+            Some(Arc::new(crate::preflight::FactsReader::new(
+                ctx.arm.clone(),
+                crate::preflight::DEFAULT_FACTS_TTL,
+            ))),
             shutdown.clone(),
         )
         .await

@@ -14,6 +14,7 @@ pub mod app;
 pub mod arm_models;
 pub mod controller;
 pub mod hostports;
+pub mod preflight;
 pub mod runtime;
 pub mod webhook;
 pub mod writers;

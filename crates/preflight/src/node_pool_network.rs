@@ -2,19 +2,18 @@
 //! the route table's limit, the default route, and AKS-reserved ranges in route destinations
 //! and NSG sources. Field paths are those of the object (`spec.routeTable.routes[1].addressPrefix`).
 //!
-//! Nothing calls `check` yet: it is kept, with its tests, for the issue that wires preflight
-//! into the validating webhook (admission), so that a spec the checks reject is denied with
-//! these findings instead of failing later at ARM.
-//!
 //! What the spec cannot tell (how many nodes will get routes, which routes already sit in the
 //! table) comes in `NodePoolContext`; with the default context only the spec is judged.
+//! [`crate::live::check`] builds that context from the live cluster's ARM facts and adds the
+//! checks that need them; the validating webhook, the controller and `kubectl poolnet plan`
+//! call it.
 
 use ipnet::{IpNet, Ipv4Net};
 use poolnet_api::cidr::parse_address_prefix;
 use poolnet_api::route::NextHopKind;
 use poolnet_api::v1alpha1::NodePoolNetworkSpec;
 
-use super::finding::{CheckId, Finding};
+use super::finding::{CheckId, Finding, Severity};
 use super::ranges::{reserved_containing, reserved_list};
 use super::routes::{
     KubenetRouteBudget, RouteView, check_default_route, check_route_limit, check_route_reserved,
@@ -44,6 +43,9 @@ pub struct NodePoolContext {
     /// Routes in the table that are neither node routes nor in this spec (other custom
     /// routes); `None` when the table has not been read.
     pub existing_routes: Option<Vec<ExistingRoute>>,
+    /// How the cluster's node count was reached, for the route-limit message (e.g.
+    /// `aks: pool game autoscaler maxCount 10, maxSurge 33% = 4 nodes; other pools 3 nodes`).
+    pub nodes_from: Option<String>,
 }
 
 /// Run every check the spec allows; an empty result means the spec passed.
@@ -80,7 +82,10 @@ fn check_routes(spec: &NodePoolNetworkSpec, context: &NodePoolContext) -> Vec<Fi
     };
     let budget = KubenetRouteBudget {
         route_table: table.id.clone(),
-        cluster: "this node pool's cluster".to_owned(),
+        cluster: context
+            .nodes_from
+            .clone()
+            .unwrap_or_else(|| "this node pool's cluster".to_owned()),
         nodes,
         surge,
         custom_routes: (table.routes.len() + existing.len()) as u64,
@@ -103,11 +108,20 @@ fn check_routes(spec: &NodePoolNetworkSpec, context: &NodePoolContext) -> Vec<Fi
             // validator's to report.
             continue;
         };
-        findings.extend(check_route_reserved(
-            &format!("spec.routeTable.routes[{i}].addressPrefix"),
-            &route.address_prefix,
-            net,
-        ));
+        // An error here, where a plan file only warns: this route goes into the live table of
+        // a running cluster and would take traffic AKS keeps on the node at once.
+        findings.extend(
+            check_route_reserved(
+                &format!("spec.routeTable.routes[{i}].addressPrefix"),
+                &route.address_prefix,
+                net,
+            )
+            .into_iter()
+            .map(|f| Finding {
+                severity: Severity::Error,
+                ..f
+            }),
+        );
         views.push(RouteView {
             field: format!("spec.routeTable.routes[{i}]"),
             prefix: net,
@@ -182,7 +196,6 @@ fn check_nsg_sources(spec: &NodePoolNetworkSpec) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Severity;
 
     const RT: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Network/routeTables/rt";
     const NSG: &str = "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg";
@@ -272,12 +285,12 @@ routeTable:
     }
 
     #[test]
-    fn reserved_route_destinations_warn() {
+    fn reserved_route_destinations_are_errors() {
         let imds = "[{name: default, addressPrefix: 0.0.0.0/0, nextHopType: Internet}, {name: meta, addressPrefix: 169.254.169.254/32, nextHopType: VirtualAppliance, nextHopIpAddress: 10.0.2.4}]";
         let f = check(&with_routes(imds, 400), &kubenet(3));
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].check, CheckId::RoutesReservedPrefix);
-        assert_eq!(f[0].severity, Severity::Warning);
+        assert_eq!(f[0].severity, Severity::Error);
         assert_eq!(f[0].field, "spec.routeTable.routes[1].addressPrefix");
     }
 

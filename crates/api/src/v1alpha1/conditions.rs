@@ -35,6 +35,11 @@ pub const PORTS_ALLOCATED: &str = "PortsAllocated";
 /// opened by poolnet's NSG rules (seed 000). Reported, never holding Ready down.
 pub const HOST_PORTS_COVERED: &str = "HostPortsCovered";
 
+/// NodePoolNetwork: the spec fits its live cluster (`poolnet_preflight::live`: route
+/// destinations, route budget, network plugin, OS, AKS version). False holds `Ready` down;
+/// errors about `spec.routeTable` also stop route writes (`RoutesReady` `PreflightFailed`).
+pub const PREFLIGHT_PASSED: &str = "PreflightPassed";
+
 /// Reasons, CamelCase as Kubernetes expects.
 pub mod reason {
     pub const RECONCILED: &str = "Reconciled";
@@ -72,6 +77,12 @@ pub mod reason {
     pub const PREFIX_TOO_SMALL: &str = "PrefixTooSmall";
     /// Node public IPs do not carry the IP tags or come from the prefix the spec asks for.
     pub const NODE_IPS_MISMATCH: &str = "NodeIPsMismatch";
+    /// `PreflightPassed`: no error (warnings, if any, are in the message).
+    pub const PASSED: &str = "Passed";
+    /// `PreflightPassed`: the spec does not fit its live cluster (findings in the message).
+    pub const FAILED: &str = "Failed";
+    /// `RoutesReady`: routes not written because preflight failed on `spec.routeTable`.
+    pub const PREFLIGHT_FAILED: &str = "PreflightFailed";
 }
 
 /// Whether a part failing for `reason` needs someone to change something (the spec, another
@@ -87,6 +98,8 @@ pub fn needs_user_action(reason: &str) -> bool {
         ROUTE_CONFLICT,
         PREFIX_TOO_SMALL,
         NODE_IPS_MISMATCH,
+        FAILED,
+        PREFLIGHT_FAILED,
         PRIORITY_BAND_FULL,
         CONFLICT,
         ARM_REFUSED,

@@ -10,6 +10,7 @@ use azure_core::Method;
 use azure_mgmt_network::package_2024_03::Client as NetworkClient;
 use azure_mgmt_network::package_2024_03::models::{
     ApplicationSecurityGroup, NetworkSecurityGroup, PublicIpAddress, PublicIpPrefix, RouteTable,
+    VirtualNetwork,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -217,6 +218,16 @@ impl ArmNetwork for ArmClient {
             c.route_tables_client()
                 .create_or_update(rg, n, table.clone(), s)
                 .send()
+        })
+        .await
+    }
+
+    async fn get_virtual_network(
+        &self,
+        id: &ResourceId,
+    ) -> Result<Etagged<VirtualNetwork>, ArmError> {
+        self.get_network(id, "virtualNetworks", |c, rg, n, s| {
+            c.virtual_networks_client().get(rg, n, s).send()
         })
         .await
     }

@@ -83,7 +83,21 @@ async fn every_request_has_its_permission_and_every_permission_a_request() {
     let vmss = ResourceId::vmss(SUB, NODE_RG, vmss_name("games")).unwrap();
     arm.list_vmss_public_ips(&vmss).await.unwrap();
     let cluster = pool_id("games").parent().unwrap();
-    arm.get_managed_cluster(&cluster).await.unwrap();
+    let read = arm.get_managed_cluster(&cluster).await.unwrap().resource;
+    let profiles = read.properties.agent_pool_profiles.unwrap_or_default();
+    assert!(
+        profiles
+            .iter()
+            .any(|p| p.name.as_deref() == Some("games") && p.count == Some(3)),
+        "{profiles:?}"
+    );
+    let vnet = ResourceId::network(SUB, RG, "virtualNetworks", "byo-vnet").unwrap();
+    let vnet = arm.get_virtual_network(&vnet).await.unwrap().resource;
+    let space = vnet.properties.and_then(|p| p.address_space);
+    assert_eq!(
+        space.map(|a| a.address_prefixes),
+        Some(vec!["10.224.0.0/12".to_string()])
+    );
     let pool = arm.get_agent_pool(&pool_id("games")).await.unwrap();
     let lro = arm
         .put_agent_pool(&pool_id("games"), &pool.resource, pool.precondition())

@@ -61,6 +61,11 @@ resources:
             sourcePortRange: "*"
             destinationAddressPrefix: "*"
             destinationPortRange: "80"
+  - id: /subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/virtualNetworks/byo-vnet
+    location: westeurope
+    properties:
+      addressSpace:
+        addressPrefixes: [10.224.0.0/12]
   - id: /subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Network/routeTables/byo-rt
     location: westeurope
     properties:

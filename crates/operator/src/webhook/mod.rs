@@ -160,7 +160,8 @@ pub async fn start(
 /// with the repair loop, which runs on the leader:
 /// `Repairer::new(client, index, Some(policies), args.repair()).run(shutdown)`, and with the
 /// NodePoolNetwork controller) and the webhook server with both webhooks, as `args` say.
-/// `namespace` is the operator's own (for the self-managed certificate's Secret).
+/// `namespace` is the operator's own (for the self-managed certificate's Secret); with
+/// `preflight`, NodePoolNetworks are also judged against their cluster's ARM facts.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_replica(
     client: Client,
@@ -171,6 +172,7 @@ pub async fn run_replica(
     metrics: Arc<Metrics>,
     recorder: kube::runtime::events::Recorder,
     index: Arc<HostPortIndex>,
+    preflight: Option<Arc<crate::preflight::FactsReader>>,
     shutdown: CancellationToken,
 ) -> Result<RunningWebhook> {
     // The index must hold a complete first list before the webhook answers: an empty view
@@ -189,7 +191,13 @@ pub async fn run_replica(
             args.webhook_budget,
             Some(recorder),
         ),
-        validator: PolicyValidator::new(client.clone()).with_scopes(scopes),
+        validator: {
+            let v = PolicyValidator::new(client.clone()).with_scopes(scopes);
+            match preflight {
+                Some(reader) => v.with_preflight(reader, validate::PREFLIGHT_DEADLINE),
+                None => v,
+            }
+        },
         metrics: Some(metrics),
     });
     start(

@@ -1,9 +1,14 @@
 //! Validating admission of NodePoolNetworks and HostPortPolicies: the checks CEL cannot
 //! express, from `poolnet_api::validation`, with the cross-object facts a HostPortPolicy is
 //! judged against (its pool, its namespace's labels, every other policy) and the other
-//! NodePoolNetworks a new one is judged against (one per agent pool) read live.
+//! NodePoolNetworks a new one is judged against (one per agent pool) read live; and, when an
+//! ARM client is given, preflight (`poolnet_preflight::live`) with the cluster's facts read
+//! from ARM under a short deadline: errors deny, warnings become admission warnings, and ARM
+//! not answering in time admits with a warning (the controller's `PreflightPassed` reports).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
@@ -19,11 +24,18 @@ use poolnet_api::validation::{
 };
 use serde::de::DeserializeOwned;
 
+use crate::preflight::FactsReader;
+
+/// How long admission waits for ARM's facts: well inside the webhook's 10 s timeout, with
+/// room for the API reads and the rest of the checks.
+pub const PREFLIGHT_DEADLINE: Duration = Duration::from_secs(3);
+
 /// Validates poolnet's own kinds.
 #[derive(Clone)]
 pub struct PolicyValidator {
     client: Client,
     scopes: AllowedScopes,
+    preflight: Option<(Arc<FactsReader>, Duration)>,
 }
 
 fn decode<T: DeserializeOwned>(object: Option<&DynamicObject>) -> Result<Option<T>, String> {
@@ -41,7 +53,14 @@ impl PolicyValidator {
         Self {
             client,
             scopes: AllowedScopes::default(),
+            preflight: None,
         }
+    }
+
+    /// Run preflight with facts from `reader`, waiting for ARM at most `deadline`.
+    pub fn with_preflight(mut self, reader: Arc<FactsReader>, deadline: Duration) -> Self {
+        self.preflight = Some((reader, deadline));
+        self
     }
 
     /// Refuse NodePoolNetworks that name Azure resources outside `scopes`.
@@ -57,16 +76,25 @@ impl PolicyValidator {
         }
         let verdict = match req.kind.kind.as_str() {
             "NodePoolNetwork" => self.node_pool_network(req).await,
-            "HostPortPolicy" => self.host_port_policy(req).await,
-            _ => Ok(()),
+            "HostPortPolicy" => self.host_port_policy(req).await.map(|()| Vec::new()),
+            _ => Ok(Vec::new()),
         };
         match verdict {
-            Ok(()) => resp,
+            Ok(warnings) if warnings.is_empty() => resp,
+            Ok(warnings) => {
+                let mut resp = resp;
+                resp.warnings = Some(warnings);
+                resp
+            }
             Err(message) => resp.deny(message),
         }
     }
 
-    async fn node_pool_network(&self, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {
+    /// The spec's checks, then preflight; `Ok` carries admission warnings.
+    async fn node_pool_network(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+    ) -> Result<Vec<String>, String> {
         let new: NodePoolNetwork = decode(req.object.as_ref())?.ok_or("no object")?;
         let old: Option<NodePoolNetwork> = decode(req.old_object.as_ref())?;
         validate_node_pool_network(&new, old.as_ref()).map_err(|e| message(&e))?;
@@ -75,17 +103,73 @@ impl PolicyValidator {
             .into_result()
             .map_err(|e| message(&e))?;
         // agentPoolId is immutable: only a new object can take a pool another one holds.
-        if old.is_some() {
-            return Ok(());
+        if old.is_none() {
+            let others = Api::<NodePoolNetwork>::all(self.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| {
+                    format!("poolnet: cannot check the NodePoolNetwork: reading the other NodePoolNetworks failed: {e}; retry")
+                })?
+                .items;
+            validate_unique_agent_pool(&new, &others).map_err(|e| message(&e))?;
         }
-        let others = Api::<NodePoolNetwork>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| {
-                format!("poolnet: cannot check the NodePoolNetwork: reading the other NodePoolNetworks failed: {e}; retry")
-            })?
-            .items;
-        validate_unique_agent_pool(&new, &others).map_err(|e| message(&e))
+        // Only a new or changed spec: an update of metadata (a finalizer removed while the
+        // object is deleted) must never be refused for what the cluster looks like now.
+        let spec_changed = old.as_ref().is_none_or(|o| o.spec != new.spec);
+        if !spec_changed || new.metadata.deletion_timestamp.is_some() {
+            return Ok(Vec::new());
+        }
+        self.preflight(&new).await
+    }
+
+    async fn preflight(&self, new: &NodePoolNetwork) -> Result<Vec<String>, String> {
+        let Some((reader, deadline)) = &self.preflight else {
+            return Ok(Vec::new());
+        };
+        let skipped = |why: String| {
+            vec![format!(
+                "poolnet: preflight against the live cluster was skipped ({why}); the controller runs it and reports it in condition {}",
+                poolnet_api::v1alpha1::conditions::PREFLIGHT_PASSED
+            )]
+        };
+        // Read in a task of its own: when the deadline passes, the read goes on and fills the
+        // cache for the next attempt.
+        let task = {
+            let reader = Arc::clone(reader);
+            let spec = new.spec.clone();
+            tokio::spawn(async move { reader.facts(&spec).await })
+        };
+        let (facts, problem) = match tokio::time::timeout(*deadline, task).await {
+            Err(_) => {
+                return Ok(skipped(format!(
+                    "Azure Resource Manager did not answer within {} s",
+                    deadline.as_secs_f32()
+                )));
+            }
+            Ok(Err(e)) => return Ok(skipped(format!("the ARM read failed: {e}"))),
+            Ok(Ok(Err(e))) => return Ok(skipped(e.to_string())),
+            Ok(Ok(Ok(read))) => read,
+        };
+        let findings = poolnet_preflight::live::check(&new.spec, &facts);
+        let (errors, warnings): (Vec<_>, Vec<_>) = findings.iter().partition(|f| f.is_error());
+        if !errors.is_empty() {
+            let listed: Vec<String> = errors.iter().map(|f| f.to_string()).collect();
+            return Err(format!(
+                "poolnet: preflight against cluster {} failed: {}",
+                facts.cluster.name,
+                listed.join("; ")
+            ));
+        }
+        let mut out: Vec<String> = warnings
+            .iter()
+            .map(|f| format!("poolnet preflight: {f}"))
+            .collect();
+        if let Some(p) = problem {
+            out.push(format!(
+                "poolnet: preflight left out the VNet checks ({p}); the controller retries them"
+            ));
+        }
+        Ok(out)
     }
 
     async fn host_port_policy(&self, req: &AdmissionRequest<DynamicObject>) -> Result<(), String> {

@@ -20,6 +20,8 @@ pub struct ClusterFacts {
     pub key: String,
     pub location: Option<String>,
     pub kubenet: bool,
+    /// The cluster as read (preflight's facts); `None` when it could not be read.
+    pub managed: Option<std::sync::Arc<poolnet_arm::ManagedCluster>>,
 }
 
 /// Facts of each managed cluster, read once per resync period per cluster rather than once
@@ -58,6 +60,7 @@ impl ClusterCache {
                         .as_ref()
                         .and_then(|n| n.network_plugin.as_deref())
                         .is_some_and(|p| p.eq_ignore_ascii_case("kubenet")),
+                    managed: Some(std::sync::Arc::new(c.resource)),
                 };
                 self.remember(&facts);
                 (facts, None)
@@ -70,6 +73,7 @@ impl ClusterCache {
                     key,
                     location: None,
                     kubenet: false,
+                    managed: None,
                 };
                 (facts, Some((condition, effects)))
             }

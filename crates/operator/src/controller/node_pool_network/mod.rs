@@ -2,7 +2,7 @@
 //!
 //! One reconcile is a pipeline of parts, each reading Azure, comparing with the spec (the
 //! decisions live in `poolnet_plan`) and writing only on drift: public IP prefix
-//! ([`prefix`]) → application security groups ([`asgs`]) → agent pool ([`agent_pool`]) →
+//! ([`prefix`]), after [`preflight`] (condition `PreflightPassed`) → application security groups ([`asgs`]) → agent pool ([`agent_pool`]) →
 //! NSG rules ([`nsgs`]) → routes ([`routes`]) → node public IPs ([`node_ips`]). A part never
 //! aborts the others: it returns its piece of status and a condition (`PrefixReady`,
 //! `ASGReady`, `AgentPoolReady`, `SecurityRulesReady`, `RoutesReady`, `NodeIPsReady`), and
@@ -28,6 +28,7 @@ mod node_ips;
 mod nsgs;
 mod outcome;
 mod prefix;
+mod preflight;
 mod routes;
 
 use std::collections::{BTreeMap, HashMap};
@@ -152,14 +153,18 @@ pub struct Reconciler {
     pub ctx: Arc<Context>,
     memory: Mutex<HashMap<String, Memory>>,
     clusters: cluster::ClusterCache,
+    /// VNet address spaces for preflight, kept a resync period.
+    facts: crate::preflight::FactsReader,
 }
 
 impl Reconciler {
     pub fn new(ctx: Arc<Context>) -> Arc<Self> {
+        let facts = crate::preflight::FactsReader::new(ctx.arm.clone(), ctx.config.resync);
         Arc::new(Self {
             ctx,
             memory: Mutex::new(HashMap::new()),
             clusters: cluster::ClusterCache::default(),
+            facts,
         })
     }
 
@@ -501,6 +506,10 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         ledger: &ledger,
     };
 
+    // Judged first (it decides whether routes are written), reported after the parts: a
+    // part's own reason (RouteLimitExceeded, ...) is the more precise one for `Ready`.
+    let preflight = preflight::reconcile(&pass, &r.facts).await;
+    let block_routes = preflight.status.clone();
     status.public_ip_prefix = out.take(prefix::reconcile(&pass).await);
     let asgs = out.take(asgs::reconcile(&pass).await);
     status.application_security_groups = asgs.clone();
@@ -516,8 +525,19 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         status.security_groups = groups;
         status.rule_count = rule_count;
     }
-    out.take(routes::reconcile(&pass).await)
-        .apply(&mut status.route_table);
+    match block_routes {
+        // A route that would take traffic from the cluster is not written; what is in the
+        // table stays as it is until the spec or the cluster changes.
+        Some(why) if npn.spec.route_table.is_some() => out.condition(PartState::failed(
+            cond::ROUTES_READY,
+            reason::PREFLIGHT_FAILED,
+            why,
+        )),
+        _ => out
+            .take(routes::reconcile(&pass).await)
+            .apply(&mut status.route_table),
+    }
+    out.take(preflight);
     // After the pool and the rules moved off it: the managed ASG turned off goes.
     let pool_lists = pool
         .as_ref()
