@@ -320,4 +320,3 @@ pub struct AgentPoolProfile {
     )]
     pub vnet_subnet_id: Option<String>,
 }
-

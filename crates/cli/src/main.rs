@@ -32,13 +32,29 @@ struct Cli {
 enum Command {
     /// Check a network plan (subnets, ranges, routes, API server subnet, AKS Arc IPs) before
     /// creating anything. The format is described in docs/plan-format.md.
+    ///
+    /// With a NodePoolNetwork instead (its NAME in the cluster, or a manifest given with -f),
+    /// the checks poolnet's webhook and controller run on it against its live cluster: facts
+    /// read from ARM (the managed cluster and its pools, the VNet of the pool's subnet) with
+    /// your Azure CLI login or --arm-token.
     Plan {
-        /// Plan file (YAML or JSON); `-` reads standard input.
+        /// A NodePoolNetwork in the cluster to check against its live cluster.
+        #[arg(required_unless_present = "file", conflicts_with = "file")]
+        name: Option<String>,
+        /// Plan file (YAML or JSON), or a NodePoolNetwork manifest; `-` reads standard input.
         #[arg(short = 'f', long = "filename", value_name = "FILE")]
-        file: PathBuf,
+        file: Option<PathBuf>,
         /// Output format.
         #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
         output: Output,
+        #[command(flatten)]
+        arm: ArmArgs,
+        /// Kubeconfig file (with NAME); default: $KUBECONFIG, ~/.kube/config, or in-cluster.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: Option<PathBuf>,
+        /// Kubeconfig context (with NAME); default: the current one.
+        #[arg(long)]
+        context: Option<String>,
     },
     /// The exact changes poolnet would make in Azure for an Observe NodePoolNetwork (each
     /// rule, route and agent-pool field, old and new value). Exit status: 0 no changes,
@@ -84,23 +100,30 @@ struct ClusterArgs {
 
 impl ClusterArgs {
     async fn client(&self) -> Result<kube::Client> {
-        let options = kube::config::KubeConfigOptions {
-            context: self.context.clone(),
-            ..Default::default()
-        };
-        let config = match &self.kubeconfig {
-            Some(path) => {
-                let file = kube::config::Kubeconfig::read_from(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(file, &options).await?
-            }
-            None if options.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
-            None => kube::Config::infer()
-                .await
-                .context("no cluster configuration: set KUBECONFIG or pass --kubeconfig")?,
-        };
-        Ok(kube::Client::try_from(config)?)
+        kube_client(self.kubeconfig.as_ref(), self.context.as_ref()).await
     }
+}
+
+async fn kube_client(
+    kubeconfig: Option<&PathBuf>,
+    context: Option<&String>,
+) -> Result<kube::Client> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.cloned(),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options).await?
+        }
+        None if options.context.is_some() => kube::Config::from_kubeconfig(&options).await?,
+        None => kube::Config::infer()
+            .await
+            .context("no cluster configuration: set KUBECONFIG or pass --kubeconfig")?,
+    };
+    Ok(kube::Client::try_from(config)?)
 }
 
 /// The async runtime of the commands that read a cluster (`diff -f` runs informers beside
@@ -113,7 +136,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
-/// How `diff -f` reaches ARM.
+/// How `diff -f` and `plan` (of a NodePoolNetwork) reach ARM.
 #[derive(clap::Args)]
 struct ArmArgs {
     /// ARM endpoint (a sovereign cloud's, or armsim's).
@@ -183,31 +206,82 @@ enum Output {
 const EXIT_CHECK_FAILED: u8 = 1;
 const EXIT_BAD_INPUT: u8 = 2;
 
-fn read_plan(file: &PathBuf) -> Result<NetworkPlan> {
-    let text = if file.as_os_str() == "-" {
+fn read_input(file: &PathBuf) -> Result<String> {
+    if file.as_os_str() == "-" {
         let mut s = String::new();
         std::io::stdin()
             .read_to_string(&mut s)
             .context("reading the plan from standard input")?;
-        s
+        Ok(s)
     } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-    };
-    // JSON is YAML, so one parser takes both.
-    serde_yaml::from_str(&text).with_context(|| format!("parsing {}", file.display()))
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))
+    }
 }
 
-fn plan(file: &PathBuf, output: Output) -> Result<bool> {
-    let network_plan = read_plan(file)?;
-    let report = preflight::run(&network_plan);
-    match output {
-        Output::Table => print!("{}", render::render(&file.display().to_string(), &report)),
+struct PlanArgs {
+    name: Option<String>,
+    file: Option<PathBuf>,
+    output: Output,
+    arm: ArmArgs,
+    kubeconfig: Option<PathBuf>,
+    context: Option<String>,
+}
+
+fn plan(args: PlanArgs) -> Result<bool> {
+    use poolnet_api::v1alpha1::NodePoolNetwork;
+    let (source, report) = match (&args.name, &args.file) {
+        (None, Some(file)) => {
+            let text = read_input(file)?;
+            if kubectl_poolnet::live_plan::is_node_pool_network(&text) {
+                let npn: NodePoolNetwork = serde_yaml::from_str(&text)
+                    .with_context(|| format!("parsing {} as a NodePoolNetwork", file.display()))?;
+                let source = format!(
+                    "NodePoolNetwork {} from {} against its live cluster",
+                    kube::ResourceExt::name_any(&npn),
+                    file.display()
+                );
+                (source, live_report(&args.arm, &npn)?)
+            } else {
+                // JSON is YAML, so one parser takes both.
+                let network_plan: NetworkPlan = serde_yaml::from_str(&text)
+                    .with_context(|| format!("parsing {}", file.display()))?;
+                (file.display().to_string(), preflight::run(&network_plan))
+            }
+        }
+        (Some(name), _) => {
+            let npn = runtime()?.block_on(async {
+                let client = kube_client(args.kubeconfig.as_ref(), args.context.as_ref()).await?;
+                kube::Api::<NodePoolNetwork>::all(client)
+                    .get(name)
+                    .await
+                    .with_context(|| format!("reading NodePoolNetwork {name}"))
+            })?;
+            let source = format!("NodePoolNetwork {name} against its live cluster");
+            (source, live_report(&args.arm, &npn)?)
+        }
+        (None, None) => anyhow::bail!("give a NodePoolNetwork name or -f FILE"),
+    };
+    match args.output {
+        Output::Table => print!("{}", render::render(&source, &report)),
         Output::Json => println!(
             "{}",
             serde_json::to_string_pretty(&report).context("encoding the report")?
         ),
     }
     Ok(report.passed)
+}
+
+/// The live preflight report of `npn`; what could not be read is said on standard error.
+fn live_report(
+    arm: &ArmArgs,
+    npn: &poolnet_api::v1alpha1::NodePoolNetwork,
+) -> Result<preflight::Report> {
+    let arm = arm.client()?;
+    let (report, skipped) = runtime()?.block_on(kubectl_poolnet::live_plan::plan_live(arm, npn))?;
+    if let Some(why) = skipped {
+        eprintln!("warning: some checks were left out: {why}");
+    }
+    Ok(report)
 }
 
 fn status(name: Option<String>, cluster: ClusterArgs) -> Result<()> {
@@ -313,7 +387,21 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_INPUT)
             }
         },
-        Command::Plan { file, output } => match plan(&file, output) {
+        Command::Plan {
+            name,
+            file,
+            output,
+            arm,
+            kubeconfig,
+            context,
+        } => match plan(PlanArgs {
+            name,
+            file,
+            output,
+            arm,
+            kubeconfig,
+            context,
+        }) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
             Err(e) => {

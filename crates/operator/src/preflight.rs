@@ -65,6 +65,19 @@ fn pool_facts(p: &AgentPoolProfile) -> PoolFacts {
     }
 }
 
+/// The pool `spec.nodePool.template` describes, as preflight sees a live one.
+fn template_pool_facts(name: &str, t: &poolnet_api::v1alpha1::AgentPoolTemplate) -> PoolFacts {
+    PoolFacts {
+        name: name.to_string(),
+        os_type: Some(t.os_type.unwrap_or_default().as_str().to_string()),
+        count: u32::try_from(t.initial_count()).unwrap_or(0),
+        enable_auto_scaling: t.autoscaling.is_some(),
+        max_count: t.autoscaling.and_then(|a| u32::try_from(a.max_count).ok()),
+        max_surge: Some(t.max_surge().to_string()),
+        orchestrator_version: t.orchestrator_version.clone(),
+    }
+}
+
 /// The subnet a pool's nodes are in, per its profile.
 fn pool_subnet(cluster: &ManagedCluster, pool_name: &str) -> Option<String> {
     cluster
@@ -173,17 +186,24 @@ impl FactsReader {
             .and_then(|p| p.parent())
             .map(|c| c.name().to_string())
             .unwrap_or_default();
-        let (space, problem) = match pool_subnet(cluster, &pool_name) {
+        let template = spec.node_pool.template.as_ref();
+        let subnet = pool_subnet(cluster, &pool_name)
+            .or_else(|| template.and_then(|t| t.vnet_subnet_id.clone()));
+        let (space, problem) = match subnet {
             Some(subnet) => match self.vnet_space(&subnet).await {
                 Ok(space) => (space, None),
                 Err(e) => (Vec::new(), Some(e)),
             },
             None => (Vec::new(), None),
         };
-        (
-            facts_from_cluster(cluster, &cluster_name, &pool_name, space),
-            problem,
-        )
+        let mut facts = facts_from_cluster(cluster, &cluster_name, &pool_name, space);
+        // A pool poolnet will create is judged as its template describes it.
+        if facts.pool.is_none()
+            && let Some(t) = template
+        {
+            facts.pool = Some(template_pool_facts(&pool_name, t));
+        }
+        (facts, problem)
     }
 
     /// Cluster and VNet: everything preflight needs for `spec`.
@@ -264,5 +284,13 @@ mod tests {
                 .pool
                 .is_none()
         );
+        let t: poolnet_api::v1alpha1::AgentPoolTemplate = serde_json::from_value(serde_json::json!({
+            "vmSize": "Standard_D4s_v5", "count": 2, "autoscaling": {"minCount": 1, "maxCount": 9}, "osType": "Windows"
+        }))
+        .expect("template");
+        let p = template_pool_facts("new", &t);
+        assert_eq!((p.count, p.max_nodes()), (2, 9));
+        assert_eq!(p.os_type.as_deref(), Some("Windows"));
+        assert_eq!(p.max_surge.as_deref(), Some("10%"));
     }
 }

@@ -154,6 +154,31 @@ pub fn run(plan: &NetworkPlan) -> Report {
     finish(c, capacity, route_budgets, arc)
 }
 
+/// The checks [`crate::live::check`] runs on a NodePoolNetwork against its live cluster.
+pub const LIVE_CHECKS: &[CheckId] = &[
+    CheckId::RoutesNeedKubenet,
+    CheckId::PoolWindowsNeedsCni,
+    CheckId::RoutesClusterRange,
+    CheckId::RoutesReservedPrefix,
+    CheckId::RoutesDefaultRoute,
+    CheckId::RoutesLimit,
+    CheckId::NsgReservedSource,
+    CheckId::AksVersion,
+    CheckId::HostPortAutoAssign,
+];
+
+/// The report of [`crate::live::check`]: a NodePoolNetwork judged against the facts read from
+/// its cluster's ARM resources (`kubectl poolnet plan NAME`), in the same form as a plan
+/// file's.
+pub fn live(
+    spec: &poolnet_api::v1alpha1::NodePoolNetworkSpec,
+    facts: &crate::live::LiveFacts,
+) -> Report {
+    let mut c = Collector::default();
+    c.ran(LIVE_CHECKS, crate::live::check(spec, facts));
+    finish(c, Vec::new(), Vec::new(), None)
+}
+
 fn finish(
     c: Collector,
     capacity: Vec<capacity::SubnetCapacity>,
