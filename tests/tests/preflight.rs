@@ -49,6 +49,36 @@ async fn denied(h: &Harness, npn: &NodePoolNetwork) -> String {
     }
 }
 
+/// Waits until the API server calls poolnet's validating webhook for NodePoolNetworks: a
+/// dry-run create only the webhook refuses (overlapping host ports, judged before any ARM
+/// read) comes back with poolnet's message instead of a failed call.
+async fn wait_webhook(h: &Harness, ns: &str) -> Result<()> {
+    let probe = npn(
+        ns,
+        "probe",
+        &pool_id("aks-demo", "game"),
+        json!({"allowedHostPorts": ["80/tcp", "80/tcp"], "reconcilePolicy": "Observe"}),
+    )?;
+    let api: kube::Api<NodePoolNetwork> = h.npns();
+    let dry = kube::api::PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let last = match api.create(&dry, &probe).await {
+            Err(e) if e.to_string().contains("poolnet:") => return Ok(()),
+            Err(e) => e.to_string(),
+            Ok(_) => "admitted".to_string(),
+        };
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "poolnet's webhook never became active: {last}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 /// The demo world plus `aks-cni`, a cluster on Azure CNI.
 fn options() -> Result<HarnessOptions> {
     let mut o = HarnessOptions::demo()?;
@@ -113,6 +143,7 @@ async fn preflight_denies_at_admission_and_the_controller_reports_what_it_admitt
             .count(1),
     );
     h.start_operator()?;
+    wait_webhook(&h, &ns).await?;
 
     // ARM too slow: admitted, with a warning saying preflight was skipped.
     let slow = npn(

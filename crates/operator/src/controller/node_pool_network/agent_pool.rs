@@ -88,7 +88,7 @@ pub(super) async fn reconcile(
             cond::AGENT_POOL_READY,
             reason::REQUIRES_NODE_POOL_RECREATE,
             format!(
-                "AKS sets these only when a node pool is created: {}; change the spec to match the pool, or recreate the pool (az aks nodepool delete, then: {})",
+                "AKS sets these only when a node pool is created: {}; change the spec to match the pool, or recreate the node pool (az aks nodepool delete, then: {})",
                 plan.requires_recreate.join("; "),
                 plan.recreate_command
                     .as_deref()
