@@ -124,11 +124,32 @@ pub fn render(view: &PoolView) -> String {
         .skip_while(|s| !s.eq_ignore_ascii_case("managedClusters"))
         .nth(1)
         .unwrap_or("?");
+    let agent = status.agent_pool.as_ref();
+    let origin = match agent {
+        Some(a) if a.created => format!(
+            "  (created by poolnet from spec.nodePool.template, {})",
+            a.provisioning_state.as_deref().unwrap_or("state unknown")
+        ),
+        Some(a)
+            if a.provisioning_state
+                .as_deref()
+                .is_some_and(|s| s != "Succeeded") =>
+        {
+            format!(
+                "  ({})",
+                a.provisioning_state.as_deref().unwrap_or_default()
+            )
+        }
+        _ => String::new(),
+    };
     field(
         &mut out,
         "Agent pool",
-        format!("{}/{}", cluster, leaf(pool_id)),
+        format!("{}/{}{origin}", cluster, leaf(pool_id)),
     );
+    if let Some(cmd) = agent.and_then(|a| a.recreate_command.as_deref()) {
+        field(&mut out, "Recreate with", cmd);
+    }
     field(
         &mut out,
         "Reconcile policy",

@@ -162,3 +162,37 @@ fn a_pending_generation_and_a_failing_part_are_spelled_out() {
             .ends_with("False  Throttled: ASGReady: ARM is throttling requests (will retry)")
     );
 }
+
+#[test]
+fn a_pool_poolnet_created_or_must_recreate_says_so() {
+    let created = game(serde_json::json!({
+        "agentPool": {"enableNodePublicIP": true, "created": true, "provisioningState": "Creating"}
+    }));
+    let text = render(&PoolView {
+        node_pool_network: created,
+        host_port_policies: vec![],
+    });
+    assert!(
+        line_with(&text, "Agent pool:")
+            .ends_with("aks-demo/game  (created by poolnet from spec.nodePool.template, Creating)"),
+        "{text}"
+    );
+    assert!(!text.contains("Recreate with:"), "{text}");
+    let found = game(serde_json::json!({
+        "agentPool": {"enableNodePublicIP": false, "requiresRecreate": ["enableNodePublicIP is false on the pool but true in spec.nodePublicIP.enabled"],
+                      "recreateCommand": "az aks nodepool add --name game --enable-node-public-ip", "provisioningState": "Succeeded"}
+    }));
+    let text = render(&PoolView {
+        node_pool_network: found,
+        host_port_policies: vec![],
+    });
+    assert!(
+        line_with(&text, "Agent pool:").ends_with("aks-demo/game"),
+        "{text}"
+    );
+    assert!(
+        line_with(&text, "Recreate with:")
+            .ends_with("az aks nodepool add --name game --enable-node-public-ip"),
+        "{text}"
+    );
+}
