@@ -324,6 +324,9 @@ pub struct Needed {
     pub ids: Vec<String>,
     /// `/subscriptions/<s>/resourceGroups/<rg>` (lower-cased, deduplicated).
     pub groups: BTreeSet<String>,
+    /// Managed clusters (lower-cased) whose agent pools are listed: a pool poolnet created
+    /// from a template and left behind is found there.
+    pub clusters: BTreeSet<String>,
 }
 
 fn group_of(id: &str) -> Option<String> {
@@ -342,6 +345,7 @@ fn group_of(id: &str) -> Option<String> {
 pub fn needed(snap: &Snapshot, extra: impl IntoIterator<Item = String>) -> Needed {
     let mut ids = Vec::new();
     let mut groups = BTreeSet::new();
+    let mut pool_clusters: BTreeSet<String> = clusters(snap);
     for cluster in clusters(snap) {
         for id in nsg_ids(snap, &cluster)
             .into_iter()
@@ -366,6 +370,7 @@ pub fn needed(snap: &Snapshot, extra: impl IntoIterator<Item = String>) -> Neede
                 .application_security_group
                 .iter()
                 .chain(o.public_ip_prefix.iter())
+                .chain(o.agent_pool.iter())
             {
                 groups.extend(group_of(id));
                 push_unique(&mut ids, id);
@@ -377,6 +382,7 @@ pub fn needed(snap: &Snapshot, extra: impl IntoIterator<Item = String>) -> Neede
         // object is gone, so a stranded one is found.
         if kind_of(&id) == Some(ResourceKind::AgentPool) {
             groups.extend(group_of(&id));
+            pool_clusters.extend(cluster_of(&id).map(|c| c.to_ascii_lowercase()));
         }
         push_unique(&mut ids, &id);
     }
@@ -385,7 +391,11 @@ pub fn needed(snap: &Snapshot, extra: impl IntoIterator<Item = String>) -> Neede
         .into_iter()
         .filter(|g| !g.is_empty())
         .collect::<BTreeSet<_>>();
-    Needed { ids, groups }
+    Needed {
+        ids,
+        groups,
+        clusters: pool_clusters,
+    }
 }
 
 /// The kind of a resource ID, if it is one poolnet reads.

@@ -13,7 +13,7 @@ use poolnet_arm::AgentPool;
 use poolnet_arm::models::{
     ApplicationSecurityGroup, NetworkSecurityGroup, PublicIpPrefix, RouteTable,
 };
-use poolnet_operator::arm_models::{observed_pool, ours};
+use poolnet_operator::arm_models::{observed_pool, ours, pool_ours};
 use poolnet_operator::writers::convert::{existing_rules, route_table_view};
 use poolnet_plan::agent_pool::plan_agent_pool;
 use poolnet_plan::desired::{cluster_of, managed_asg_id, pool_asgs};
@@ -565,6 +565,12 @@ fn agent_pools(snap: &Snapshot, report: &mut Report) {
     }
 }
 
+/// A resource's tags: top-level `tags`, or an agent pool's `properties.tags`.
+fn resource_tags(json: &Value) -> Option<&Value> {
+    json.get("tags")
+        .or_else(|| json.get("properties").and_then(|p| p.get("tags")))
+}
+
 fn name(npn: &NodePoolNetwork) -> &str {
     npn.metadata.name.as_deref().unwrap_or("")
 }
@@ -586,6 +592,7 @@ fn created_resources(
         let owned = npn.status.as_ref().and_then(|s| s.owned.as_ref());
         let asg = owned.and_then(|o| o.application_security_group.clone());
         let prefix = owned.and_then(|o| o.public_ip_prefix.clone());
+        let agent_pool = owned.and_then(|o| o.agent_pool.clone());
         let writing = contributes(npn, &cluster, &refused);
         let wanted_asg = (writing && managed_asg_enabled(&npn.spec))
             .then(|| managed_asg_id(npn))
@@ -595,9 +602,11 @@ fn created_resources(
         } else {
             None
         };
+        // Whether a pool was created by poolnet is known only from the record itself.
         for (what, rec, want) in [
             ("ASG", &asg, &wanted_asg),
             ("public IP prefix", &prefix, &wanted_prefix),
+            ("agent pool", &agent_pool, &None),
         ] {
             if let Some(w) = want
                 && !rec.as_deref().is_some_and(|r| same_id(r, w))
@@ -628,35 +637,50 @@ fn created_resources(
                 }
                 continue;
             };
-            let resource = if what == "ASG" {
-                serde_json::from_value::<ApplicationSecurityGroup>(json.clone()).map(|a| a.resource)
-            } else {
-                serde_json::from_value::<PublicIpPrefix>(json.clone()).map(|p| p.resource)
+            let is_ours = match what {
+                "ASG" => serde_json::from_value::<ApplicationSecurityGroup>(json.clone())
+                    .map(|a| ours(&a.resource, npn, &cluster)),
+                "agent pool" => serde_json::from_value::<AgentPool>(json.clone())
+                    .map(|p| pool_ours(&p, npn, &cluster)),
+                _ => serde_json::from_value::<PublicIpPrefix>(json.clone())
+                    .map(|p| ours(&p.resource, npn, &cluster)),
             };
-            match resource {
-                Ok(r) if ours(&r, npn, &cluster) => {}
-                Ok(_) => report.violations.push(
+            match is_ours {
+                Ok(true) => {}
+                Ok(false) => report.violations.push(
                     v(Kind::Differs, id)
                         .entry("tags")
                         .expected(json!({OWNER_TAG: format!("NodePoolNetwork/{}", name(npn)), CLUSTER_TAG: cluster, OWNER_UID_TAG: npn.metadata.uid}))
-                        .found(json.get("tags").cloned().unwrap_or(Value::Null))
+                        .found(resource_tags(json).cloned().unwrap_or(Value::Null))
                         .message(format!("the {what} {subject} records is not tagged as its own")),
                 ),
                 Err(e) => report.errors.push(format!("{what} {id} does not parse: {e}")),
             }
         }
     }
-    let ours_clusters = clusters(snap);
+    // The objects' clusters and those of the agent pools read (every object may be gone).
+    let mut ours_clusters = clusters(snap);
+    ours_clusters.extend(snap.arm.resources.keys().filter_map(|id| cluster_of(id)));
     for (id, json) in &snap.arm.resources {
         let kind = attribution::kind_of(id);
         if !matches!(
             kind,
-            Some(ResourceKind::ApplicationSecurityGroup | ResourceKind::PublicIpPrefix)
+            Some(
+                ResourceKind::ApplicationSecurityGroup
+                    | ResourceKind::PublicIpPrefix
+                    | ResourceKind::AgentPool
+            )
         ) {
             continue;
         }
-        let tagged_cluster = tag(json, CLUSTER_TAG).map(str::to_ascii_lowercase);
-        if tag(json, OWNER_TAG).is_none()
+        // An agent pool carries its tags in properties.tags.
+        let tagged = if kind == Some(ResourceKind::AgentPool) {
+            json.get("properties").cloned().unwrap_or(Value::Null)
+        } else {
+            json.clone()
+        };
+        let tagged_cluster = tag(&tagged, CLUSTER_TAG).map(str::to_ascii_lowercase);
+        if tag(&tagged, OWNER_TAG).is_none()
             || !tagged_cluster.is_some_and(|c| ours_clusters.contains(&c))
             || recorded.contains(id)
         {
@@ -665,11 +689,11 @@ fn created_resources(
         let shown = json.get("id").and_then(Value::as_str).unwrap_or(id);
         let e = v(Kind::Unrecorded, shown)
             .entry("tags")
-            .found(json.get("tags").cloned().unwrap_or(Value::Null))
+            .found(tagged.get("tags").cloned().unwrap_or(Value::Null))
             .message(format!(
                 "created by poolnet for {} but no live object records it (stranded)",
-                tag(json, OWNER_TAG).unwrap_or("?")
+                tag(&tagged, OWNER_TAG).unwrap_or("?")
             ));
-        unrecorded(report, options, tag(json, OWNER_UID_TAG), live, e);
+        unrecorded(report, options, tag(&tagged, OWNER_UID_TAG), live, e);
     }
 }

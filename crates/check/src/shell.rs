@@ -115,6 +115,22 @@ pub async fn read_arm(
             }
         }
     }
+    for cluster in &needed.clusters {
+        let path = format!("{cluster}/agentPools");
+        let items = match arm
+            .list_json(&path, poolnet_arm::AGENT_POOL_API_VERSION)
+            .await
+        {
+            Ok(items) => items,
+            Err(ArmError::NotFound { .. }) => Vec::new(),
+            Err(e) => return Err(e).with_context(|| format!("listing {path}")),
+        };
+        for item in items {
+            if let Some(id) = item.get("id").and_then(|v| v.as_str()).map(String::from) {
+                view.insert(&id, item);
+            }
+        }
+    }
     snap.arm = view;
     Ok(())
 }

@@ -607,6 +607,46 @@ fn stranded_created_resources() {
 }
 
 #[test]
+fn a_created_agent_pool_must_be_recorded_and_never_left_behind() {
+    let mut snap = world(&Params::default());
+    let id = pool_id("arena");
+    let tags = |uid: &str| {
+        json!({"poolnet.dev/owner": "NodePoolNetwork/arena", "poolnet.dev/cluster": cluster(),
+               "poolnet.dev/owner-uid": uid})
+    };
+    // A pool poolnet created for an object that is gone: stranded (it carries its tags in
+    // properties.tags, as AKS keeps them).
+    snap.arm.insert(
+        &id,
+        json!({"id": id, "name": "arena", "properties": {"count": 2, "tags": tags("uid-gone")}}),
+    );
+    let r = check(&snap, None, &options());
+    assert_eq!(kinds(&r), [('b', Kind::Unrecorded, Some("tags".into()))]);
+    assert_eq!(r.violations[0].subject, id);
+    let lenient = Options {
+        allow_detached: true,
+        ..options()
+    };
+    assert!(check(&snap, None, &lenient).violations.is_empty());
+    // A record of a pool without this object's tags: not its own.
+    snap.pools[0]
+        .status
+        .as_mut()
+        .unwrap()
+        .owned
+        .as_mut()
+        .unwrap()
+        .agent_pool = Some(id.clone());
+    let r = check(&snap, None, &options());
+    assert_eq!(kinds(&r), [('b', Kind::Differs, Some("tags".into()))]);
+    // A recorded pool that is gone is reported too.
+    snap.arm.resources.remove(&id.to_ascii_lowercase());
+    snap.arm.insert_absent(&id);
+    let r = check(&snap, None, &options());
+    assert_eq!(kinds(&r), [('b', Kind::RecordedAbsent, Some(id.clone()))]);
+}
+
+#[test]
 fn objects_must_be_ready_at_their_generation() {
     let mut snap = world(&Params::default());
     snap.pools[0].metadata.generation = Some(2);

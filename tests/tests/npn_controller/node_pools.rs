@@ -121,6 +121,16 @@ async fn a_pool_is_created_from_the_template_with_its_node_public_ips_and_delete
         condition(&ready, "NodeIPsReady").map(|c| c.reason.as_str()),
         Some("Reconciled")
     );
+    // The invariant checker agrees: the created pool is recorded and tagged as arena's, and
+    // nothing poolnet made is unrecorded.
+    let snap = poolnet_check::shell::read(&h.env.client(), &h.arm, Vec::new()).await?;
+    let report = poolnet_check::check(&snap, None, &poolnet_check::Options::default());
+    assert!(
+        report.violations.is_empty() && report.errors.is_empty(),
+        "{}",
+        poolnet_check::render::human(&report)
+    );
+
     let events = summary(&h.events("arena").await?);
     assert!(
         events
@@ -129,9 +139,18 @@ async fn a_pool_is_created_from_the_template_with_its_node_public_ips_and_delete
         "{events:?}"
     );
 
-    // Deletion removes the pool before the prefix and the ASG it uses: Azure is as before.
+    // Deletion removes the pool before the prefix and the ASG it uses: Azure is as before, and
+    // the checker, told where the pool was (every object is gone), finds nothing stranded.
     h.delete("arena").await?;
     h.wait_gone("arena").await?;
+    let snap =
+        poolnet_check::shell::read(&h.env.client(), &h.arm, vec![agent_pool_id("arena")]).await?;
+    let report = poolnet_check::check(&snap, None, &poolnet_check::Options::default());
+    assert!(
+        report.violations.is_empty(),
+        "nothing stranded: {}",
+        poolnet_check::render::human(&report)
+    );
     let after = comparable_state(&h.sim.snapshot()?);
     assert_eq!(json_diff(&initial, &after), Vec::<String>::new());
     Ok(())
