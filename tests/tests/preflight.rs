@@ -282,3 +282,38 @@ async fn preflight_denies_at_admission_and_the_controller_reports_what_it_admitt
     h.stop_operator().await?;
     Ok(())
 }
+
+/// AKS's own host-port auto-assignment preview, registered in the subscription, would assign
+/// host ports beside poolnet on the same annotation: the controller reads the registration
+/// and warns on an object that admits HostPortPolicies (the object stays Ready).
+#[tokio::test]
+async fn a_registered_host_port_preview_is_reported() -> Result<()> {
+    let mut o = HarnessOptions::demo()?;
+    for s in &mut o.fixture.subscriptions {
+        s.registered_features
+            .push("Microsoft.ContainerService/PodHostPortAutoAssignPreview".into());
+    }
+    let h = Harness::start_with(o).await?;
+    h.apply(&poolnet_tests::operator::sample("game-pool.yaml")?)
+        .await?;
+    let game = h.wait_ready("game").await?;
+    let c = condition(&game, cond::PREFLIGHT_PASSED).context("PreflightPassed")?;
+    ensure!(c.status == "True" && c.reason == reason::PASSED, "{c:?}");
+    ensure!(
+        c.message.contains("warning hostports.auto-assign")
+            && c.message.contains("PodHostPortAutoAssignPreview"),
+        "{}",
+        c.message
+    );
+    // The kubenet sample admits no HostPortPolicies: nothing to say, nothing read for it.
+    h.apply(&poolnet_tests::operator::sample("kubenet-pool.yaml")?)
+        .await?;
+    let kubenet = h.wait_ready("kubenet").await?;
+    let c = condition(&kubenet, cond::PREFLIGHT_PASSED).context("PreflightPassed")?;
+    ensure!(
+        !c.message.contains("PodHostPortAutoAssignPreview"),
+        "{}",
+        c.message
+    );
+    Ok(())
+}

@@ -111,6 +111,15 @@ pub trait ArmNetwork: Send + Sync + fmt::Debug {
         id: &ResourceId,
     ) -> Result<Etagged<ManagedCluster>, ArmError>;
 
+    /// The registration state of a preview feature in a subscription (`az feature show`):
+    /// `Registered`, `NotRegistered`, `Registering`, ...
+    async fn get_feature_state(
+        &self,
+        subscription: &str,
+        namespace: &str,
+        feature: &str,
+    ) -> Result<String, ArmError>;
+
     /// The pool at [`AGENT_POOL_API_VERSION`], its ETag from the body's `properties.eTag`.
     ///
     /// [`AGENT_POOL_API_VERSION`]: crate::AGENT_POOL_API_VERSION

@@ -166,6 +166,12 @@ pub const PERMISSIONS: &[Permission] = &[
     ),
     row(
         Get,
+        "Microsoft.Features/providers/features",
+        "Microsoft.Features/providers/features/read",
+        "read whether AKS's PodHostPortAutoAssignPreview is registered (it would assign host ports beside poolnet)",
+    ),
+    row(
+        Get,
         "Microsoft.Network/locations/operations",
         "Microsoft.Network/locations/operations/read",
         "poll long-running network writes (Azure-AsyncOperation)",
@@ -232,6 +238,14 @@ pub fn classify(method: CallMethod, path: &str) -> Option<usize> {
 /// `/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n`.
 pub fn resource_type_of(path: &str) -> Option<String> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // `/subscriptions/s/providers/Microsoft.Features/providers/{ns}/features/{name}`: the
+    // feature's provider namespace is a name here, not the type's.
+    if segments.windows(2).any(|w| {
+        w[0].eq_ignore_ascii_case("providers") && w[1].eq_ignore_ascii_case("Microsoft.Features")
+    }) && segments.iter().any(|s| s.eq_ignore_ascii_case("features"))
+    {
+        return Some("Microsoft.Features/providers/features".into());
+    }
     let at = segments
         .iter()
         .rposition(|s| s.eq_ignore_ascii_case("providers"))?;

@@ -19,6 +19,9 @@ pub struct FixtureSubscription {
     pub id: String,
     pub display_name: Option<String>,
     pub resource_groups: Vec<FixtureResourceGroup>,
+    /// Preview features registered in the subscription, as `Namespace/Name`, e.g.
+    /// `Microsoft.ContainerService/PodHostPortAutoAssignPreview`.
+    pub registered_features: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

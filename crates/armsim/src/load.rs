@@ -18,7 +18,11 @@ pub fn load_fixture(sim: &Sim, fixture: &Fixture) -> anyhow::Result<()> {
                 id: s.id.clone(),
                 display_name: s.display_name.clone().unwrap_or_else(|| s.id.clone()),
                 resource_groups: Default::default(),
+                registered_features: Default::default(),
             });
+        entry
+            .registered_features
+            .extend(s.registered_features.iter().map(|f| f.to_ascii_lowercase()));
         for g in &s.resource_groups {
             entry.resource_groups.insert(
                 key(&g.name),

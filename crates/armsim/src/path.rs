@@ -43,6 +43,13 @@ pub enum Route {
         sub: String,
         op_id: String,
     },
+    /// A preview feature's registration state:
+    /// `/subscriptions/{s}/providers/Microsoft.Features/providers/{ns}/features/{name}`.
+    Feature {
+        sub: String,
+        ns: String,
+        name: String,
+    },
     Unknown,
 }
 
@@ -79,6 +86,14 @@ pub fn parse(path: &str) -> Route {
                 rg: None,
                 ns: segs[3].to_string(),
                 rtype: segs[4].to_string(),
+            };
+        }
+        if segs.len() == 8 && eq(3, "microsoft.features") && eq(4, "providers") && eq(6, "features")
+        {
+            return Route::Feature {
+                sub,
+                ns: segs[5].to_string(),
+                name: segs[7].to_string(),
             };
         }
         if segs.len() == 8 && eq(4, "locations") {
@@ -225,6 +240,7 @@ pub fn resource_type_of(route: &Route) -> String {
         }
         Route::AsyncOperation { ns, .. } => format!("{}/locations/operations", canonical_ns(ns)),
         Route::OperationResult { .. } => "operationResults".into(),
+        Route::Feature { .. } => "Microsoft.Features/providers/features".into(),
         Route::Unknown => "unknown".into(),
     }
 }

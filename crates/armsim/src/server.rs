@@ -242,7 +242,8 @@ fn subscription_of(route: &Route) -> &str {
         | Route::ResourceGroup { sub, .. }
         | Route::Collection { sub, .. }
         | Route::AsyncOperation { sub, .. }
-        | Route::OperationResult { sub, .. } => sub,
+        | Route::OperationResult { sub, .. }
+        | Route::Feature { sub, .. } => sub,
         Route::Resource(p) => &p.sub,
         Route::Unknown => "",
     }

@@ -69,6 +69,9 @@ pub const RESOURCES_API_VERSIONS: &[&str] = &[
     "2025-03-01",
     "2025-04-01",
 ];
+/// api-versions of `Microsoft.Features/providers/features`.
+pub const FEATURES_API_VERSIONS: &[&str] = &["2015-12-01", "2021-07-01"];
+
 pub const SUBSCRIPTION_API_VERSIONS: &[&str] = &[
     "2016-06-01",
     "2020-01-01",
@@ -210,6 +213,9 @@ pub struct Subscription {
     pub id: String,
     pub display_name: String,
     pub resource_groups: BTreeMap<String, ResourceGroup>,
+    /// Preview features registered (`az feature register`), as `Namespace/Name`, lower-cased.
+    #[serde(default)]
+    pub registered_features: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

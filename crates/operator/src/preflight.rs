@@ -115,6 +115,8 @@ pub struct FactsReader {
     ttl: Duration,
     clusters: Cache<Arc<ManagedCluster>>,
     vnets: Cache<Vec<String>>,
+    /// Per subscription: whether AKS's host-port auto-assignment preview is registered.
+    features: Cache<bool>,
 }
 
 impl FactsReader {
@@ -124,7 +126,33 @@ impl FactsReader {
             ttl,
             clusters: Mutex::default(),
             vnets: Mutex::default(),
+            features: Mutex::default(),
         }
+    }
+
+    /// Whether [`poolnet_preflight::live::HOST_PORT_FEATURE`] is registered in the subscription
+    /// of `spec`'s pool; `None` when ARM does not say (no permission, an error): the check
+    /// that needs it is then left out.
+    pub async fn host_port_feature(&self, spec: &NodePoolNetworkSpec) -> Option<bool> {
+        let pool: ResourceId = spec.node_pool.agent_pool_id.parse().ok()?;
+        let sub = pool.subscription().to_string();
+        if let Some(known) = self.cached(&self.features, &sub) {
+            return Some(known);
+        }
+        let state = self
+            .arm
+            .get_feature_state(
+                &sub,
+                "Microsoft.ContainerService",
+                poolnet_preflight::live::HOST_PORT_FEATURE,
+            )
+            .await
+            .ok()?;
+        // Registering counts: it is on its way, and will assign ports once done.
+        let registered =
+            state.eq_ignore_ascii_case("Registered") || state.eq_ignore_ascii_case("Registering");
+        self.remember(&self.features, &sub, registered);
+        Some(registered)
     }
 
     fn cached<T: Clone>(&self, cache: &Cache<T>, key: &str) -> Option<T> {

@@ -17,6 +17,9 @@ use futures::future::BoxFuture;
 use serde::de::DeserializeOwned;
 
 use super::{ArmClient, NETWORK_API_VERSION};
+
+/// api-version of `Microsoft.Features/providers/features` reads.
+const FEATURES_API_VERSION: &str = "2021-07-01";
 use crate::agentpool::{AGENT_POOL_API_VERSION, AgentPool, ManagedCluster};
 use crate::error::ArmError;
 use crate::id::{COMPUTE, CONTAINER_SERVICE, NETWORK, ResourceId};
@@ -284,6 +287,28 @@ impl ArmNetwork for ArmClient {
             .send_raw(Method::Get, url, None, Precondition::None, &id.to_string())
             .await?;
         self.read(id, r).await
+    }
+
+    async fn get_feature_state(
+        &self,
+        subscription: &str,
+        namespace: &str,
+        feature: &str,
+    ) -> Result<String, ArmError> {
+        let path = format!(
+            "/subscriptions/{subscription}/providers/Microsoft.Features/providers/{namespace}/features/{feature}"
+        );
+        let body = self
+            .get_json(&format!("{path}?api-version={FEATURES_API_VERSION}"))
+            .await?;
+        body.get("properties")
+            .and_then(|p| p.get("state"))
+            .and_then(|s| s.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| ArmError::InvalidResponse {
+                id: path,
+                message: "the feature has no properties.state".into(),
+            })
     }
 
     async fn delete_agent_pool(&self, id: &ResourceId) -> Result<Lro<()>, ArmError> {

@@ -120,6 +120,18 @@ async fn every_request_has_its_permission_and_every_permission_a_request() {
     )
     .await;
 
+    // A preview feature's registration (the fixture registers none).
+    assert_eq!(
+        arm.get_feature_state(
+            SUB,
+            "Microsoft.ContainerService",
+            "PodHostPortAutoAssignPreview"
+        )
+        .await
+        .unwrap(),
+        "NotRegistered"
+    );
+
     // The one request the operator never sends (the role leaves it out), for completeness.
     let nsg2 = ResourceId::network(SUB, RG, "networkSecurityGroups", "poolnet-perm").unwrap();
     settle(&arm, arm.delete_nsg(&nsg2).await.unwrap()).await;

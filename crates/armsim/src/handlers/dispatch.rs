@@ -6,8 +6,8 @@ use crate::error::{CloudError, CloudResult};
 use crate::path::{ResPath, Route};
 use crate::sim::Sim;
 use crate::state::{
-    COMPUTE_API_VERSIONS, ChildKind, Kind, RESOURCES_API_VERSIONS, SUBSCRIPTION_API_VERSIONS,
-    VMSS_NETWORK_API_VERSIONS,
+    COMPUTE_API_VERSIONS, ChildKind, FEATURES_API_VERSIONS, Kind, RESOURCES_API_VERSIONS,
+    SUBSCRIPTION_API_VERSIONS, VMSS_NETWORK_API_VERSIONS,
 };
 use std::sync::Arc;
 
@@ -119,6 +119,13 @@ fn dispatch(sim: &Arc<Sim>, req: &Request) -> CloudResult<Reply> {
                 return Err(method_not_allowed(req));
             }
             operations::op_result(sim, req, op_id)
+        }
+        Route::Feature { sub, ns, name } => {
+            check_api_version(req, FEATURES_API_VERSIONS, "features")?;
+            if req.method != "GET" {
+                return Err(method_not_allowed(req));
+            }
+            resource_groups::get_feature(sim, sub, ns, name)
         }
         Route::Unknown => Err(unknown_type(req)),
     }

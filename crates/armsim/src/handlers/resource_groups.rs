@@ -30,6 +30,25 @@ pub(super) fn get_subscription(sim: &Sim, sub: &str) -> CloudResult<Reply> {
     ))
 }
 
+/// A preview feature's registration state in a subscription (`az feature show`). armsim knows
+/// no feature list: every name answers, `NotRegistered` unless the fixture registered it.
+pub(super) fn get_feature(sim: &Sim, sub: &str, ns: &str, name: &str) -> CloudResult<Reply> {
+    let st = sim.state();
+    let s = st.subscription(sub)?;
+    let registered = s
+        .registered_features
+        .contains(&format!("{ns}/{name}").to_ascii_lowercase());
+    Ok(Reply::json(
+        200,
+        json!({
+            "id": format!("/subscriptions/{}/providers/Microsoft.Features/providers/{ns}/features/{name}", s.id),
+            "name": format!("{ns}/{name}"),
+            "type": "Microsoft.Features/providers/features",
+            "properties": {"state": if registered { "Registered" } else { "NotRegistered" }},
+        }),
+    ))
+}
+
 /// The resource groups of a subscription.
 pub(super) fn list(sim: &Sim, req: &Request, sub: &str) -> CloudResult<Reply> {
     let st = sim.state();

@@ -31,7 +31,11 @@ pub(super) async fn reconcile(pass: &Pass<'_>, reader: &FactsReader) -> Part<Blo
         );
         return Part::new(None, c, fx);
     };
-    let (facts, problem) = reader.facts_with(&pass.npn.spec, cluster).await;
+    let (mut facts, problem) = reader.facts_with(&pass.npn.spec, cluster).await;
+    // Only an object that admits HostPortPolicies can meet AKS's own assigner.
+    if pass.npn.spec.host_port_policies.is_some() {
+        facts.host_port_feature_registered = reader.host_port_feature(&pass.npn.spec).await;
+    }
     let findings = live::check(&pass.npn.spec, &facts);
     let blocking: Vec<&Finding> = findings.iter().filter(|f| live::blocks_routes(f)).collect();
     let block = (!blocking.is_empty()).then(|| {
