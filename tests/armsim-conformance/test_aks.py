@@ -5,8 +5,9 @@ import ipaddress
 
 import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.mgmt.resource.features import FeatureClient
 
-from conftest import CLUSTER, LOCATION, NODE_RG, RG, SUB, VMSS_DIGITS, nid
+from conftest import CLUSTER, LOCATION, NODE_RG, RG, SUB, VMSS_DIGITS, StaticCredential, _kwargs, nid
 
 
 def vmss_ips(network, pool):
@@ -131,6 +132,12 @@ def test_agent_pool_validation(aks):
     with pytest.raises(HttpResponseError) as e:
         aks.agent_pools.begin_create_or_update(RG, CLUSTER, "bad3", {"count": 20, "enable_node_public_ip": True, "node_public_ip_prefix_id": nid(RG, "publicIPPrefixes", "pipp-game")}).result()
     assert e.value.status_code == 400
+    # Autoscaling: count must lie within minCount..maxCount.
+    scaled = {"count": 5, "enable_auto_scaling": True, "min_count": 1, "max_count": 3}
+    with pytest.raises(HttpResponseError) as e:
+        aks.agent_pools.begin_create_or_update(RG, CLUSTER, "bad4", scaled).result()
+    assert e.value.error.code == "InvalidParameter"
+    assert "between minCount 1 and maxCount 3" in e.value.error.message
     assert SUB
 
 
@@ -142,3 +149,13 @@ def test_managed_asg_for_host_ports(aks, network):
     assert len(managed) == 1
     aks.agent_pools.begin_delete(RG, CLUSTER, "hp").result()
     assert not [a for a in network.application_security_groups.list(NODE_RG) if a.name.startswith(f"aks-hp-{VMSS_DIGITS}")]
+
+
+def test_preview_feature_registration(armsim_url, ca_file):
+    """`az feature show`: poolnet reads whether AKS's host-port auto-assignment preview is
+    registered (the demo fixture registers none)."""
+    features = FeatureClient(StaticCredential(), SUB, **_kwargs(armsim_url, ca_file))
+    f = features.features.get("Microsoft.ContainerService", "PodHostPortAutoAssignPreview")
+    assert f.name == "Microsoft.ContainerService/PodHostPortAutoAssignPreview"
+    assert f.type == "Microsoft.Features/providers/features"
+    assert f.properties.state == "NotRegistered"
