@@ -34,18 +34,18 @@ pub fn ours(resource: &Resource, npn: &NodePoolNetwork, cluster: &str) -> bool {
     ours_by_tags(|t| tag_value(resource, t), npn, cluster)
 }
 
-/// [`ours`] for an agent pool, whose tags are `properties.tags`.
+/// [`ours`] for an agent pool, whose tags are `properties.tags`. Stricter: every pool poolnet
+/// creates carries the UID tag (there are no older ones), so a pool without it, or of an
+/// object without a UID, is never this object's.
 pub fn pool_ours(pool: &AgentPool, npn: &NodePoolNetwork, cluster: &str) -> bool {
     let tags = pool.properties.extra.get("tags");
-    ours_by_tags(
-        |t| {
-            tags.and_then(|m| m.get(t))
-                .and_then(serde_json::Value::as_str)
-                .map(str::to_string)
-        },
-        npn,
-        cluster,
-    )
+    let tag = |t: &str| {
+        tags.and_then(|m| m.get(t))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
+    };
+    let same_uid = tag(OWNER_UID_TAG).is_some_and(|u| npn.metadata.uid.as_deref() == Some(&u));
+    same_uid && ours_by_tags(tag, npn, cluster)
 }
 
 fn ours_by_tags(

@@ -105,6 +105,19 @@ pub enum FactsError {
     Arm { what: String, error: ArmError },
 }
 
+impl FactsError {
+    /// The same words for the same kind of failure, without the details that change from one
+    /// attempt to the next (a throttle's wait): a status condition quoting it stays put.
+    pub fn summary(&self) -> String {
+        match self {
+            FactsError::Arm { what, error } => {
+                format!("reading {what} failed ({})", error.metric_label())
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 type Cache<T> = Mutex<HashMap<String, (Instant, T)>>;
 
 /// Reads and briefly keeps the facts preflight needs (one cluster GET per cluster, one VNet
@@ -115,8 +128,9 @@ pub struct FactsReader {
     ttl: Duration,
     clusters: Cache<Arc<ManagedCluster>>,
     vnets: Cache<Vec<String>>,
-    /// Per subscription: whether AKS's host-port auto-assignment preview is registered.
-    features: Cache<bool>,
+    /// Per subscription: whether AKS's host-port auto-assignment preview is registered (`None`:
+    /// ARM did not say; remembered as long, so a missing permission costs one read per TTL).
+    features: Cache<Option<bool>>,
 }
 
 impl FactsReader {
@@ -137,7 +151,7 @@ impl FactsReader {
         let pool: ResourceId = spec.node_pool.agent_pool_id.parse().ok()?;
         let sub = pool.subscription().to_string();
         if let Some(known) = self.cached(&self.features, &sub) {
-            return Some(known);
+            return known;
         }
         let state = self
             .arm
@@ -147,12 +161,12 @@ impl FactsReader {
                 poolnet_preflight::live::HOST_PORT_FEATURE,
             )
             .await
-            .ok()?;
+            .ok();
         // Registering counts: it is on its way, and will assign ports once done.
-        let registered =
-            state.eq_ignore_ascii_case("Registered") || state.eq_ignore_ascii_case("Registering");
+        let registered = state
+            .map(|s| s.eq_ignore_ascii_case("Registered") || s.eq_ignore_ascii_case("Registering"));
         self.remember(&self.features, &sub, registered);
-        Some(registered)
+        registered
     }
 
     fn cached<T: Clone>(&self, cache: &Cache<T>, key: &str) -> Option<T> {

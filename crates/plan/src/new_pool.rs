@@ -87,7 +87,8 @@ pub fn new_pool(npn: &NodePoolNetwork, template: &AgentPoolTemplate) -> NewPool 
 }
 
 /// The fields AKS fixes at creation where the template and the live pool differ, one
-/// sentence each. Fields the template leaves to AKS's default are not compared.
+/// sentence each. Fields the template leaves to AKS's default (subnet, maxPods) are not
+/// compared; zones are: an empty list means no zone, as in the template's documentation.
 pub fn template_differences(template: &AgentPoolTemplate, pool: &PoolShape) -> Vec<String> {
     let want = PoolShape::from(template);
     let mut out = Vec::new();

@@ -25,6 +25,7 @@ pub const DEFAULT_MAX_SURGE: &str = "10%";
     validation = Rule::new("has(self.count) || has(self.autoscaling)").message("nodePool.template needs count (a fixed number of nodes) or autoscaling (minCount and maxCount)"),
     validation = Rule::new("!has(self.count) || !has(self.autoscaling) || (self.count >= self.autoscaling.minCount && self.count <= self.autoscaling.maxCount)").message("nodePool.template.count must lie between autoscaling.minCount and autoscaling.maxCount (with autoscaling, count is the initial size)"),
     validation = Rule::new("!has(self.mode) || self.mode != 'System' || !has(self.osType) || self.osType == 'Linux'").message("nodePool.template: a System pool must run Linux (osType: Linux); Windows pools can only be User pools"),
+    validation = Rule::new("!has(self.mode) || self.mode != 'System' || ((!has(self.count) || self.count >= 1) && (!has(self.autoscaling) || self.autoscaling.minCount >= 1))").message("nodePool.template: a System pool needs at least one node (count and autoscaling.minCount at least 1), as AKS requires"),
 )]
 pub struct AgentPoolTemplate {
     /// VM size of the nodes, e.g. Standard_D4s_v5.

@@ -129,6 +129,16 @@ pub(super) fn validate(spec: &NodePoolNetworkSpec) -> FieldErrors {
             "a node count from 1 to 1000 (e.g. \"3\") or a percentage from 1% to 100% (e.g. \"33%\")",
         ));
     }
+    if t.mode == Some(PoolMode::System)
+        && (t.count.is_some_and(|c| c < 1) || t.autoscaling.is_some_and(|a| a.min_count < 1))
+    {
+        errs.push(FieldError::new(
+            format!("{P}.mode"),
+            "System",
+            "a System pool needs at least one node",
+            "count and autoscaling.minCount at least 1 for a System pool, or mode: User",
+        ));
+    }
     let os = t.os_type.unwrap_or_default();
     if t.mode == Some(PoolMode::System) && os != OsType::Linux {
         errs.push(FieldError::new(

@@ -119,10 +119,18 @@ impl PolicyValidator {
         if !spec_changed || new.metadata.deletion_timestamp.is_some() {
             return Ok(Vec::new());
         }
-        self.preflight(&new).await
+        self.preflight(&new, old.as_ref()).await
     }
 
-    async fn preflight(&self, new: &NodePoolNetwork) -> Result<Vec<String>, String> {
+    /// Preflight of a new or changed spec. On an update, an error the stored spec already had
+    /// (same check, same field: the cluster changed around it, say another pool's autoscaler
+    /// maximum grew) is a warning, so the object can still be edited, e.g. to fix it step by
+    /// step; the controller keeps reporting it.
+    async fn preflight(
+        &self,
+        new: &NodePoolNetwork,
+        old: Option<&NodePoolNetwork>,
+    ) -> Result<Vec<String>, String> {
         let Some((reader, deadline)) = &self.preflight else {
             return Ok(Vec::new());
         };
@@ -151,7 +159,16 @@ impl PolicyValidator {
             Ok(Ok(Ok(read))) => read,
         };
         let findings = poolnet_preflight::live::check(&new.spec, &facts);
-        let (errors, warnings): (Vec<_>, Vec<_>) = findings.iter().partition(|f| f.is_error());
+        let before = old
+            .map(|o| poolnet_preflight::live::check(&o.spec, &facts))
+            .unwrap_or_default();
+        let inherited = |f: &poolnet_preflight::Finding| {
+            before
+                .iter()
+                .any(|b| b.is_error() && b.check == f.check && b.field == f.field)
+        };
+        let (errors, warnings): (Vec<_>, Vec<_>) =
+            findings.iter().partition(|f| f.is_error() && !inherited(f));
         if !errors.is_empty() {
             let listed: Vec<String> = errors.iter().map(|f| f.to_string()).collect();
             return Err(format!(

@@ -88,23 +88,37 @@ pub(super) async fn reconcile(
             cond::AGENT_POOL_READY,
             reason::REQUIRES_NODE_POOL_RECREATE,
             format!(
-                "AKS sets these only when a node pool is created: {}; change the spec to match the pool, or recreate the node pool (az aks nodepool delete, then: {})",
+                "AKS sets these only when a node pool is created: {}; change the spec to match the pool, or recreate the node pool ({})",
                 plan.requires_recreate.join("; "),
-                plan.recreate_command
-                    .as_deref()
-                    .unwrap_or("az aks nodepool add with these settings")
+                recreate_hint(npn, plan.recreate_command.as_deref())
             ),
         )
     } else if created
         && provisioning_state
             .as_deref()
-            .is_some_and(|s| s.eq_ignore_ascii_case("Creating"))
+            .is_some_and(|s| s.eq_ignore_ascii_case("Failed"))
+    {
+        // AKS could not build it (quota, VM size not offered): someone must look.
+        PartState::failed(
+            cond::AGENT_POOL_READY,
+            reason::ARM_REFUSED,
+            format!(
+                "agent pool {id}, created by poolnet from spec.nodePool.template, is in provisioningState Failed: see the pool's activity log; delete it (poolnet creates it again) or fix the template"
+            ),
+        )
+    } else if created
+        && provisioning_state
+            .as_deref()
+            .is_some_and(|s| !s.eq_ignore_ascii_case("Succeeded"))
     {
         fx.soon(Duration::from_secs(10));
         PartState::failed(
             cond::AGENT_POOL_READY,
             reason::PROGRESSING,
-            format!("creating agent pool {id}"),
+            format!(
+                "agent pool {id} is {}",
+                provisioning_state.as_deref().unwrap_or_default()
+            ),
         )
     } else {
         PartState::ok(
@@ -227,11 +241,34 @@ fn created_by_us(pass: &Pass<'_>, pool: &AgentPool) -> bool {
         .owned()
         .agent_pool
         .is_some_and(|r| r.eq_ignore_ascii_case(raw));
-    let tagged = pool_ours(pool, pass.npn, &pass.cluster.key) && pass.npn.metadata.uid.is_some();
+    let tagged = pool_ours(pool, pass.npn, &pass.cluster.key);
+    // Confirmed before: the tags were seen on this pool by an earlier read. Someone may have
+    // replaced the pool's tags since (`az aks nodepool update --tags` replaces them all); the
+    // pool is still the one poolnet made.
+    let confirmed = pass.previous.agent_pool.as_ref().is_some_and(|a| a.created);
     match (recorded, tagged) {
-        (true, false) => pass.ledger.update(|o| o.agent_pool = None),
-        (false, true) => pass.ledger.update(|o| o.agent_pool = Some(raw.clone())),
-        _ => {}
+        (true, false) if confirmed => true,
+        (true, false) => {
+            pass.ledger.update(|o| o.agent_pool = None);
+            false
+        }
+        (false, true) => {
+            pass.ledger.update(|o| o.agent_pool = Some(raw.clone()));
+            true
+        }
+        (recorded, _) => recorded,
     }
-    tagged
+}
+
+/// How to recreate the pool: with a template poolnet creates it again itself (owner-tagged)
+/// once it is gone; without, the exact `az aks nodepool add`.
+fn recreate_hint(npn: &poolnet_api::v1alpha1::NodePoolNetwork, command: Option<&str>) -> String {
+    if npn.spec.node_pool.template.is_some() {
+        "az aks nodepool delete; poolnet then creates it from spec.nodePool.template".into()
+    } else {
+        format!(
+            "az aks nodepool delete, then: {}",
+            command.unwrap_or("az aks nodepool add with these settings")
+        )
+    }
 }

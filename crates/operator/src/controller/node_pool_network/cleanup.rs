@@ -316,21 +316,41 @@ async fn delete_created_pool(
     ctx: &Context,
     cluster: &str,
 ) -> Result<bool, Error> {
-    let Some(raw) = npn
+    let recorded = npn
         .status
         .as_ref()
         .and_then(|s| s.owned.as_ref())
-        .and_then(|o| o.agent_pool.clone())
-    else {
+        .and_then(|o| o.agent_pool.clone());
+    // No record, but a template: a create whose answer was lost may have made the pool after
+    // the record was dropped. The pool of the spec is ours only if it carries this very
+    // object's tags, UID included (pool_ours requires it).
+    let Some(raw) = recorded.clone().or_else(|| {
+        npn.spec
+            .node_pool
+            .template
+            .is_some()
+            .then(|| npn.spec.node_pool.agent_pool_id.clone())
+    }) else {
         return Ok(false);
     };
     let id = arm_id(&raw)?;
     let Some(current) = ctx.arm.get_agent_pool(&id).await.optional()? else {
-        return Ok(true);
+        return Ok(recorded.is_some());
     };
-    if !pool_ours(&current.resource, npn, cluster) {
-        info!(name = %npn.name_any(), pool = %id, "the recorded agent pool does not carry this object's owner tags: leaving it");
-        return Ok(true);
+    // Confirmed by an earlier read (its tags may have been replaced since), or by its tags now.
+    let confirmed = recorded.is_some()
+        && npn
+            .status
+            .as_ref()
+            .and_then(|s| s.agent_pool.as_ref())
+            .is_some_and(|a| a.created);
+    if !confirmed && !pool_ours(&current.resource, npn, cluster) {
+        if recorded.is_some() {
+            info!(name = %npn.name_any(), pool = %id, "the recorded agent pool does not carry this object's owner tags: leaving it");
+            return Ok(true);
+        }
+        // A pool poolnet found: restore it, never delete it.
+        return Ok(false);
     }
     let state = current
         .resource

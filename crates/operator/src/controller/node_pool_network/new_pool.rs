@@ -145,9 +145,10 @@ pub(super) async fn create(
             ))
         }
         Err(e) => {
-            // Refused outright: nothing exists to own. Not known (a timeout, a 5xx): the
-            // record stays, and the next read settles it by the pool's owner tags.
-            if !e.is_retryable() {
+            // Refused outright: nothing exists to own. Not known (a timeout, a 5xx, an answer
+            // that did not parse): the record stays, and the next read settles it by the
+            // pool's owner tags.
+            if !e.is_retryable() && !matches!(e, ArmError::InvalidResponse { .. }) {
                 pass.ledger
                     .record_created(pass.ctx, npn, |o| o.agent_pool = None)
                     .await?;

@@ -57,7 +57,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>, reader: &FactsReader) -> Part<Blo
         if !message.is_empty() {
             message.push_str("; ");
         }
-        message.push_str(&format!("VNet checks left out: {p}"));
+        message.push_str(&format!("VNet checks left out: {}", p.summary()));
     }
     let condition = if findings.iter().any(Finding::is_error) {
         let told = pass.previous.conditions.iter().any(|c| {
