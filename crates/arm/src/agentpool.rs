@@ -294,29 +294,12 @@ pub struct ManagedClusterNetworkProfile {
     pub dns_service_ip: Option<String>,
 }
 
-/// One entry of a managed cluster's `agentPoolProfiles` (read-only here).
+/// One entry of a managed cluster's `agentPoolProfiles` (read-only here): the pool's name and
+/// the properties its agent pool resource carries.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
 pub struct AgentPoolProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub count: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub enable_auto_scaling: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_count: Option<i32>,
-    /// `Linux` or `Windows`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub os_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub orchestrator_version: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upgrade_settings: Option<UpgradeSettings>,
-    #[serde(
-        default,
-        rename = "vnetSubnetID",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub vnet_subnet_id: Option<String>,
+    #[serde(flatten)]
+    pub properties: AgentPoolProperties,
 }

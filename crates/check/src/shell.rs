@@ -102,36 +102,35 @@ pub async fn read_arm(
             if !listed.insert(path.clone()) {
                 continue;
             }
-            let items = match arm.list_json(&path, NETWORK_API_VERSION).await {
-                Ok(items) => items,
-                // A group that does not exist holds nothing.
-                Err(ArmError::NotFound { .. }) => Vec::new(),
-                Err(e) => return Err(e).with_context(|| format!("listing {path}")),
-            };
-            for item in items {
-                if let Some(id) = item.get("id").and_then(|v| v.as_str()).map(String::from) {
-                    view.insert(&id, item);
-                }
-            }
+            list_into(arm, &mut view, &path, NETWORK_API_VERSION).await?;
         }
     }
     for cluster in &needed.clusters {
         let path = format!("{cluster}/agentPools");
-        let items = match arm
-            .list_json(&path, poolnet_arm::AGENT_POOL_API_VERSION)
-            .await
-        {
-            Ok(items) => items,
-            Err(ArmError::NotFound { .. }) => Vec::new(),
-            Err(e) => return Err(e).with_context(|| format!("listing {path}")),
-        };
-        for item in items {
-            if let Some(id) = item.get("id").and_then(|v| v.as_str()).map(String::from) {
-                view.insert(&id, item);
-            }
-        }
+        list_into(arm, &mut view, &path, poolnet_arm::AGENT_POOL_API_VERSION).await?;
     }
     snap.arm = view;
+    Ok(())
+}
+
+/// Every item of the collection at `path` into `view`; a parent that does not exist (a group,
+/// a cluster) holds nothing.
+async fn list_into(
+    arm: &ArmClient,
+    view: &mut ArmView,
+    path: &str,
+    api_version: &str,
+) -> Result<()> {
+    let items = match arm.list_json(path, api_version).await {
+        Ok(items) => items,
+        Err(ArmError::NotFound { .. }) => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("listing {path}")),
+    };
+    for item in items {
+        if let Some(id) = item.get("id").and_then(|v| v.as_str()).map(String::from) {
+            view.insert(&id, item);
+        }
+    }
     Ok(())
 }
 

@@ -285,6 +285,17 @@ fn kinds(r: &Report) -> Vec<(char, Kind, Option<String>)> {
         .collect()
 }
 
+/// The record of the world's first NodePoolNetwork (game).
+fn first_owned(snap: &mut Snapshot) -> &mut Owned {
+    snap.pools[0]
+        .status
+        .as_mut()
+        .unwrap()
+        .owned
+        .as_mut()
+        .unwrap()
+}
+
 fn rules_mut(snap: &mut Snapshot) -> &mut Vec<Value> {
     snap.arm
         .resources
@@ -412,26 +423,14 @@ fn records_must_match_what_arm_holds() {
     // A rule wanted but not recorded.
     let mut snap = world(&Params::default());
     let name = name_of(&snap, "-game-udp-");
-    let owned = snap.pools[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .owned
-        .as_mut()
-        .unwrap();
+    let owned = first_owned(&mut snap);
     owned.security_rules[0].names.retain(|n| *n != name);
     let r = check(&snap, None, &options());
     assert_eq!(kinds(&r), [('b', Kind::NotRecorded, Some(name.clone()))]);
     assert_eq!(r.violations[0].subject, "NodePoolNetwork game");
     // A recorded rule ARM does not hold (and nothing wants).
     let mut snap = world(&Params::default());
-    let owned = snap.pools[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .owned
-        .as_mut()
-        .unwrap();
+    let owned = first_owned(&mut snap);
     owned.security_rules[0].names.push("poolnet-old".into());
     let r = check(&snap, None, &options());
     assert_eq!(
@@ -594,14 +593,7 @@ fn stranded_created_resources() {
     );
     assert!(r.violations.is_empty());
     // Recorded as game's managed ASG: then it must be game's by its tags.
-    snap.pools[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .owned
-        .as_mut()
-        .unwrap()
-        .application_security_group = Some(id.clone());
+    first_owned(&mut snap).application_security_group = Some(id.clone());
     let r = check(&snap, None, &options());
     assert_eq!(kinds(&r), [('b', Kind::Differs, Some("tags".into()))]);
 }
@@ -629,14 +621,7 @@ fn a_created_agent_pool_must_be_recorded_and_never_left_behind() {
     };
     assert!(check(&snap, None, &lenient).violations.is_empty());
     // A record of a pool without this object's tags: not its own.
-    snap.pools[0]
-        .status
-        .as_mut()
-        .unwrap()
-        .owned
-        .as_mut()
-        .unwrap()
-        .agent_pool = Some(id.clone());
+    first_owned(&mut snap).agent_pool = Some(id.clone());
     let r = check(&snap, None, &options());
     assert_eq!(kinds(&r), [('b', Kind::Differs, Some("tags".into()))]);
     // A recorded pool that is gone is reported too.

@@ -37,25 +37,7 @@ enum Command {
     /// the checks poolnet's webhook and controller run on it against its live cluster: facts
     /// read from ARM (the managed cluster and its pools, the VNet of the pool's subnet) with
     /// your Azure CLI login or --arm-token.
-    Plan {
-        /// A NodePoolNetwork in the cluster to check against its live cluster.
-        #[arg(required_unless_present = "file", conflicts_with = "file")]
-        name: Option<String>,
-        /// Plan file (YAML or JSON), or a NodePoolNetwork manifest; `-` reads standard input.
-        #[arg(short = 'f', long = "filename", value_name = "FILE")]
-        file: Option<PathBuf>,
-        /// Output format.
-        #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
-        output: Output,
-        #[command(flatten)]
-        arm: ArmArgs,
-        /// Kubeconfig file (with NAME); default: $KUBECONFIG, ~/.kube/config, or in-cluster.
-        #[arg(long, value_name = "FILE")]
-        kubeconfig: Option<PathBuf>,
-        /// Kubeconfig context (with NAME); default: the current one.
-        #[arg(long)]
-        context: Option<String>,
-    },
+    Plan(PlanArgs),
     /// The exact changes poolnet would make in Azure for an Observe NodePoolNetwork (each
     /// rule, route and agent-pool field, old and new value). Exit status: 0 no changes,
     /// 1 changes pending (like diff), 2 the cluster cannot be read.
@@ -218,12 +200,25 @@ fn read_input(file: &PathBuf) -> Result<String> {
     }
 }
 
+/// `kubectl poolnet plan`: a plan file, or a NodePoolNetwork against its live cluster.
+#[derive(clap::Args)]
 struct PlanArgs {
+    /// A NodePoolNetwork in the cluster to check against its live cluster.
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
     name: Option<String>,
+    /// Plan file (YAML or JSON), or a NodePoolNetwork manifest; `-` reads standard input.
+    #[arg(short = 'f', long = "filename", value_name = "FILE")]
     file: Option<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
     output: Output,
+    #[command(flatten)]
     arm: ArmArgs,
+    /// Kubeconfig file (with NAME); default: $KUBECONFIG, ~/.kube/config, or in-cluster.
+    #[arg(long, value_name = "FILE")]
     kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context (with NAME); default: the current one.
+    #[arg(long)]
     context: Option<String>,
 }
 
@@ -387,21 +382,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_INPUT)
             }
         },
-        Command::Plan {
-            name,
-            file,
-            output,
-            arm,
-            kubeconfig,
-            context,
-        } => match plan(PlanArgs {
-            name,
-            file,
-            output,
-            arm,
-            kubeconfig,
-            context,
-        }) {
+        Command::Plan(args) => match plan(args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::from(EXIT_CHECK_FAILED),
             Err(e) => {

@@ -49,10 +49,11 @@ pub fn facts_from_cluster(
     }
 }
 
-fn pool_facts(p: &AgentPoolProfile) -> PoolFacts {
+fn pool_facts(profile: &AgentPoolProfile) -> PoolFacts {
     let count = |n: Option<i32>| n.and_then(|n| u32::try_from(n).ok());
+    let p = &profile.properties;
     PoolFacts {
-        name: p.name.clone().unwrap_or_default(),
+        name: profile.name.clone().unwrap_or_default(),
         os_type: p.os_type.clone(),
         count: count(p.count).unwrap_or(0),
         enable_auto_scaling: p.enable_auto_scaling.unwrap_or(false),
@@ -90,6 +91,7 @@ fn pool_subnet(cluster: &ManagedCluster, pool_name: &str) -> Option<String> {
                 .as_deref()
                 .is_some_and(|n| n.eq_ignore_ascii_case(pool_name))
         })?
+        .properties
         .vnet_subnet_id
         .clone()
 }

@@ -88,7 +88,7 @@ async fn every_request_has_its_permission_and_every_permission_a_request() {
     assert!(
         profiles
             .iter()
-            .any(|p| p.name.as_deref() == Some("games") && p.count == Some(3)),
+            .any(|p| p.name.as_deref() == Some("games") && p.properties.count == Some(3)),
         "{profiles:?}"
     );
     let vnet = ResourceId::network(SUB, RG, "virtualNetworks", "byo-vnet").unwrap();
