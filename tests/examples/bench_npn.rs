@@ -166,6 +166,14 @@ fn print_requests(c: &Counters) {
     );
 }
 
+/// ARM writes per ARM resource whose desired state changed (the physical minimum is 1.00).
+fn print_amplification(writes: u64, changed: usize) {
+    println!(
+        "  write amplification: {writes} ARM writes / {changed} resources changed = {:.2} (minimum 1.00)",
+        writes as f64 / changed.max(1) as f64
+    );
+}
+
 fn writes(c: &Counters) -> u64 {
     ["PUT", "PATCH", "DELETE", "POST"]
         .iter()
@@ -328,11 +336,15 @@ async fn main() -> Result<()> {
     print_requests(&c);
     let puts = nsg_puts(&h, args.nsgs);
     println!(
-        "  NSG PUTs per NSG: min {} / max {} (total {})",
+        "  NSG PUTs per NSG: min {} / max {} / mean {:.2} (target <= 2; total {})",
         puts.iter().min().unwrap_or(&0),
         puts.iter().max().unwrap_or(&0),
+        puts.iter().sum::<u64>() as f64 / args.nsgs as f64,
         puts.iter().sum::<u64>()
     );
+    // Every agent pool gets its ports and ASG, every managed ASG is created, every NSG gets
+    // rules: each of those resources changes once.
+    print_amplification(writes(&c), 2 * args.objects + args.nsgs);
     print_rss("after convergence");
     if outcome.is_err() {
         h.stop_operator().await?;
@@ -343,16 +355,28 @@ async fn main() -> Result<()> {
         "\n== 2. steady state: {} resync periods of converged objects",
         args.windows
     );
+    let objects: Vec<NodePoolNetwork> = (0..args.objects)
+        .map(|i| npn(i, args.nsgs, false))
+        .collect::<Result<_>>()?;
+    let owned: usize = poolnet_plan::traffic::read_set(&objects)
+        .values()
+        .map(|s| s.len())
+        .sum();
+    let period = poolnet_plan::traffic::effective_resync(resync, &objects);
     h.sim.reset_counters();
-    let watch = resync.mul_f64(1.1) * args.windows;
+    let watch = period.mul_f64(1.1) * args.windows;
+    let started = Instant::now();
     tokio::time::sleep(watch).await;
+    let periods = started.elapsed().as_secs_f64() / period.as_secs_f64();
     let c = h.sim.counters();
+    let reads = c.method_total("GET") as f64;
     println!(
-        "  over {:.0?}: {} ARM writes (target 0), {} reads ({:.1} reads per object per period)",
+        "  over {:.0?} ({periods:.2} periods of {period:.1?}): {} ARM writes (target 0), {} reads: {:.2} per owned resource per period ({owned} resources; target <= 1), {:.2} per object per period",
         watch,
         writes(&c),
         c.method_total("GET"),
-        c.method_total("GET") as f64 / args.objects as f64 / f64::from(args.windows)
+        reads / owned as f64 / periods,
+        reads / args.objects as f64 / periods,
     );
     print_requests(&c);
 
@@ -395,6 +419,8 @@ async fn main() -> Result<()> {
         per_nsg
     );
     print_requests(&c);
+    // The changed objects' agent pools and every NSG they share change once each.
+    print_amplification(writes(&c), args.changed + args.changed.min(args.nsgs));
     print_rss("at the end");
     h.stop_operator().await?;
     Ok(())

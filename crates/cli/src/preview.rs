@@ -61,6 +61,9 @@ pub async fn plan_manifest(
     let ctx = Arc::new(Context {
         client: client.clone(),
         nsg_writer: NsgWriter::new(arm.clone()),
+        batches: Default::default(),
+        resync_floor: Default::default(),
+        reads: Default::default(),
         route_writer: RouteWriter::new(arm.clone()),
         arm,
         stores,

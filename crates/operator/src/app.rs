@@ -132,6 +132,9 @@ pub async fn run(
     let ctx = Arc::new(Context {
         client: client.clone(),
         nsg_writer: NsgWriter::new(arm.clone()),
+        batches: Default::default(),
+        resync_floor: Default::default(),
+        reads: crate::reads::Reads::new(args.resync),
         route_writer: RouteWriter::new(arm.clone()),
         arm,
         stores: stores.clone(),

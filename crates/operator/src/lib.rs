@@ -15,6 +15,7 @@ pub mod arm_models;
 pub mod controller;
 pub mod hostports;
 pub mod preflight;
+pub mod reads;
 pub mod runtime;
 pub mod webhook;
 pub mod writers;

@@ -277,6 +277,57 @@ pub fn nsg_union(
     union
 }
 
+/// The other objects still on their way into NSG `nsg_id`'s union: live, writing, accepted
+/// pools of this cluster that name the NSG and want rules in it, but whose rules the union
+/// does not hold yet (their ASGs are not in their status, or their record lacks some of the
+/// rule names) and that are not `Stalled` (they would never arrive). `me` is left out.
+///
+/// A writer that finds such objects may hold its write for them, so that objects that
+/// converge together (an operator start, a GitOps sync of many pools) write the NSG once
+/// instead of once each (docs/arm-traffic.md).
+pub fn joining(cluster: &str, nsg_id: &str, pools: &[NodePoolNetwork], me: &str) -> Vec<String> {
+    let refused = one_per_pool::refused(pools);
+    let mut out = Vec::new();
+    for npn in pools {
+        let Some(name) = npn.metadata.name.as_deref() else {
+            continue;
+        };
+        if name == me || !contributes(npn, cluster, &refused) || stalled(npn) {
+            continue;
+        }
+        let Some(target) = npn
+            .spec
+            .network_security_groups
+            .iter()
+            .find(|t| same_id(&t.id, nsg_id))
+        else {
+            continue;
+        };
+        let wanted = pool_rules(cluster, npn, target);
+        if wanted.is_empty() {
+            continue;
+        }
+        let recorded = recorded_rules(npn.status.as_ref().and_then(|s| s.owned.as_ref()), nsg_id);
+        let joined = asgs_known(npn)
+            && wanted
+                .iter()
+                .all(|w| recorded.iter().any(|r| r.eq_ignore_ascii_case(&w.name)));
+        if !joined {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// Whether the object's status says it cannot progress without someone's change.
+fn stalled(npn: &NodePoolNetwork) -> bool {
+    npn.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == poolnet_api::v1alpha1::conditions::STALLED && c.status == "True")
+    })
+}
+
 /// The routes one pool wants in its route table (before the record restricts them).
 pub fn pool_routes(npn: &NodePoolNetwork) -> Vec<DesiredRoute> {
     let Some(rt) = &npn.spec.route_table else {
@@ -621,5 +672,106 @@ routeTable:
         assert_eq!(routes.len(), 1);
         assert_eq!(routes[0].route.name, "poolnet-default");
         assert_eq!(routes[0].owner, "NodePoolNetwork kubenet");
+    }
+
+    /// A pool in one of the states an object passes through on its way into an NSG.
+    #[derive(Debug, Clone, Copy)]
+    enum Stage {
+        /// Never reconciled: no status.
+        New,
+        /// Its ASGs exist, its rules are not recorded yet.
+        AsgsOnly,
+        /// Recorded and its ASGs known: in the union.
+        Joined,
+        /// Cannot progress (`Stalled=True`).
+        Stalled,
+        /// `reconcilePolicy: Observe`.
+        Observe,
+    }
+
+    fn staged(name: &str, stage: Stage) -> NodePoolNetwork {
+        let mut p = npn(name, &pool_yaml(name));
+        p.metadata.uid = Some(format!("uid-{name}"));
+        match stage {
+            Stage::New => {}
+            Stage::AsgsOnly => p = with_asgs(p),
+            Stage::Joined => {
+                let (settled, _) = settle(&[with_asgs(p)], &[]);
+                p = settled.into_iter().next().unwrap();
+            }
+            Stage::Stalled => {
+                p.status = Some(poolnet_api::v1alpha1::NodePoolNetworkStatus {
+                    conditions: vec![
+                        serde_json::from_value(serde_json::json!({
+                            "type": poolnet_api::v1alpha1::conditions::STALLED,
+                            "status": "True",
+                            "reason": "AgentPoolNotFound",
+                            "message": "",
+                            "lastTransitionTime": "2026-11-28T00:00:00Z",
+                        }))
+                        .unwrap(),
+                    ],
+                    ..Default::default()
+                })
+            }
+            Stage::Observe => p.spec.reconcile_policy = ReconcilePolicy::Observe,
+        }
+        p
+    }
+
+    fn nsg_of_pool_yaml() -> String {
+        format!(
+            "/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg"
+        )
+    }
+
+    #[test]
+    fn joining_lists_the_writing_objects_whose_rules_are_not_in_the_union_yet() {
+        let pools = [
+            staged("me", Stage::New),
+            staged("new", Stage::New),
+            staged("asgs-only", Stage::AsgsOnly),
+            staged("joined", Stage::Joined),
+            staged("stalled", Stage::Stalled),
+            staged("observe", Stage::Observe),
+        ];
+        let cluster = cluster_of(&pools[0].spec.node_pool.agent_pool_id).unwrap();
+        let mut names = joining(&cluster, &nsg_of_pool_yaml(), &pools, "me");
+        names.sort();
+        assert_eq!(names, ["asgs-only", "new"]);
+        // Another NSG: nobody is on the way.
+        assert!(joining(&cluster, "/subscriptions/x/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/other", &pools, "me").is_empty());
+    }
+
+    proptest::proptest! {
+        /// `joining` agrees with `nsg_union`: an object is on its way exactly when it may write,
+        /// is not stalled, and some rule it wants is not in the union yet. So a writer that
+        /// waits for nobody in `joining` writes a union that holds every such object's rules.
+        #[test]
+        fn joining_is_exactly_who_the_union_still_lacks(stages in proptest::collection::vec(0u8..5, 1..8)) {
+            let pools: Vec<NodePoolNetwork> = stages
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    let stage = [Stage::New, Stage::AsgsOnly, Stage::Joined, Stage::Stalled, Stage::Observe][*s as usize];
+                    staged(&format!("p{i}"), stage)
+                })
+                .collect();
+            let cluster = cluster_of(&pools[0].spec.node_pool.agent_pool_id).unwrap();
+            let nsg = nsg_of_pool_yaml();
+            let union = nsg_union(&cluster, &nsg, &pools, &[], &|_, _| true);
+            let on_the_way = joining(&cluster, &nsg, &pools, "p0");
+            for p in pools.iter().skip(1) {
+                let name = p.metadata.name.clone().unwrap();
+                let wants = pool_rules(&cluster, p, &p.spec.network_security_groups[0]);
+                let lacking = wants.iter().any(|w| !union.wanted.iter().any(|u| u.name == w.name));
+                let may_write = p.spec.reconcile_policy != ReconcilePolicy::Observe && !stalled(p);
+                proptest::prop_assert_eq!(
+                    on_the_way.contains(&name),
+                    may_write && lacking,
+                    "{}: {:?}", name, stages
+                );
+            }
+        }
     }
 }

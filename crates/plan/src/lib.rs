@@ -10,3 +10,4 @@ pub mod prefix;
 pub mod preview;
 pub mod routes;
 pub mod scope;
+pub mod traffic;

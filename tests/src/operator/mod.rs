@@ -229,6 +229,12 @@ impl Harness {
         }
     }
 
+    /// The operator's flags as [`Harness::start_operator`] passes them (for a benchmark that
+    /// runs the `poolnet-operator` binary as a process of its own).
+    pub fn operator_flags(&self) -> &[String] {
+        &self.flags
+    }
+
     pub fn kubeconfig(&self) -> PathBuf {
         self.env.control_plane().kubeconfig_path().to_path_buf()
     }

@@ -258,3 +258,69 @@ async fn another_clusters_asg_of_the_same_name_is_neither_adopted_nor_deleted() 
     );
     Ok(())
 }
+
+/// Issue 14 item 3: objects applied together, whose ASGs are created at different moments,
+/// write their shared NSG once or twice, not once each: the first ones hold their write
+/// while the others are on their way, the last one writes the union for all.
+#[tokio::test]
+async fn objects_applied_together_write_their_shared_nsg_at_most_twice() -> Result<()> {
+    let h = Harness::start().await?;
+    let nsg = byo_nsg_id();
+    let names = ["alpha", "bravo", "charlie", "delta"];
+    for name in names {
+        add_pool(&h, name).await?;
+    }
+    // Creating the managed ASG of the i-th object takes i × 1.5 s: without batching, each
+    // object wrote the NSG as soon as its own ASG existed, one write each.
+    for (i, name) in names.iter().enumerate().skip(1) {
+        h.sim.faults().add_rule(
+            FaultRule::new(FaultAction::Latency {
+                ms: 1500 * i as u64,
+            })
+            .method("PUT")
+            .resource_type("applicationSecurityGroups")
+            .path_contains(&poolnet_api::ownership::managed_asg_name(name)),
+        );
+    }
+    // Counts the NSG's PUTs (zero latency).
+    h.sim.faults().add_rule(
+        FaultRule::new(FaultAction::Latency { ms: 0 })
+            .method("PUT")
+            .resource_type("networkSecurityGroups")
+            .path_contains("nsg-snet-aks"),
+    );
+    let counter = h.sim.faults().config().rules.len() - 1;
+    for (i, name) in names.iter().enumerate() {
+        let mut npn = sample("game-pool.yaml")?;
+        npn.metadata.name = Some(name.to_string());
+        npn.spec.node_pool.agent_pool_id = poolnet_tests::operator::agent_pool_id(name);
+        npn.spec.node_public_ip = None;
+        npn.spec.host_port_policies = None;
+        npn.spec.application_security_groups = None;
+        npn.spec.allowed_host_ports = vec![format!("{}/tcp,{}/udp", 7000 + i, 7100 + i)];
+        npn.spec.network_security_groups[0].priorities.from = 300 + 10 * i as u16;
+        npn.spec.network_security_groups[0].priorities.to = 309 + 10 * i as u16;
+        h.apply(&npn).await?;
+    }
+    let mut wanted = BTreeSet::new();
+    for name in names {
+        let npn = h.wait_ready(name).await?;
+        let st = npn.status.context("status")?;
+        wanted.extend(st.security_groups[0].rules.iter().map(|r| r.name.clone()));
+    }
+    let present: BTreeSet<String> = rules(&h, &nsg)?
+        .iter()
+        .filter_map(|r| r["name"].as_str().map(str::to_string))
+        .collect();
+    ensure!(
+        wanted.len() == 2 * names.len() && wanted.is_subset(&present),
+        "every object's rules are in the NSG: wanted {wanted:?}, present {present:?}"
+    );
+    let puts = h.sim.faults().config().rules[counter].injected;
+    ensure!(
+        puts <= 2,
+        "{puts} writes of the shared NSG for {} objects applied together",
+        names.len()
+    );
+    Ok(())
+}

@@ -36,6 +36,41 @@ where
     config: watcher::Config,
     store: Store<K>,
     writer: reflector::store::Writer<K>,
+    /// Applied to every object before it is cached: drops what poolnet never reads.
+    slim: fn(&mut K),
+}
+
+/// What every cached object can do without: `managedFields` (often larger than the object)
+/// and the copy of the whole object `kubectl apply` leaves in an annotation.
+pub fn slim_meta<K: Resource>(obj: &mut K) {
+    let meta = obj.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// A Node as poolnet reads it: name, labels (which pool it belongs to) and
+/// `spec.providerID` (its scale-set instance). Its status (images, conditions, addresses)
+/// and annotations are most of a Node's size and go unread.
+pub fn slim_node(node: &mut Node) {
+    slim_meta(node);
+    node.metadata.annotations = None;
+    node.status = None;
+    if let Some(spec) = node.spec.as_mut() {
+        *spec = k8s_openapi::api::core::v1::NodeSpec {
+            provider_id: spec.provider_id.take(),
+            ..Default::default()
+        };
+    }
+}
+
+/// A Namespace as poolnet reads it: name and labels.
+pub fn slim_namespace(ns: &mut Namespace) {
+    slim_meta(ns);
+    ns.metadata.annotations = None;
+    ns.spec = None;
+    ns.status = None;
 }
 
 impl<K> SharedInformer<K>
@@ -49,7 +84,14 @@ where
             config,
             store,
             writer,
+            slim: slim_meta::<K>,
         }
+    }
+
+    /// Cache objects as `slim` leaves them instead of [`slim_meta`] alone.
+    pub fn slimmed(mut self, slim: fn(&mut K)) -> Self {
+        self.slim = slim;
+        self
     }
 
     /// The cache (filled once [`SharedInformer::run`] is polled).
@@ -70,6 +112,7 @@ where
     pub async fn run(self) {
         watcher(self.api, self.config)
             .default_backoff()
+            .modify(self.slim)
             .reflect_shared(self.writer)
             .for_each(|_| futures::future::ready(()))
             .await;
@@ -183,8 +226,10 @@ impl Informers {
         Self {
             pools: SharedInformer::new(Api::all(client.clone()), watcher::Config::default()),
             policies: SharedInformer::new(Api::all(client.clone()), watcher::Config::default()),
-            nodes: SharedInformer::new(Api::all(client.clone()), watcher::Config::default()),
-            namespaces: SharedInformer::new(Api::all(client), watcher::Config::default()),
+            nodes: SharedInformer::new(Api::all(client.clone()), watcher::Config::default())
+                .slimmed(slim_node),
+            namespaces: SharedInformer::new(Api::all(client), watcher::Config::default())
+                .slimmed(slim_namespace),
         }
     }
 
@@ -214,6 +259,12 @@ pub struct Context {
     pub arm: Arc<dyn poolnet_arm::ArmNetwork>,
     pub stores: Stores,
     pub nsg_writer: crate::writers::NsgWriter,
+    /// NSG writes held for objects on their way into the same union.
+    pub batches: crate::writers::Batches,
+    /// Reads of the ARM resources single objects own, kept a resync period.
+    pub reads: crate::reads::Reads,
+    /// The resync period as the fleet's size raises it ([`Context::resync`]).
+    pub resync_floor: ResyncFloor,
     pub route_writer: crate::writers::RouteWriter,
     pub recorder: kube::runtime::events::Recorder,
     pub metrics: Arc<crate::runtime::Metrics>,
@@ -226,6 +277,42 @@ pub struct Context {
     /// status and publishes no Event; the status it would write lands here instead.
     pub dry_run:
         Option<Arc<std::sync::Mutex<Option<poolnet_api::v1alpha1::NodePoolNetworkStatus>>>>,
+}
+
+impl Context {
+    /// The resync period: `--resync`, raised so that the NodePoolNetworks' drift checks stay
+    /// within their share of ARM's read refill in every subscription
+    /// (`poolnet_plan::traffic`).
+    pub fn resync(&self) -> std::time::Duration {
+        let pools: Vec<NodePoolNetwork> = self.stores.all_pools();
+        self.resync_floor.effective(self.config.resync, &pools)
+    }
+}
+
+/// The last effective resync period, to log when the fleet's size changes it.
+#[derive(Debug, Default)]
+pub struct ResyncFloor {
+    last_ms: std::sync::atomic::AtomicU64,
+}
+
+impl ResyncFloor {
+    fn effective(
+        &self,
+        configured: std::time::Duration,
+        pools: &[NodePoolNetwork],
+    ) -> std::time::Duration {
+        use std::sync::atomic::Ordering;
+        let period = poolnet_plan::traffic::effective_resync(configured, pools);
+        let ms = period.as_millis() as u64;
+        if self.last_ms.swap(ms, Ordering::Relaxed) != ms && period > configured {
+            tracing::info!(
+                configured = ?configured,
+                effective = ?period,
+                "resync period raised: the NodePoolNetworks' drift checks would read ARM faster than their share of the subscription's read refill"
+            );
+        }
+        period
+    }
 }
 
 /// Tunables.
@@ -328,5 +415,79 @@ mod trigger_tests {
             .collect()
             .await;
         assert_eq!(passed, ["1-a", "1-b", "2-spec"]);
+    }
+}
+
+#[cfg(test)]
+mod slim_tests {
+    use super::*;
+
+    #[test]
+    fn a_cached_node_keeps_what_poolnet_reads_and_nothing_else() {
+        let mut node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "aks-game-1-vmss000000",
+                "uid": "u1",
+                "resourceVersion": "7",
+                "labels": {"kubernetes.azure.com/agentpool": "game"},
+                "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+                "managedFields": [{"manager": "kubelet", "operation": "Update"}],
+            },
+            "spec": {
+                "providerID": "azure:///subscriptions/s/resourceGroups/mc/providers/Microsoft.Compute/virtualMachineScaleSets/vmss/virtualMachines/0",
+                "podCIDR": "10.244.0.0/24",
+            },
+            "status": {
+                "images": [{"names": ["example.invalid/app:1"], "sizeBytes": 1}],
+                "addresses": [{"type": "InternalIP", "address": "10.224.0.4"}],
+            },
+        }))
+        .unwrap();
+        slim_node(&mut node);
+        assert_eq!(
+            serde_json::to_value(&node).unwrap(),
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Node",
+                "metadata": {
+                    "name": "aks-game-1-vmss000000",
+                    "uid": "u1",
+                    "resourceVersion": "7",
+                    "labels": {"kubernetes.azure.com/agentpool": "game"},
+                },
+                "spec": {
+                    "providerID": "azure:///subscriptions/s/resourceGroups/mc/providers/Microsoft.Compute/virtualMachineScaleSets/vmss/virtualMachines/0",
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn cached_objects_lose_managed_fields_and_the_last_applied_copy_only() {
+        let mut npn: NodePoolNetwork = serde_json::from_value(serde_json::json!({
+            "apiVersion": "poolnet.dev/v1alpha1",
+            "kind": "NodePoolNetwork",
+            "metadata": {
+                "name": "game",
+                "annotations": {
+                    "kubectl.kubernetes.io/last-applied-configuration": "{…}",
+                    "team": "games",
+                },
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+            },
+            "spec": {"nodePool": {"agentPoolId": "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c/agentPools/game"}},
+        }))
+        .unwrap();
+        let spec_before = serde_json::to_value(&npn.spec).unwrap();
+        slim_meta(&mut npn);
+        assert!(npn.metadata.managed_fields.is_none());
+        assert_eq!(
+            npn.metadata.annotations,
+            Some(std::collections::BTreeMap::from([(
+                "team".to_string(),
+                "games".to_string()
+            )]))
+        );
+        assert_eq!(serde_json::to_value(&npn.spec).unwrap(), spec_before);
     }
 }

@@ -17,11 +17,13 @@
 //! to read, plan, apply and PUT their kind of resource, and `convert.rs` is the one place
 //! the ARM request bodies of rules and routes are assembled.
 
+pub mod batch;
 pub mod convert;
 mod nsg;
 mod rmw;
 mod routes;
 
+pub use batch::Batches;
 pub use nsg::{NsgSync, NsgWriter};
 pub use rmw::{REFUSAL_RETRY, Refusal, Synced, Writer};
 pub use routes::{RouteBudget, RouteSync, RouteWriter};

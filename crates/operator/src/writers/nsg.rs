@@ -26,6 +26,7 @@ pub type NsgSync = Synced<NsgPlan>;
 /// wants; the union is computed when planning, under the NSG's lock.
 struct NsgTarget<'a> {
     union: &'a (dyn Fn() -> NsgUnion + Send + Sync),
+    hold: Option<&'a (dyn Fn() -> Option<std::time::Duration> + Send + Sync)>,
 }
 
 impl Target for NsgTarget<'_> {
@@ -80,6 +81,10 @@ impl Target for NsgTarget<'_> {
         plan.needs_write()
     }
 
+    fn hold(&self) -> Option<std::time::Duration> {
+        self.hold.and_then(|h| h())
+    }
+
     fn apply(&self, current: &NetworkSecurityGroup, plan: &NsgPlan) -> NetworkSecurityGroup {
         apply_nsg_plan(current, plan)
     }
@@ -101,7 +106,26 @@ impl NsgWriter {
         union: impl Fn() -> NsgUnion + Send + Sync,
         freshness: Freshness,
     ) -> Result<NsgSync, ArmError> {
-        let target = NsgTarget { union: &union };
+        let target = NsgTarget {
+            union: &union,
+            hold: None,
+        };
+        self.sync_target(id, &target, freshness).await
+    }
+
+    /// [`NsgWriter::sync`], but a needed write is held while `hold` says so (evaluated under
+    /// the NSG's lock, only when the NSG needs a write; `writers::batch`).
+    pub async fn sync_or_hold(
+        &self,
+        id: &ResourceId,
+        union: impl Fn() -> NsgUnion + Send + Sync,
+        hold: impl Fn() -> Option<std::time::Duration> + Send + Sync,
+        freshness: Freshness,
+    ) -> Result<NsgSync, ArmError> {
+        let target = NsgTarget {
+            union: &union,
+            hold: Some(&hold),
+        };
         self.sync_target(id, &target, freshness).await
     }
 }

@@ -57,6 +57,13 @@ pub trait Target {
 
     fn needs_write(plan: &Self::Plan) -> bool;
 
+    /// Asked when the resource needs a write: `Some(wait)` holds it (nothing is written, the
+    /// caller asks again within `wait`) because more changes are on their way
+    /// (`writers::batch`).
+    fn hold(&self) -> Option<Duration> {
+        None
+    }
+
     /// The resource to write: `current` with the plan applied.
     fn apply(&self, current: &Self::Resource, plan: &Self::Plan) -> Self::Resource;
 
@@ -136,6 +143,8 @@ pub struct Synced<P> {
     pub wrote: bool,
     /// Set when a write is still running in ARM: ask again after this long.
     pub pending: Option<Duration>,
+    /// Set when the target held a needed write ([`Target::hold`]): ask again within this.
+    pub held: Option<Duration>,
 }
 
 impl<P: Default> Synced<P> {
@@ -144,6 +153,16 @@ impl<P: Default> Synced<P> {
             plan,
             wrote,
             pending: None,
+            held: None,
+        }
+    }
+
+    fn held(plan: P, wait: Duration) -> Self {
+        Self {
+            plan,
+            wrote: false,
+            pending: None,
+            held: Some(wait),
         }
     }
 }
@@ -231,6 +250,7 @@ impl<R: Clone + Send + Sync> Writer<R> {
                         plan: T::Plan::default(),
                         wrote: false,
                         pending: Some(wait),
+                        held: None,
                     });
                 }
                 Ok(Lro::Done(())) => *mem = Remembered::default(),
@@ -252,6 +272,9 @@ impl<R: Clone + Send + Sync> Writer<R> {
             if !T::needs_write(&plan) {
                 return Ok(Synced::done(plan, false));
             }
+            if let Some(wait) = target.hold() {
+                return Ok(Synced::held(plan, wait));
+            }
         }
 
         let mut last_err = None;
@@ -268,6 +291,13 @@ impl<R: Clone + Send + Sync> Writer<R> {
                 mem.resource = Some(current.resource);
                 mem.at = Some(std::time::Instant::now());
                 return Ok(Synced::done(plan, false));
+            }
+            if attempt == 1
+                && let Some(wait) = target.hold()
+            {
+                mem.resource = Some(current.resource);
+                mem.at = Some(std::time::Instant::now());
+                return Ok(Synced::held(plan, wait));
             }
             let next = target.apply(&current.resource, &plan);
             let (added, changed, removed) = T::counts(&plan);
@@ -290,6 +320,7 @@ impl<R: Clone + Send + Sync> Writer<R> {
                                 plan,
                                 wrote: true,
                                 pending: Some(wait),
+                                held: None,
                             })
                         }
                         Err(e) => Err(e),

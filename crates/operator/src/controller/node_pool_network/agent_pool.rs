@@ -39,7 +39,16 @@ pub(super) async fn reconcile(
         Ok(id) => id,
         Err(e) => return Err(Error::Arm(e.into())),
     };
-    let current = match arm.get_agent_pool(&id).await {
+    let reads = &pass.ctx.reads;
+    let current = match reads
+        .read(
+            &id,
+            pass.own_freshness(),
+            |p| !pool_updating(p),
+            arm.get_agent_pool(&id),
+        )
+        .await
+    {
         Ok(p) => p,
         Err(ArmError::NotFound { .. }) if npn.spec.node_pool.template.is_some() => {
             let template = npn.spec.node_pool.template.as_ref().expect("checked");
@@ -181,7 +190,16 @@ pub(super) async fn reconcile(
                 write_status(pass.ctx, npn, &recorded).await?;
             }
             let body = agent_pool_body(&current.resource, &plan.want_ports, &plan.want_asgs);
-            match arm.put_agent_pool(&id, &body, current.precondition()).await {
+            let put = arm.put_agent_pool(&id, &body, current.precondition()).await;
+            match &put {
+                Ok(Lro::Done(written)) if !pool_updating(&written.resource) => {
+                    reads.keep(&id, written.clone())
+                }
+                // Running, refused (a 412: the kept answer was out of date), or failed:
+                // read again next time.
+                _ => reads.forget(&id),
+            }
+            match put {
                 Ok(done) => {
                     fx.event(
                         EventType::Normal,

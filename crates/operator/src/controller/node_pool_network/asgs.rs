@@ -37,87 +37,114 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Vec<AsgStatus>> {
     {
         match raw.parse::<ResourceId>() {
             Err(e) => problems.push(fx.arm_failure(cond::ASG_READY, "managed ASG ID", &e.into())),
-            Ok(id) => match arm.get_asg(&id).await.optional() {
-                Ok(Some(a)) if ours(&a.resource.resource, npn, &pass.cluster.key) => {
-                    pass.ledger.update(|o| o.application_security_group = Some(raw.clone()));
-                    asgs.push(AsgStatus { id: raw, managed: true });
-                }
-                Ok(Some(_)) => problems.push(PartState::failed(
+            Ok(id) => {
+                match read_asg(pass, &id).await.optional() {
+                    Ok(Some(a)) if ours(&a.resource.resource, npn, &pass.cluster.key) => {
+                        pass.ledger
+                            .update(|o| o.application_security_group = Some(raw.clone()));
+                        asgs.push(AsgStatus {
+                            id: raw,
+                            managed: true,
+                        });
+                    }
+                    Ok(Some(_)) => {
+                        // Read again next time: the answer kept may be of a predecessor's ASG.
+                        pass.ctx.reads.forget(&id);
+                        problems.push(PartState::failed(
                     cond::ASG_READY,
                     "ASGNotOwned",
                     format!("an ASG {raw} exists that poolnet did not create for this object; remove it, or set applicationSecurityGroups.managed: false and list it in customIds"),
-                )),
-                Ok(None) if !pass.writes => {
-                    fx.pending.push(poolnet_api::v1alpha1::PendingChange {
-                        resource_id: raw.clone(),
-                        target: poolnet_api::v1alpha1::ChangeTarget::ApplicationSecurityGroup,
-                        name: id.name().to_string(),
-                        action: poolnet_api::v1alpha1::ChangeAction::Add,
-                        fields: vec![poolnet_api::v1alpha1::FieldChange {
-                            field: "tags".into(),
-                            old: None,
-                            new: Some(format!("{}={}", poolnet_api::ownership::OWNER_TAG, poolnet_api::ownership::owner_tag_value(&kube::ResourceExt::name_any(npn)))),
-                        }],
-                    });
-                    problems.push(PartState::failed(
+                ));
+                    }
+                    Ok(None) if !pass.writes => {
+                        fx.pending.push(poolnet_api::v1alpha1::PendingChange {
+                            resource_id: raw.clone(),
+                            target: poolnet_api::v1alpha1::ChangeTarget::ApplicationSecurityGroup,
+                            name: id.name().to_string(),
+                            action: poolnet_api::v1alpha1::ChangeAction::Add,
+                            fields: vec![poolnet_api::v1alpha1::FieldChange {
+                                field: "tags".into(),
+                                old: None,
+                                new: Some(format!(
+                                    "{}={}",
+                                    poolnet_api::ownership::OWNER_TAG,
+                                    poolnet_api::ownership::owner_tag_value(
+                                        &kube::ResourceExt::name_any(npn)
+                                    )
+                                )),
+                            }],
+                        });
+                        problems.push(PartState::failed(
                         cond::ASG_READY,
                         reason::NOT_FOUND,
                         format!("managed ASG {raw} does not exist (Observe: poolnet would create it)"),
                     ));
-                    // A preview (`kubectl poolnet diff -f`) plans the later parts as if it
-                    // existed, as they will be once applied.
-                    if pass.ctx.dry_run.is_some() {
-                        asgs.push(AsgStatus { id: raw, managed: true });
-                    }
-                }
-                Ok(None) => {
-                    // Recorded before created (docs/ownership.md).
-                    if let Err(e) = pass
-                        .ledger
-                        .record_created(pass.ctx, npn, |o| o.application_security_group = Some(raw.clone()))
-                        .await
-                    {
-                        fx.soon(std::time::Duration::from_secs(5));
-                        let c = PartState::failed(
-                            cond::ASG_READY,
-                            reason::PROGRESSING,
-                            format!("recording ASG {raw} in status before creating it: {e}"),
-                        );
-                        return Part::new(asgs, c, fx);
-                    }
-                    let body = managed_asg_body(npn, pass.cluster.location.clone(), &pass.cluster.key);
-                    match arm.put_asg(&id, &body, Precondition::IfNoneMatch).await {
-                        Ok(Lro::Done(_)) => {
-                            fx.event(
-                                EventType::Normal,
-                                "ASGCreated",
-                                format!("created application security group {raw}"),
-                            );
+                        // A preview (`kubectl poolnet diff -f`) plans the later parts as if it
+                        // existed, as they will be once applied.
+                        if pass.ctx.dry_run.is_some() {
                             asgs.push(AsgStatus {
                                 id: raw,
                                 managed: true,
                             });
                         }
-                        Ok(Lro::Pending(h)) => {
-                            fx.soon(h.next_poll_in());
-                            problems.push(PartState::failed(
+                    }
+                    Ok(None) => {
+                        // Recorded before created (docs/ownership.md).
+                        if let Err(e) = pass
+                            .ledger
+                            .record_created(pass.ctx, npn, |o| {
+                                o.application_security_group = Some(raw.clone())
+                            })
+                            .await
+                        {
+                            fx.soon(std::time::Duration::from_secs(5));
+                            let c = PartState::failed(
                                 cond::ASG_READY,
                                 reason::PROGRESSING,
-                                format!("creating ASG {raw}"),
-                            ));
+                                format!("recording ASG {raw} in status before creating it: {e}"),
+                            );
+                            return Part::new(asgs, c, fx);
                         }
-                        Err(e) => problems.push(fx.arm_failure(
+                        let body =
+                            managed_asg_body(npn, pass.cluster.location.clone(), &pass.cluster.key);
+                        match arm.put_asg(&id, &body, Precondition::IfNoneMatch).await {
+                            Ok(Lro::Done(written)) => {
+                                pass.ctx.reads.keep(&id, written);
+                                fx.event(
+                                    EventType::Normal,
+                                    "ASGCreated",
+                                    format!("created application security group {raw}"),
+                                );
+                                asgs.push(AsgStatus {
+                                    id: raw,
+                                    managed: true,
+                                });
+                            }
+                            Ok(Lro::Pending(h)) => {
+                                fx.soon(h.next_poll_in());
+                                problems.push(PartState::failed(
+                                    cond::ASG_READY,
+                                    reason::PROGRESSING,
+                                    format!("creating ASG {raw}"),
+                                ));
+                            }
+                            Err(e) => problems.push(fx.arm_failure(
+                                cond::ASG_READY,
+                                &format!("creating ASG {raw}"),
+                                &e,
+                            )),
+                        }
+                    }
+                    Err(e) => {
+                        problems.push(fx.arm_failure(
                             cond::ASG_READY,
-                            &format!("creating ASG {raw}"),
+                            &format!("reading ASG {raw}"),
                             &e,
-                        )),
+                        ));
+                        as_last_seen(&raw, &mut asgs);
                     }
                 }
-                Err(e) => {
-                    problems.push(fx.arm_failure(cond::ASG_READY, &format!("reading ASG {raw}"), &e));
-                    as_last_seen(&raw, &mut asgs);
-                }
-            },
+            }
         }
     }
     for raw in npn
@@ -128,7 +155,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>) -> Part<Vec<AsgStatus>> {
     {
         match raw.parse::<ResourceId>() {
             Err(e) => problems.push(fx.arm_failure(cond::ASG_READY, "custom ASG ID", &e.into())),
-            Ok(id) => match arm.get_asg(&id).await.optional() {
+            Ok(id) => match read_asg(pass, &id).await.optional() {
                 Ok(Some(_)) => asgs.push(AsgStatus {
                     id: raw.clone(),
                     managed: false,
@@ -208,6 +235,7 @@ async fn retire_with(
         Err(e) => return Some(fx.arm_failure(cond::ASG_READY, "recorded ASG ID", &e.into())),
     };
     let arm = pass.ctx.arm.as_ref();
+    pass.ctx.reads.forget(&id);
     match arm.get_asg(&id).await.optional() {
         Ok(Some(a)) if ours(&a.resource.resource, npn, &pass.cluster.key) => {
             match arm.delete_asg(&id).await {
@@ -242,4 +270,18 @@ async fn retire_with(
         }
         Err(e) => Some(fx.arm_failure(cond::ASG_READY, &format!("reading ASG {raw}"), &e)),
     }
+}
+
+/// The ASG as last read or written within the reconcile's freshness (`crate::reads`).
+async fn read_asg(
+    pass: &Pass<'_>,
+    id: &ResourceId,
+) -> Result<
+    poolnet_arm::Etagged<poolnet_arm::models::ApplicationSecurityGroup>,
+    poolnet_arm::ArmError,
+> {
+    pass.ctx
+        .reads
+        .read(id, pass.own_freshness(), |_| true, pass.ctx.arm.get_asg(id))
+        .await
 }

@@ -42,6 +42,14 @@ fn arm_id(raw: &str) -> Result<ResourceId, Error> {
 
 pub(super) async fn cleanup(npn: Arc<NodePoolNetwork>, ctx: &Context) -> Result<Action, Error> {
     let name = npn.name_any();
+    // Deletion reads Azure afresh, and a later object of the same name must too.
+    for raw in std::iter::once(npn.spec.node_pool.agent_pool_id.clone())
+        .chain(poolnet_plan::desired::pool_asgs(&npn))
+    {
+        if let Ok(id) = raw.parse::<ResourceId>() {
+            ctx.reads.forget(&id);
+        }
+    }
     match npn.spec.reconcile_policy {
         ReconcilePolicy::Observe => return Ok(Action::await_change()),
         ReconcilePolicy::DetachOnDelete => {

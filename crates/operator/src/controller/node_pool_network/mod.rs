@@ -175,14 +175,15 @@ impl Reconciler {
 
     /// Re-read Azure (drift detection) when the last full read is older than the resync period.
     fn freshness(&self, name: &str) -> Freshness {
-        let resync = self.ctx.config.resync;
+        let resync = self.ctx.resync();
         self.with_memory(name, |m| match m.last_reread {
             Some(t) if t.elapsed() < resync => Freshness::Cached,
             _ => {
                 m.last_reread = Some(Instant::now());
-                // Another object's re-read of a shared NSG or route table in the last half
-                // period is as good as our own.
-                Freshness::ReadWithin(resync / 2)
+                // A re-read within the period (another object's of a shared NSG or route
+                // table, or a write's reply) is as good as our own: each resource is read
+                // about once per period (docs/arm-traffic.md).
+                Freshness::ReadWithin(resync)
             }
         })
     }
@@ -204,6 +205,17 @@ pub(crate) struct Pass<'a> {
 }
 
 impl Pass<'_> {
+    /// How fresh reads of what only this object reads (its agent pool and ASGs,
+    /// `crate::reads`) must be: as the pass says, but a drift check reads them again unless
+    /// the last answer (a write's reply) is less than half its bound old, so a change made by
+    /// hand is seen at the next drift check, as before.
+    pub fn own_freshness(&self) -> Freshness {
+        match self.freshness {
+            Freshness::ReadWithin(age) => Freshness::ReadWithin(age / 2),
+            other => other,
+        }
+    }
+
     /// This object as the shared writers must count it: its record as it stands and, once
     /// this reconcile knows them, its ASGs (the cached copy may lag behind both).
     fn me(&self, asgs: Option<&[AsgStatus]>) -> NodePoolNetwork {
@@ -274,6 +286,14 @@ pub async fn run(
     Controller::for_shared_stream(super::meaningful_changes(pool_events), pools)
         // A pod holding host ports bound to, or gone from, a pool's node: re-check coverage.
         .reconcile_on(host_port_triggers)
+        // The NSG an object held its write for was written (`writers::batch`).
+        .reconcile_on(
+            reconciler
+                .ctx
+                .batches
+                .woken()
+                .map(|name| ObjectRef::<NodePoolNetwork>::new(&name)),
+        )
         // An object refused for its pool's holder takes over when the holder's cleanup ends
         // (its last finalizer removed), without waiting for its own requeue.
         .watches_shared_stream(rival_events, move |changed: Arc<NodePoolNetwork>| {
@@ -487,7 +507,7 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         out.condition(PartState::failed(cond::ACCEPTED, reason::CONFLICT, message));
         finish(&npn, ctx, status, &previous, out).await?;
         // The holder's end also triggers a reconcile (see `run`); this is the safety net.
-        return Ok(Action::requeue(jittered(ctx.config.resync, &name)));
+        return Ok(Action::requeue(jittered(ctx.resync(), &name)));
     }
 
     let (cluster, problem) = r.clusters.facts(ctx, &npn).await;
@@ -595,7 +615,7 @@ async fn apply(npn: Arc<NodePoolNetwork>, r: &Reconciler) -> Result<Action, Erro
         requeue,
         failures,
         ctx.config.max_backoff,
-        jittered(ctx.config.resync, &name),
+        jittered(ctx.resync(), &name),
     )))
 }
 

@@ -104,7 +104,20 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                 fx.soon(Duration::from_secs(5));
                 continue;
             }
-            match sync(pass, asgs, &id, &target.id).await {
+            match sync(pass, asgs, &id, &target.id, Batch::Join).await {
+                Synced::Held(wait, on_the_way) => {
+                    fx.soon(wait);
+                    problems.push(PartState::failed(
+                        cond::SECURITY_RULES_READY,
+                        reason::PROGRESSING,
+                        format!(
+                            "rules recorded; holding the write of NSG {} for {on_the_way} other object(s) on their way into it, so that one write serves all (at most {}s more)",
+                            target.id,
+                            wait.as_secs().max(1)
+                        ),
+                    ));
+                    continue;
+                }
                 Synced::Done(plan, wrote) => {
                     if wrote {
                         fx.event(
@@ -237,7 +250,7 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                     continue;
                 }
             };
-            match sync(pass, asgs, &id, &raw).await {
+            match sync(pass, asgs, &id, &raw, Batch::Alone).await {
                 Synced::Done(plan, wrote) => {
                     if wrote {
                         fx.event(
@@ -254,7 +267,8 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                         plan.rules_of(&owner).map(|p| p.rule.name.clone()).collect();
                     pass.ledger.settle(Entries::Rules, &raw, present);
                 }
-                Synced::Pending(wait) => {
+                // A removal is never held (`Batch::Alone`).
+                Synced::Pending(wait) | Synced::Held(wait, _) => {
                     fx.soon(wait);
                     problems.push(PartState::failed(
                         cond::SECURITY_RULES_READY,
@@ -312,15 +326,34 @@ pub(crate) fn refused(r: &crate::writers::Refusal, nsg: &str) -> PartState {
 enum Synced {
     Done(NsgPlan, bool),
     Pending(Duration),
+    /// Held for this many other objects on their way (`writers::batch`); ask again within.
+    Held(Duration, usize),
     Failed(ArmError),
+}
+
+/// Whether a sync may hold its write for other objects on their way into the NSG.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Batch {
+    /// Writing this object's own rules: hold while others are on their way.
+    Join,
+    /// Removing rules (an NSG the spec no longer names): write now.
+    Alone,
 }
 
 /// Write the union into NSG `id` (`raw` as the spec or record spells it). The union is read
 /// from the caches when the writer holds the NSG, not now: a reconcile that waited for
 /// another's write must not put back the union as it was before; and this object counts with
 /// the ASGs this reconcile found and its record as it stands.
-async fn sync(pass: &Pass<'_>, asgs: &[AsgStatus], id: &ResourceId, raw: &str) -> Synced {
+async fn sync(
+    pass: &Pass<'_>,
+    asgs: &[AsgStatus],
+    id: &ResourceId,
+    raw: &str,
+    batch: Batch,
+) -> Synced {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let ctx = pass.ctx;
+    let me = pass.npn.name_any();
     let union = || {
         ctx.stores.nsg_union(
             &pass.cluster.key,
@@ -329,10 +362,29 @@ async fn sync(pass: &Pass<'_>, asgs: &[AsgStatus], id: &ResourceId, raw: &str) -
             &ctx.stores.all_policies(),
         )
     };
-    match ctx.nsg_writer.sync(id, union, pass.freshness).await {
-        Ok(s) => match s.pending {
-            Some(wait) => Synced::Pending(wait),
-            None => Synced::Done(s.plan, s.wrote),
+    let on_the_way = AtomicUsize::new(0);
+    let hold = || {
+        if batch == Batch::Alone {
+            return None;
+        }
+        let pools = super::pools_with(&pass.me(Some(asgs)), ctx);
+        let n = poolnet_plan::desired::joining(&pass.cluster.key, raw, &pools, &me).len();
+        on_the_way.store(n, Ordering::Relaxed);
+        ctx.batches.hold(raw, &me, n)
+    };
+    match ctx
+        .nsg_writer
+        .sync_or_hold(id, union, hold, pass.freshness)
+        .await
+    {
+        Ok(s) => match (s.pending, s.held) {
+            (Some(wait), _) => Synced::Pending(wait),
+            (None, Some(wait)) => Synced::Held(wait, on_the_way.load(Ordering::Relaxed)),
+            (None, None) => {
+                // The NSG now holds the union: whoever held for it has nothing left to do.
+                ctx.batches.written(raw, &me);
+                Synced::Done(s.plan, s.wrote)
+            }
         },
         Err(e) => Synced::Failed(e),
     }
