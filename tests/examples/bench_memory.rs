@@ -70,6 +70,9 @@ struct Args {
     /// (`target/release/poolnet-operator`).
     #[arg(long)]
     operator_bin: Option<PathBuf>,
+    /// More environment for the operator process, `NAME=VALUE` (repeatable).
+    #[arg(long = "operator-env")]
+    operator_env: Vec<String>,
 }
 
 fn cluster_id() -> String {
@@ -194,27 +197,53 @@ impl Drop for OperatorProcess {
     }
 }
 
-/// Creates `items` with `in_flight` requests at once.
+/// Whether a refused create is worth another try, as a controller would retry it: the
+/// webhook asked for it, or the server was busy.
+fn retryable(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(s) => {
+            s.code == 429 || s.code >= 500 || s.message.contains("retry the request")
+        }
+        _ => true,
+    }
+}
+
+/// Creates `items` with `in_flight` requests at once, retrying refusals a controller would
+/// retry (up to 20 times each); returns the retries.
 async fn create_all<K>(
     api_for: impl Fn(&K) -> Api<K>,
     items: Vec<K>,
     in_flight: usize,
-) -> Result<()>
+) -> Result<u64>
 where
     K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {
+    let retries = std::sync::atomic::AtomicU64::new(0);
+    let retries_ref = &retries;
     futures::stream::iter(items.into_iter().map(|item| {
         let api = api_for(&item);
         async move {
-            api.create(&PostParams::default(), &item)
-                .await
-                .with_context(|| format!("creating {:?}", item.meta().name))
+            let mut attempt = 0;
+            loop {
+                match api.create(&PostParams::default(), &item).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) if attempt < 20 && retryable(&e) => {
+                        attempt += 1;
+                        retries_ref.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                    Err(e) => {
+                        return Err(anyhow::Error::new(e))
+                            .with_context(|| format!("creating {:?}", item.meta().name));
+                    }
+                }
+            }
         }
     }))
     .buffer_unordered(in_flight)
     .try_collect::<Vec<_>>()
     .await?;
-    Ok(())
+    Ok(retries.into_inner())
 }
 
 /// Waits until `count()` reaches `want`; `false` when `limit` passes first.
@@ -314,7 +343,14 @@ async fn main() -> Result<()> {
     let base = h.serve_webhooks(&configs.mutating, &configs.validating)?;
     hostports_support::install_webhooks_in(&h.env.client(), &refs, &base).await?;
     let log = tempfile::NamedTempFile::new()?;
-    let child = Command::new(&bin)
+    let mut command = Command::new(&bin);
+    for kv in &args.operator_env {
+        let (k, v) = kv
+            .split_once('=')
+            .context("--operator-env takes NAME=VALUE")?;
+        command.env(k, v);
+    }
+    let child = command
         .args(h.operator_flags())
         .env("KUBECONFIG", h.kubeconfig())
         .env("POD_NAME", "bench-memory")
@@ -372,7 +408,7 @@ async fn main() -> Result<()> {
         .map(|j| policy(j, args.pools, args.namespaces))
         .collect::<Result<_>>()?;
     let c = client.clone();
-    create_all(
+    let _ = create_all(
         move |p: &HostPortPolicy| {
             Api::namespaced(
                 c.clone(),
@@ -424,45 +460,65 @@ async fn main() -> Result<()> {
         "HostPortPolicy",
     );
 
-    let mut created = 0usize;
-    let mut with_host_ports = 0usize;
+    // Each stage first adds the pods that hold a host port, then the others, so the cost of
+    // each kind shows on its own line.
+    let mut host_pods = 0usize;
+    let mut plain_pods = 0usize;
+    let mut next = 0usize;
     for &total in &args.pods {
-        if total <= created {
-            continue;
-        }
-        let started = Instant::now();
-        let batch: Vec<Pod> = (created..total)
-            .map(|k| {
-                let host = (k as f64 * args.host_port_share).floor()
-                    != ((k + 1) as f64 * args.host_port_share).floor();
+        let want_host = (total as f64 * args.host_port_share).round() as usize;
+        let want_plain = total.saturating_sub(want_host);
+        for host in [true, false] {
+            let (have, want) = if host {
+                (host_pods, want_host)
+            } else {
+                (plain_pods, want_plain)
+            };
+            if want <= have {
+                continue;
+            }
+            let started = Instant::now();
+            let batch: Vec<Pod> = (next..next + (want - have))
+                .map(|k| pod(k, args.namespaces, args.policies.max(1), host))
+                .collect::<Result<_>>()?;
+            next += want - have;
+            let c = client.clone();
+            let retries = create_all(
+                move |p: &Pod| {
+                    Api::namespaced(
+                        c.clone(),
+                        p.metadata.namespace.as_deref().unwrap_or_default(),
+                    )
+                },
+                batch,
+                args.in_flight,
+            )
+            .await?;
+            let took = started.elapsed();
+            if host {
+                host_pods = want;
+            } else {
+                plain_pods = want;
+            }
+            tokio::time::sleep(settle).await;
+            report.line(
+                &format!(
+                    "+ {} pods {} ({host_pods} + {plain_pods})",
+                    want - have,
+                    if host { "with a host port" } else { "without" }
+                ),
+                args.pools + args.policies + host_pods + plain_pods,
                 if host {
-                    with_host_ports += 1;
-                }
-                pod(k, args.namespaces, args.policies.max(1), host)
-            })
-            .collect::<Result<_>>()?;
-        let c = client.clone();
-        create_all(
-            move |p: &Pod| {
-                Api::namespaced(
-                    c.clone(),
-                    p.metadata.namespace.as_deref().unwrap_or_default(),
-                )
-            },
-            batch,
-            args.in_flight,
-        )
-        .await?;
-        let took = started.elapsed();
-        created = total;
-        tokio::time::sleep(settle).await;
-        let objects = args.pools + args.policies + created;
-        report.line(
-            &format!("+ {created} pods ({with_host_ports} with a host port)"),
-            objects,
-            "pod",
-        );
-        println!("  (pods created in {took:.0?})");
+                    "pod with a host port"
+                } else {
+                    "pod without"
+                },
+            );
+            println!(
+                "  ({} pods created in {took:.0?}, {retries} refusals retried)",
+                want - have
+            );
+        }
     }
     let (rss, peak) = rss_of(pid);
     println!(

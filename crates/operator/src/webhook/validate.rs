@@ -206,16 +206,23 @@ impl PolicyValidator {
             .map_err(|e| unavailable("the namespace", e))?
             .map(|n| n.labels().clone())
             .unwrap_or_default();
-        let others: Vec<HostPortPolicy> = Api::<HostPortPolicy>::all(self.client.clone())
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| unavailable("the other HostPortPolicies", e))?
-            .items
-            .into_iter()
-            .filter(|p| {
-                !(p.namespace().as_deref() == Some(&namespace) && p.name_any() == new.name_any())
-            })
-            .collect();
+        // Other policies only matter to static host ports (cluster-unique): a policy without
+        // any does not list them all (thousands, in a big fleet) on every admission.
+        let others: Vec<HostPortPolicy> = if crate::controller::has_static_ports(&new) {
+            Api::<HostPortPolicy>::all(self.client.clone())
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| unavailable("the other HostPortPolicies", e))?
+                .items
+                .into_iter()
+                .filter(|p| {
+                    !(p.namespace().as_deref() == Some(&namespace)
+                        && p.name_any() == new.name_any())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let ctx = PolicyContext {
             pool: pool.as_ref(),
             namespace_labels: &labels,

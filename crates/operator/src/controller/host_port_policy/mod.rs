@@ -335,11 +335,7 @@ fn accepted_part(
         .get(&ObjectRef::new(&ns))
         .map(|n| n.labels().clone())
         .unwrap_or_default();
-    let others: Vec<HostPortPolicy> = stores
-        .all_policies()
-        .into_iter()
-        .filter(|p| !(p.namespace() == policy.namespace() && p.name_any() == policy.name_any()))
-        .collect();
+    let others = stores.static_port_rivals(policy);
     let ctx = PolicyContext {
         pool,
         namespace_labels: &labels,

@@ -72,7 +72,8 @@ async fn sweep_namespace_labels(r: Arc<Reconciler>) {
         tokio::time::sleep(r.ctx.config.namespace_label_sweep).await;
         let stores = &r.ctx.stores;
         let with_policies: BTreeSet<String> = stores
-            .all_policies()
+            .policies
+            .state()
             .iter()
             .filter_map(|p| p.namespace())
             .collect();

@@ -176,8 +176,11 @@ impl Reconciler {
     /// Re-read Azure (drift detection) when the last full read is older than the resync period.
     fn freshness(&self, name: &str) -> Freshness {
         let resync = self.ctx.resync();
+        // The resync requeue comes 0.9 to 1.1 periods after the last reconcile (`jittered`):
+        // it must count as the drift check even when it comes early.
+        let drift_check_after = resync.mul_f64(0.85);
         self.with_memory(name, |m| match m.last_reread {
-            Some(t) if t.elapsed() < resync => Freshness::Cached,
+            Some(t) if t.elapsed() < drift_check_after => Freshness::Cached,
             _ => {
                 m.last_reread = Some(Instant::now());
                 // A re-read within the period (another object's of a shared NSG or route

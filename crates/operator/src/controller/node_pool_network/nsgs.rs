@@ -169,11 +169,12 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                     // What poolnet would write if this object managed the NSG.
                     let would =
                         pass.me_managing(Some(asgs), Entries::Rules, &target.id, wanted.clone());
+                    let pools = super::pools_with(&would, ctx);
                     let union = ctx.stores.nsg_union(
                         cluster,
                         &target.id,
-                        &super::pools_with(&would, ctx),
-                        &ctx.stores.all_policies(),
+                        &pools,
+                        &ctx.stores.policies_for_nsg(&target.id, &pools),
                     );
                     let existing = existing_rules(&nsg.resource, union.scope.prefix());
                     let plan = plan_nsg(&existing, &union.wanted, &union.scope);
@@ -355,11 +356,12 @@ async fn sync(
     let ctx = pass.ctx;
     let me = pass.npn.name_any();
     let union = || {
+        let pools = super::pools_with(&pass.me(Some(asgs)), ctx);
         ctx.stores.nsg_union(
             &pass.cluster.key,
             raw,
-            &super::pools_with(&pass.me(Some(asgs)), ctx),
-            &ctx.stores.all_policies(),
+            &pools,
+            &ctx.stores.policies_for_nsg(raw, &pools),
         )
     };
     let on_the_way = AtomicUsize::new(0);
