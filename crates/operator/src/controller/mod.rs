@@ -149,11 +149,11 @@ impl Stores {
             .collect()
     }
 
-    /// The policies [`Stores::nsg_union`] of NSG `nsg_id` needs, cloned out of the cache:
+    /// The policies the union of NSG `nsg_id` needs, cloned out of the cache:
     /// those whose pool (in `pools`) targets the NSG, whose pool is gone, or whose record
     /// names the NSG. With thousands of policies over many NSGs, cloning them all for every
     /// write was most of the operator's CPU and memory (bench_memory).
-    pub fn policies_for_nsg(&self, nsg_id: &str, pools: &[NodePoolNetwork]) -> Vec<HostPortPolicy> {
+    fn policies_for_nsg(&self, nsg_id: &str, pools: &[NodePoolNetwork]) -> Vec<HostPortPolicy> {
         let targets: std::collections::BTreeMap<&str, bool> = pools
             .iter()
             .filter_map(|p| {
@@ -207,17 +207,26 @@ impl Stores {
     }
 
     /// What this cluster's poolnet may touch in NSG `nsg_id` and must hold there (`cluster`
-    /// is the cluster's ARM ID; docs/ownership.md), from `pools` and `policies` (the caller's
-    /// view: the object being reconciled in place of its cached copy). Call it when the writer
+    /// is the cluster's ARM ID; docs/ownership.md), from `pools` and the cached policies the
+    /// NSG needs (the caller's view: the object being reconciled, a pool in `pools` or
+    /// `policy`, in place of its cached copy). Call it when the writer
     /// holds the NSG, so the union is the caches' at write time.
     pub fn nsg_union(
         &self,
         cluster: &str,
         nsg_id: &str,
         pools: &[NodePoolNetwork],
-        policies: &[HostPortPolicy],
+        policy: Option<&HostPortPolicy>,
     ) -> poolnet_plan::desired::NsgUnion {
-        poolnet_plan::desired::nsg_union(cluster, nsg_id, pools, policies, &|h, p| {
+        let mut policies = self.policies_for_nsg(nsg_id, pools);
+        if let Some(me) = policy {
+            policies.retain(|p| {
+                !(p.metadata.namespace == me.metadata.namespace
+                    && p.metadata.name == me.metadata.name)
+            });
+            policies.push(me.clone());
+        }
+        poolnet_plan::desired::nsg_union(cluster, nsg_id, pools, &policies, &|h, p| {
             self.admits(h, p) && poolnet_api::validation::fits_pool(h, p)
         })
     }

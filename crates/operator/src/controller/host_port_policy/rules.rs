@@ -93,23 +93,6 @@ fn me(policy: &HostPortPolicy, record: &Record) -> HostPortPolicy {
     me
 }
 
-/// The cached policies NSG `nsg` needs, with `policy` as given in place of its cached copy.
-fn policies_with(
-    policy: &HostPortPolicy,
-    ctx: &Context,
-    nsg: &str,
-    pools: &[NodePoolNetwork],
-) -> Vec<HostPortPolicy> {
-    let mut all: Vec<HostPortPolicy> = ctx
-        .stores
-        .policies_for_nsg(nsg, pools)
-        .into_iter()
-        .filter(|p| !(p.namespace() == policy.namespace() && p.name_any() == policy.name_any()))
-        .collect();
-    all.push(policy.clone());
-    all
-}
-
 /// Write the union into NSG `raw` under its lock.
 async fn sync(
     ctx: &Context,
@@ -121,9 +104,8 @@ async fn sync(
     let id: ResourceId = raw.parse().map_err(ArmError::from)?;
     let me = me(policy, record);
     let union = || {
-        let pools = ctx.stores.all_pools();
         ctx.stores
-            .nsg_union(cluster, raw, &pools, &policies_with(&me, ctx, raw, &pools))
+            .nsg_union(cluster, raw, &ctx.stores.all_pools(), Some(&me))
     };
     let s = ctx.nsg_writer.sync(&id, union, Freshness::Cached).await?;
     Ok((s.plan, s.pending))
@@ -343,13 +325,9 @@ async fn observe(
         match ctx.arm.get_nsg(&id).await {
             Ok(nsg) => {
                 // Report the rules the NSG holds for this policy, as they are.
-                let pools = ctx.stores.all_pools();
-                let union = ctx.stores.nsg_union(
-                    &cluster,
-                    &target.id,
-                    &pools,
-                    &ctx.stores.policies_for_nsg(&target.id, &pools),
-                );
+                let union =
+                    ctx.stores
+                        .nsg_union(&cluster, &target.id, &ctx.stores.all_pools(), None);
                 let plan = plan_nsg(
                     &existing_rules(&nsg.resource, union.scope.prefix()),
                     &union.wanted,

@@ -208,13 +208,8 @@ async fn remove_rules(npn: &NodePoolNetwork, ctx: &Context, cluster: &str) -> Re
         // The union as the caches show it once the writer holds the NSG, with this object
         // as given (deleting) even where the cache still shows it without the timestamp.
         let union = || {
-            let pools = pools_with(npn, ctx);
-            ctx.stores.nsg_union(
-                cluster,
-                &raw,
-                &pools,
-                &ctx.stores.policies_for_nsg(&raw, &pools),
-            )
+            ctx.stores
+                .nsg_union(cluster, &raw, &pools_with(npn, ctx), None)
         };
         let Some(sync) = gone(ctx.nsg_writer.sync(&id, union, Freshness::Reread).await)? else {
             info!(nsg = %raw, "the NSG is gone in Azure: none of this object's rules are left there");

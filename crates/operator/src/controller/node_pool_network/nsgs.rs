@@ -169,12 +169,11 @@ pub(super) async fn reconcile(pass: &Pass<'_>, asgs: &[AsgStatus]) -> Part<Rules
                     // What poolnet would write if this object managed the NSG.
                     let would =
                         pass.me_managing(Some(asgs), Entries::Rules, &target.id, wanted.clone());
-                    let pools = super::pools_with(&would, ctx);
                     let union = ctx.stores.nsg_union(
                         cluster,
                         &target.id,
-                        &pools,
-                        &ctx.stores.policies_for_nsg(&target.id, &pools),
+                        &super::pools_with(&would, ctx),
+                        None,
                     );
                     let existing = existing_rules(&nsg.resource, union.scope.prefix());
                     let plan = plan_nsg(&existing, &union.wanted, &union.scope);
@@ -357,12 +356,7 @@ async fn sync(
     let me = pass.npn.name_any();
     let union = || {
         let pools = super::pools_with(&pass.me(Some(asgs)), ctx);
-        ctx.stores.nsg_union(
-            &pass.cluster.key,
-            raw,
-            &pools,
-            &ctx.stores.policies_for_nsg(raw, &pools),
-        )
+        ctx.stores.nsg_union(&pass.cluster.key, raw, &pools, None)
     };
     let on_the_way = AtomicUsize::new(0);
     let hold = || {
