@@ -129,10 +129,13 @@ fn npn(i: usize) -> Result<NodePoolNetwork> {
     }))?)
 }
 
-/// Policy `j`: pool `j % pools`, its own 100-port slice of the pool's range.
+/// Ports each policy's range has: host ports are cluster-unique, so the 5,000 policies
+/// split the pools' 20,000 ports.
+const PORTS_PER_POLICY: usize = 4;
+
+/// Policy `j`: pool `j % pools`, its own slice of the pools' range 40000-59999.
 fn policy(j: usize, pools: usize, namespaces: usize) -> Result<HostPortPolicy> {
-    let slice = (j / pools) % 200;
-    let start = 40000 + 100 * slice;
+    let start = 40000 + PORTS_PER_POLICY * (j % (20000 / PORTS_PER_POLICY));
     Ok(serde_json::from_value(json!({
         "apiVersion": "poolnet.dev/v1alpha1",
         "kind": "HostPortPolicy",
@@ -141,7 +144,7 @@ fn policy(j: usize, pools: usize, namespaces: usize) -> Result<HostPortPolicy> {
             "nodePoolNetwork": format!("pool-{:03}", j % pools),
             "podSelector": {"matchLabels": {"app": format!("app-{j:05}")}},
             "ports": [{"containerPort": 8080}],
-            "hostPortRange": {"start": start, "end": start + 99},
+            "hostPortRange": {"start": start, "end": start + PORTS_PER_POLICY - 1},
         }
     }))?)
 }

@@ -230,6 +230,7 @@ async fn never_bound_claims_are_released_after_the_grace_period_over_two_passes(
             // Far beyond the test: the test calls pass() itself.
             interval: Duration::from_secs(3600),
             min_gap: Duration::from_secs(3600),
+            list_page: 2,
         }),
         ..Options::default()
     };

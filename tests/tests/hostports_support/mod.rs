@@ -164,6 +164,8 @@ pub fn fast_repair() -> RepairConfig {
             grace: Duration::from_secs(8),
             confirm_after: Duration::from_secs(1),
         },
+        // Several pages even with a test's few claims.
+        list_page: 2,
     }
 }
 

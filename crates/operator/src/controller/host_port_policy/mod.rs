@@ -50,6 +50,11 @@ const RESYNC: Duration = Duration::from_secs(60);
 
 const NOT_REACHABLE: &str = "PortsNotReachable";
 
+/// Reconciles at a time. Unbounded, 5,000 policies created at once were 5,000 reconciles in
+/// flight, each holding its copies of the caches while it waited for its NSG's writer
+/// (bench_memory); the writer serialises them per NSG anyway.
+const CONCURRENCY: u16 = 8;
+
 /// Finalizer that holds a policy's deletion until its rules are out of every NSG.
 pub const FINALIZER: &str = "poolnet.dev/cleanup";
 
@@ -136,6 +141,7 @@ pub async fn run(
         watcher::Config::default(),
     )
     .default_backoff()
+    .modify(super::slim_meta::<HostPortClaim>)
     .reflect(writer)
     .touched_objects();
     let policies = reconciler.ctx.stores.policies.clone();
@@ -171,6 +177,7 @@ pub async fn run(
                 .as_ref()
                 .map(|p| ObjectRef::new(p).within(&claim.spec.pod_namespace))
         })
+        .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, reconciler)
         .for_each(|res| async move {
