@@ -1,9 +1,10 @@
 //! Host-port admission benchmark: a real kube-apiserver on 127.0.0.1, poolnet's pod webhook
-//! in-process (self-managed TLS, the shipped webhook configurations), `--pods` annotated pod
-//! creations with `--in-flight` in flight. Prints admission latency (as the client sees the
-//! pod creation, and the webhook's own answer time), admissions per second, duplicate keys
-//! among the created pods (must be 0), and the allocator core's operations per second in
-//! memory.
+//! in-process (self-managed TLS, the shipped webhook configurations). First the baseline:
+//! `--pods` pod creations without host ports, in a namespace the webhooks never see; then the
+//! same pods with the AKS host-port annotation, both with `--in-flight` in flight on the same
+//! API server. Prints both rows (pods/s, latency as the client sees the creation), their
+//! ratios against the goals, the webhook's own answer time, duplicate keys among the created
+//! pods (must be 0), and the allocator core's operations per second in memory.
 //!
 //! ```sh
 //! cargo run --release -p poolnet-tests --example bench_admission -- --pods 10000 --in-flight 64
@@ -19,7 +20,7 @@ use anyhow::{Result, bail};
 use clap::Parser;
 use futures::StreamExt;
 use hostports_support::*;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use poolnet_api::portspec::Protocol;
 use poolnet_operator::hostports::core::{
@@ -96,6 +97,81 @@ fn core_ops_per_second(ops: usize) -> f64 {
         }
     }
     ops as f64 / started.elapsed().as_secs_f64()
+}
+
+/// One batch of pod creations.
+struct Run {
+    latencies: Vec<Duration>,
+    failures: Vec<String>,
+    wall: Duration,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.latencies.len() as f64 / self.wall.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> Duration {
+        percentile(&self.latencies, p)
+    }
+
+    fn print(&self, what: &str) {
+        println!(
+            "  {what}: {} ok, {} failed; {:.0} pods/s; latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+            self.latencies.len(),
+            self.failures.len(),
+            self.per_second(),
+            self.percentile(0.5).as_secs_f64() * 1000.0,
+            self.percentile(0.99).as_secs_f64() * 1000.0,
+            self.latencies
+                .last()
+                .copied()
+                .unwrap_or_default()
+                .as_secs_f64()
+                * 1000.0
+        );
+        if let Some(first) = self.failures.first() {
+            println!("    first failure: {first}");
+        }
+    }
+}
+
+/// Creates `n` echo pods with `in_flight` at once, annotated for host ports when asked.
+async fn create_pods(pods: &Api<Pod>, n: usize, in_flight: usize, annotation: Option<&str>) -> Run {
+    let started = Instant::now();
+    let results: Vec<Result<Duration, String>> = futures::stream::iter(0..n)
+        .map(|_| {
+            let pods = pods.clone();
+            async move {
+                let mut pod = echo_pod("bench-");
+                if let Some(a) = annotation {
+                    pod.metadata.annotations = Some(BTreeMap::from([(
+                        AKS_ANNOTATION.to_string(),
+                        a.to_string(),
+                    )]));
+                }
+                let t = Instant::now();
+                match pods.create(&PostParams::default(), &pod).await {
+                    Ok(_) => Ok(t.elapsed()),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    let wall = started.elapsed();
+    let mut latencies: Vec<Duration> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    latencies.sort();
+    let failures = results.into_iter().filter_map(Result::err).collect();
+    Run {
+        latencies,
+        failures,
+        wall,
+    }
 }
 
 /// (count, p50, p99) of the webhook's own answer times, from its histogram.
@@ -176,56 +252,36 @@ async fn main() -> Result<()> {
     } else {
         "8080/tcp,8443/tcp"
     };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let started = Instant::now();
-    let results: Vec<Result<Duration, String>> = futures::stream::iter(0..args.pods)
-        .map(|_| {
-            let pods = pods.clone();
-            async move {
-                let mut pod = echo_pod("bench-");
-                pod.metadata.annotations = Some(BTreeMap::from([(
-                    AKS_ANNOTATION.to_string(),
-                    annotation.to_string(),
-                )]));
-                let t = Instant::now();
-                match pods.create(&PostParams::default(), &pod).await {
-                    Ok(_) => Ok(t.elapsed()),
-                    Err(e) => Err(e.to_string()),
-                }
-            }
-        })
-        .buffer_unordered(args.in_flight)
-        .collect()
-        .await;
-    let wall = started.elapsed();
-
-    let mut latencies: Vec<Duration> = results
-        .iter()
-        .filter_map(|r| r.as_ref().ok().copied())
-        .collect();
-    latencies.sort();
-    let failures: Vec<&String> = results.iter().filter_map(|r| r.as_ref().err()).collect();
-    let ok = latencies.len();
-    println!(
-        "pod creations: {ok} ok, {} failed, {} in flight, {} replica(s), {} port(s) per pod",
-        failures.len(),
+    // The baseline: the same pods, without host ports, in a namespace the webhooks never see
+    // (they are limited to the test's namespace), on the same API server, in the same run.
+    let plain_ns = format!("{ns}-baseline");
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": plain_ns}}))?,
+        )
+        .await?;
+    let baseline = create_pods(
+        &Api::namespaced(client.clone(), &plain_ns),
+        args.pods,
         args.in_flight,
-        args.replicas,
-        args.ports_per_pod
-    );
-    if let Some(first) = failures.first() {
-        println!("  first failure: {first}");
-    }
+        None,
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let hosted = create_pods(&pods, args.pods, args.in_flight, Some(annotation)).await;
+
     println!(
-        "wall time {:.1} s; {:.0} admissions/s",
-        wall.as_secs_f64(),
-        ok as f64 / wall.as_secs_f64()
+        "pod creations: {} each, {} in flight, {} replica(s), {} port(s) per pod",
+        args.pods, args.in_flight, args.replicas, args.ports_per_pod
     );
+    baseline.print("without host ports (the webhook never sees them)");
+    hosted.print("with the AKS host-port annotation");
     println!(
-        "pod creation latency (client, admission included): p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
-        percentile(&latencies, 0.5).as_secs_f64() * 1000.0,
-        percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
-        latencies.last().copied().unwrap_or_default().as_secs_f64() * 1000.0
+        "ratios (host ports / baseline): throughput {:.2}x (goal >= 0.85), p50 {:.2}x, p99 {:.2}x (goal <= 1.15)",
+        hosted.per_second() / baseline.per_second(),
+        hosted.percentile(0.5).as_secs_f64() / baseline.percentile(0.5).as_secs_f64(),
+        hosted.percentile(0.99).as_secs_f64() / baseline.percentile(0.99).as_secs_f64(),
     );
     for (i, r) in replicas.iter().enumerate() {
         let (count, p50, p99) = webhook_latency(&r.metrics.render());
