@@ -91,28 +91,15 @@ fn nsg_id(i: usize) -> String {
     )
 }
 
+/// One subscription, one cluster with `pools` pools and as many empty NSGs.
 fn world(pools: usize) -> Result<Fixture> {
-    let mut resources = vec![json!({
-        "id": cluster_id(),
-        "location": "westeurope",
-        "properties": {
-            "kubernetesVersion": "1.30.3",
-            "dnsPrefix": CLUSTER,
-            "networkProfile": {"networkPlugin": "azure"},
-            "agentPoolProfiles": [{"name": "system", "count": 1, "vmSize": "Standard_D2s_v5", "mode": "System"}]
-        }
-    })];
-    for i in 0..pools {
-        resources.push(json!({
-            "id": pool_id(i),
-            "properties": {"count": 1, "vmSize": "Standard_D2s_v5", "mode": "User"}
-        }));
-        resources.push(json!({"id": nsg_id(i), "location": "westeurope"}));
-    }
-    Ok(serde_json::from_value(json!({
-        "subscriptions": [{"id": SUB, "resourceGroups": [{"name": RG, "location": "westeurope"}]}],
-        "resources": resources,
-    }))?)
+    poolnet_tests::operator::fleet_fixture(
+        SUB,
+        RG,
+        &cluster_id(),
+        (0..pools).map(pool_id),
+        (0..pools).map(nsg_id),
+    )
 }
 
 fn npn(i: usize) -> Result<NodePoolNetwork> {
@@ -178,16 +165,7 @@ fn pod(k: usize, namespaces: usize, policies: usize, host_port: bool) -> Result<
 
 /// `VmRSS` and `VmHWM` of process `pid`, in MiB.
 fn rss_of(pid: u32) -> (f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    poolnet_tests::process::rss_mib(Some(pid))
 }
 
 /// The operator as a child process, killed when dropped.

@@ -86,27 +86,13 @@ fn nsg_id(i: usize) -> String {
 
 /// One subscription, one cluster with `objects` pools, `nsgs` empty NSGs.
 fn world(objects: usize, nsgs: usize) -> Result<Fixture> {
-    let mut resources = vec![json!({
-        "id": cluster_id(),
-        "location": "westeurope",
-        "properties": {
-            "kubernetesVersion": "1.30.3",
-            "dnsPrefix": CLUSTER,
-            "networkProfile": {"networkPlugin": "azure"},
-            "agentPoolProfiles": [{"name": "system", "count": 1, "vmSize": "Standard_D2s_v5", "mode": "System"}]
-        }
-    })];
-    resources.extend((0..objects).map(|i| {
-        json!({
-            "id": format!("{}/agentPools/{}", cluster_id(), pool_name(i)),
-            "properties": {"count": 1, "vmSize": "Standard_D2s_v5", "mode": "User"}
-        })
-    }));
-    resources.extend((0..nsgs).map(|i| json!({"id": nsg_id(i), "location": "westeurope"})));
-    Ok(serde_json::from_value(json!({
-        "subscriptions": [{"id": SUB, "resourceGroups": [{"name": RG, "location": "westeurope"}]}],
-        "resources": resources,
-    }))?)
+    poolnet_tests::operator::fleet_fixture(
+        SUB,
+        RG,
+        &cluster_id(),
+        (0..objects).map(|i| format!("{}/agentPools/{}", cluster_id(), pool_name(i))),
+        (0..nsgs).map(nsg_id),
+    )
 }
 
 fn npn(i: usize, nsgs: usize, extra_port: bool) -> Result<NodePoolNetwork> {
@@ -128,16 +114,7 @@ fn npn(i: usize, nsgs: usize, extra_port: bool) -> Result<NodePoolNetwork> {
 
 /// `VmRSS` and `VmHWM` of this process, in MiB.
 fn rss() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|kb| kb.parse::<f64>().ok())
-            .map_or(f64::NAN, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    poolnet_tests::process::rss_mib(None)
 }
 
 fn print_rss(when: &str) {

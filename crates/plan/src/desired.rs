@@ -73,6 +73,14 @@ fn same_id(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// The pool's spec entry for NSG `nsg_id`, if it names it.
+fn nsg_target<'a>(npn: &'a NodePoolNetwork, nsg_id: &str) -> Option<&'a NsgTarget> {
+    npn.spec
+        .network_security_groups
+        .iter()
+        .find(|t| same_id(&t.id, nsg_id))
+}
+
 /// Ports a HostPortPolicy opens: its range for each protocol of its automatic ports, and its
 /// static host ports.
 pub fn policy_ports(hpp: &HostPortPolicy) -> Vec<(Protocol, PortRange)> {
@@ -231,12 +239,7 @@ pub fn nsg_union(
         if !contributes(npn, cluster, &refused) || !asgs_known(npn) {
             continue;
         }
-        let Some(target) = npn
-            .spec
-            .network_security_groups
-            .iter()
-            .find(|t| same_id(&t.id, nsg_id))
-        else {
+        let Some(target) = nsg_target(npn, nsg_id) else {
             continue;
         };
         let recorded = recorded_rules(npn.status.as_ref().and_then(|s| s.owned.as_ref()), nsg_id);
@@ -260,12 +263,7 @@ pub fn nsg_union(
         {
             continue;
         }
-        let Some(target) = pool
-            .spec
-            .network_security_groups
-            .iter()
-            .find(|t| same_id(&t.id, nsg_id))
-        else {
+        let Some(target) = nsg_target(pool, nsg_id) else {
             continue;
         };
         union.wanted.extend(only_recorded(
@@ -295,12 +293,7 @@ pub fn joining(cluster: &str, nsg_id: &str, pools: &[NodePoolNetwork], me: &str)
         if name == me || !contributes(npn, cluster, &refused) || stalled(npn) {
             continue;
         }
-        let Some(target) = npn
-            .spec
-            .network_security_groups
-            .iter()
-            .find(|t| same_id(&t.id, nsg_id))
-        else {
+        let Some(target) = nsg_target(npn, nsg_id) else {
             continue;
         };
         let wanted = pool_rules(cluster, npn, target);

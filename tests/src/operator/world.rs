@@ -99,3 +99,40 @@ pub fn arm_client(sim: &RunningSim) -> Result<ArmClient> {
         CredentialConfig::Static(Secret::new("poolnet-tests")),
     )?)
 }
+
+/// A benchmark's Azure: one subscription and resource group, one cluster (`cluster_id`) with
+/// a system pool and user pools `pool_ids`, and empty NSGs `nsg_ids`, all in westeurope.
+pub fn fleet_fixture(
+    subscription: &str,
+    resource_group: &str,
+    cluster_id: &str,
+    pool_ids: impl IntoIterator<Item = String>,
+    nsg_ids: impl IntoIterator<Item = String>,
+) -> Result<armsim::Fixture> {
+    let dns_prefix = cluster_id.rsplit('/').next().unwrap_or_default();
+    let mut resources = vec![serde_json::json!({
+        "id": cluster_id,
+        "location": "westeurope",
+        "properties": {
+            "kubernetesVersion": "1.30.3",
+            "dnsPrefix": dns_prefix,
+            "networkProfile": {"networkPlugin": "azure"},
+            "agentPoolProfiles": [{"name": "system", "count": 1, "vmSize": "Standard_D2s_v5", "mode": "System"}]
+        }
+    })];
+    resources.extend(pool_ids.into_iter().map(|id| {
+        serde_json::json!({
+            "id": id,
+            "properties": {"count": 1, "vmSize": "Standard_D2s_v5", "mode": "User"}
+        })
+    }));
+    resources.extend(
+        nsg_ids
+            .into_iter()
+            .map(|id| serde_json::json!({"id": id, "location": "westeurope"})),
+    );
+    Ok(serde_json::from_value(serde_json::json!({
+        "subscriptions": [{"id": subscription, "resourceGroups": [{"name": resource_group, "location": "westeurope"}]}],
+        "resources": resources,
+    }))?)
+}
