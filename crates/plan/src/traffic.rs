@@ -25,7 +25,9 @@ pub const READ_SHARE: f64 = 12.5;
 /// pool's agent pool, ASGs, NSGs, route table and public IP prefix, and the listing of its
 /// node public IPs. Resources shared by many pools count once: they are read once per period
 /// for all of them.
-pub fn read_set(pools: &[NodePoolNetwork]) -> BTreeMap<String, BTreeSet<String>> {
+pub fn read_set<'a>(
+    pools: impl IntoIterator<Item = &'a NodePoolNetwork>,
+) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for npn in pools {
         let spec = &npn.spec;
@@ -53,7 +55,7 @@ pub fn read_set(pools: &[NodePoolNetwork]) -> BTreeMap<String, BTreeSet<String>>
 
 /// The shortest resync period that keeps the drift checks of `pools` within [`READ_SHARE`]
 /// in every subscription.
-pub fn resync_floor(pools: &[NodePoolNetwork]) -> Duration {
+pub fn resync_floor<'a>(pools: impl IntoIterator<Item = &'a NodePoolNetwork>) -> Duration {
     let busiest = read_set(pools)
         .values()
         .map(BTreeSet::len)
@@ -63,7 +65,10 @@ pub fn resync_floor(pools: &[NodePoolNetwork]) -> Duration {
 }
 
 /// The resync period to use: the configured one, raised to the floor.
-pub fn effective_resync(configured: Duration, pools: &[NodePoolNetwork]) -> Duration {
+pub fn effective_resync<'a>(
+    configured: Duration,
+    pools: impl IntoIterator<Item = &'a NodePoolNetwork>,
+) -> Duration {
     configured.max(resync_floor(pools))
 }
 

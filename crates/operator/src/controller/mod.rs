@@ -259,6 +259,24 @@ impl Stores {
     }
 }
 
+/// A broadcast subscription as a stream of what is sent. A subscriber that falls behind
+/// skips what it missed: every user of it has a periodic requeue that catches up.
+pub fn broadcast_stream<T: Clone + Send + 'static>(
+    receiver: tokio::sync::broadcast::Receiver<T>,
+) -> futures::stream::BoxStream<'static, T> {
+    use tokio::sync::broadcast::error::RecvError;
+    futures::stream::unfold(receiver, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(item) => return Some((item, rx)),
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+    .boxed()
+}
+
 /// Whether the policy reserves any static host port.
 pub fn has_static_ports(policy: &HostPortPolicy) -> bool {
     policy.spec.ports.iter().any(|p| p.host_port.is_some())
@@ -355,8 +373,9 @@ impl Context {
     /// within their share of ARM's read refill in every subscription
     /// (`poolnet_plan::traffic`).
     pub fn resync(&self) -> std::time::Duration {
-        let pools: Vec<NodePoolNetwork> = self.stores.all_pools();
-        self.resync_floor.effective(self.config.resync, &pools)
+        let pools = self.stores.pools.state();
+        self.resync_floor
+            .effective(self.config.resync, pools.iter().map(|p| p.as_ref()))
     }
 }
 
@@ -367,10 +386,10 @@ pub struct ResyncFloor {
 }
 
 impl ResyncFloor {
-    fn effective(
+    fn effective<'a>(
         &self,
         configured: std::time::Duration,
-        pools: &[NodePoolNetwork],
+        pools: impl IntoIterator<Item = &'a NodePoolNetwork>,
     ) -> std::time::Duration {
         use std::sync::atomic::Ordering;
         let period = poolnet_plan::traffic::effective_resync(configured, pools);

@@ -15,7 +15,6 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use futures::stream::BoxStream;
 use tokio::sync::broadcast;
 
@@ -63,17 +62,18 @@ impl Batches {
     }
 
     fn hold_at(&self, nsg: &str, me: &str, on_the_way: usize, now: Instant) -> Option<Duration> {
-        let mut all = self.episodes.lock().unwrap_or_else(|e| e.into_inner());
-        let key = nsg.to_ascii_lowercase();
         if on_the_way == 0 {
             return None;
         }
-        let e = all.entry(key.clone()).or_insert_with(|| Episode {
-            started: now,
-            arrived: now,
-            on_the_way,
-            holding: BTreeSet::new(),
-        });
+        let mut all = self.episodes.lock().unwrap_or_else(|e| e.into_inner());
+        let e = all
+            .entry(nsg.to_ascii_lowercase())
+            .or_insert_with(|| Episode {
+                started: now,
+                arrived: now,
+                on_the_way,
+                holding: BTreeSet::new(),
+            });
         if e.holding.insert(me.to_string()) || on_the_way < e.on_the_way {
             e.arrived = now;
         }
@@ -103,25 +103,17 @@ impl Batches {
         }
     }
 
-    /// Names of the objects to reconcile again because the NSG they held for was written.
+    /// Names of the objects to reconcile again because the NSG they held for was written (a
+    /// missed wake-up costs at most the hold's own requeue).
     pub fn woken(&self) -> BoxStream<'static, String> {
-        futures::stream::unfold(self.wake.subscribe(), |mut rx| async move {
-            loop {
-                match rx.recv().await {
-                    Ok(name) => return Some((name, rx)),
-                    // A missed wake-up costs at most the hold's own requeue.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                }
-            }
-        })
-        .boxed()
+        crate::controller::broadcast_stream(self.wake.subscribe())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::StreamExt;
 
     const NSG: &str =
         "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/nsg";

@@ -26,7 +26,7 @@ pub type NsgSync = Synced<NsgPlan>;
 /// wants; the union is computed when planning, under the NSG's lock.
 struct NsgTarget<'a> {
     union: &'a (dyn Fn() -> NsgUnion + Send + Sync),
-    hold: Option<&'a (dyn Fn() -> Option<std::time::Duration> + Send + Sync)>,
+    hold: &'a (dyn Fn() -> Option<std::time::Duration> + Send + Sync),
 }
 
 impl Target for NsgTarget<'_> {
@@ -82,7 +82,7 @@ impl Target for NsgTarget<'_> {
     }
 
     fn hold(&self) -> Option<std::time::Duration> {
-        self.hold.and_then(|h| h())
+        (self.hold)()
     }
 
     fn apply(&self, current: &NetworkSecurityGroup, plan: &NsgPlan) -> NetworkSecurityGroup {
@@ -106,11 +106,7 @@ impl NsgWriter {
         union: impl Fn() -> NsgUnion + Send + Sync,
         freshness: Freshness,
     ) -> Result<NsgSync, ArmError> {
-        let target = NsgTarget {
-            union: &union,
-            hold: None,
-        };
-        self.sync_target(id, &target, freshness).await
+        self.sync_or_hold(id, union, || None, freshness).await
     }
 
     /// [`NsgWriter::sync`], but a needed write is held while `hold` says so (evaluated under
@@ -124,7 +120,7 @@ impl NsgWriter {
     ) -> Result<NsgSync, ArmError> {
         let target = NsgTarget {
             union: &union,
-            hold: Some(&hold),
+            hold: &hold,
         };
         self.sync_target(id, &target, freshness).await
     }

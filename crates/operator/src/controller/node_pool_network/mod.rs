@@ -342,36 +342,27 @@ fn host_port_triggers(
     let Some(index) = ctx.host_ports.as_ref() else {
         return futures::stream::empty().boxed();
     };
-    let receiver = index.subscribe_nodes();
-    futures::stream::unfold(receiver, |mut rx| async move {
-        loop {
-            match rx.recv().await {
-                Ok(node) => return Some((node, rx)),
-                // Missed names are caught up by each pool's resync.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
-            }
-        }
-    })
-    .flat_map(move |node| {
-        let labels = ctx
-            .stores
-            .nodes
-            .get(&ObjectRef::new(&node))
-            .map(|n| n.labels().clone())
-            .unwrap_or_default();
-        let refs: Vec<ObjectRef<NodePoolNetwork>> = ctx
-            .stores
-            .pools
-            .state()
-            .iter()
-            .filter(|p| !labels.is_empty() && selects(p, &labels))
-            .filter(|p| coverage::outdated(p, &ctx))
-            .map(|p| ObjectRef::from_obj(p.as_ref()))
-            .collect();
-        futures::stream::iter(refs)
-    })
-    .boxed()
+    // Missed names are caught up by each pool's resync.
+    super::broadcast_stream(index.subscribe_nodes())
+        .flat_map(move |node| {
+            let labels = ctx
+                .stores
+                .nodes
+                .get(&ObjectRef::new(&node))
+                .map(|n| n.labels().clone())
+                .unwrap_or_default();
+            let refs: Vec<ObjectRef<NodePoolNetwork>> = ctx
+                .stores
+                .pools
+                .state()
+                .iter()
+                .filter(|p| !labels.is_empty() && selects(p, &labels))
+                .filter(|p| coverage::outdated(p, &ctx))
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect();
+            futures::stream::iter(refs)
+        })
+        .boxed()
 }
 
 /// The node labels that select a pool's nodes.
