@@ -176,11 +176,8 @@ impl Reconciler {
     /// Re-read Azure (drift detection) when the last full read is older than the resync period.
     fn freshness(&self, name: &str) -> Freshness {
         let resync = self.ctx.resync();
-        // The resync requeue comes 0.9 to 1.1 periods after the last reconcile (`jittered`):
-        // it must count as the drift check even when it comes early.
-        let drift_check_after = resync.mul_f64(0.85);
         self.with_memory(name, |m| match m.last_reread {
-            Some(t) if t.elapsed() < drift_check_after => Freshness::Cached,
+            Some(t) if !drift_check_due(t.elapsed(), resync) => Freshness::Cached,
             _ => {
                 m.last_reread = Some(Instant::now());
                 // A re-read within the period (another object's of a shared NSG or route
@@ -190,6 +187,13 @@ impl Reconciler {
             }
         })
     }
+}
+
+/// Whether a reconcile `since` the last drift check is the next one. The resync requeue comes
+/// 0.9 to 1.1 periods after the last reconcile (`jittered`): it must count as the drift check
+/// even when it comes early.
+fn drift_check_due(since: Duration, resync: Duration) -> bool {
+    since >= resync.mul_f64(0.85)
 }
 
 /// What every part of one reconcile reads: the object, the shared context, and what the
@@ -708,6 +712,28 @@ mod tests {
         );
         assert_eq!(retry_in(None, 3, cap, resync), resync);
         assert_eq!(retry_in(s(5), u32::MAX, cap, resync), cap);
+    }
+
+    #[test]
+    fn every_resync_requeue_is_a_drift_check_and_nothing_sooner_is() {
+        let resync = Duration::from_secs(60);
+        for n in [
+            "a",
+            "game",
+            "kubenet-system",
+            "npn-000",
+            "npn-001",
+            "npn-017",
+        ] {
+            let requeue = jittered(resync, n);
+            assert!(
+                drift_check_due(requeue, resync),
+                "{n}: a resync requeue after {requeue:?} skipped its drift check"
+            );
+        }
+        assert!(drift_check_due(resync.mul_f64(0.9), resync));
+        assert!(!drift_check_due(Duration::from_secs(5), resync));
+        assert!(!drift_check_due(resync / 2, resync));
     }
 
     #[test]
