@@ -1,7 +1,7 @@
 //! The control API under `/_armsim/`: counters, faults, live configuration and snapshots,
 //! for tests and benchmarks written in any language. Unauthenticated: loopback only.
 
-use crate::counters::Counters;
+use crate::counters::{Counters, WriteLog};
 use crate::error::CloudError;
 use crate::faults::{FaultConfig, FaultRule, OtherWriter};
 use crate::handlers::Reply;
@@ -34,6 +34,11 @@ fn route(sim: &Arc<Sim>, method: &str, path: &str, body: &[u8]) -> Result<Reply,
         ("GET", "/_armsim/counters") => ok(sim.counters().clone()),
         ("POST", "/_armsim/counters/reset") => {
             *sim.counters() = Counters::default();
+            ok(json!({}))
+        }
+        ("GET", "/_armsim/writes") => ok(&*lock(&sim.writes)),
+        ("DELETE", "/_armsim/writes") => {
+            *lock(&sim.writes) = WriteLog::default();
             ok(json!({}))
         }
         ("GET", "/_armsim/faults") => ok(sim.faults().config.clone()),

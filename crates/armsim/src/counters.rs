@@ -85,3 +85,41 @@ impl Counters {
             .or_default() += 1;
     }
 }
+
+/// One write request as armsim received it: the record a fencing check compares with the
+/// history of a leader-election Lease (`/_armsim/writes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteRecord {
+    /// When the request arrived, in milliseconds since the Unix epoch.
+    pub received_unix_ms: u64,
+    pub method: String,
+    /// The request path, without the query.
+    pub path: String,
+    /// The request's `User-Agent` (clients name themselves there), empty when absent.
+    pub user_agent: String,
+    /// The status armsim answered.
+    pub status: u16,
+}
+
+/// Every write request received since start (or the last clear), oldest first; after
+/// [`WriteLog::CAPACITY`] records, newer ones are only counted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WriteLog {
+    pub records: Vec<WriteRecord>,
+    /// Writes received after the log was full.
+    pub dropped: u64,
+}
+
+impl WriteLog {
+    pub const CAPACITY: usize = 200_000;
+
+    pub(crate) fn push(&mut self, record: WriteRecord) {
+        if self.records.len() < Self::CAPACITY {
+            self.records.push(record);
+        } else {
+            self.dropped += 1;
+        }
+    }
+}

@@ -139,6 +139,9 @@ pub enum FaultAction {
         #[serde(default)]
         message: Option<String>,
     },
+    /// Accept the write, but keep its long-running operation `InProgress` this much longer
+    /// than the configured duration (a stuck operation: every poll meanwhile says running).
+    StallOperation { ms: u64 },
 }
 
 /// A writer that is not the client: after the client's `after_gets`-th GET of the resource,

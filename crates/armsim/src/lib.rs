@@ -32,7 +32,7 @@ mod throttle;
 mod tls;
 
 pub use config::{AuthConfig, Limits, LroConfig, PagingConfig, SimConfig, ThrottleConfig};
-pub use counters::Counters;
+pub use counters::{Counters, WriteLog, WriteRecord};
 pub use error::CloudError;
 pub use faults::{FaultAction, FaultConfig, FaultRule, OtherWriter, OtherWriterAction};
 pub use fixture::Fixture;

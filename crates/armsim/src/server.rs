@@ -2,7 +2,7 @@
 //! and the running-simulator handle tests hold.
 
 use crate::config::{LroConfig, SimConfig, ThrottleConfig};
-use crate::counters::Counters;
+use crate::counters::{Counters, WriteLog, WriteRecord};
 use crate::error::CloudError;
 use crate::faults::{FaultAction, FaultConfig, FaultRule, FaultState, OtherWriter};
 use crate::handlers::{self, Reply};
@@ -77,6 +77,7 @@ pub fn start(config: SimConfig, listen: SocketAddr) -> anyhow::Result<RunningSim
         state: Mutex::new(State::default()),
         faults: Mutex::new(FaultState::new(config.faults.clone())),
         counters: Mutex::new(Counters::default()),
+        writes: Mutex::new(WriteLog::default()),
         throttle: Mutex::new(Throttle::default()),
         base_url: format!("{scheme}://{host}:{}", addr.port()),
         ca_pem: tls.as_ref().map(|t| t.ca_pem.clone()),
@@ -258,6 +259,10 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
     let if_match = header(&req, "if-match").map(str::to_string);
     let if_none_match = header(&req, "if-none-match").map(str::to_string);
     let client_request_id = header(&req, "x-ms-client-request-id").map(str::to_string);
+    let user_agent = header(&req, "user-agent").unwrap_or_default().to_string();
+    let received_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return Err(DropConnection),
@@ -283,6 +288,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
             tokio::time::sleep(Duration::from_millis(decision.latency_ms)).await;
         }
         let mut fail_operation = None;
+        let mut stall_operation_ms = 0;
         match decision.action {
             Some(FaultAction::Drop) => {
                 let mut c = sim.counters();
@@ -312,6 +318,10 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
                     message.unwrap_or_else(|| format!("armsim injected operation failure {code}."));
                 fail_operation = Some(CloudError::new(500, code, msg));
             }
+            Some(FaultAction::StallOperation { ms }) => {
+                sim.counters().faults_injected += 1;
+                stall_operation_ms = ms;
+            }
             Some(FaultAction::Latency { .. }) | None => {}
         }
         let sub = subscription_of(&route).to_string();
@@ -332,6 +342,7 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
             if_none_match: if_none_match.as_deref(),
             body: &body,
             fail_operation,
+            stall_operation_ms,
         };
         let reply = handlers::handle(&sim, &request);
         if method == "GET" && reply.status == 200 {
@@ -350,6 +361,15 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Result<HttpResponse, D
             };
             c.record_accepted_write(resource);
         }
+    }
+    if class == OpClass::Write {
+        lock(&sim.writes).push(WriteRecord {
+            received_unix_ms,
+            method: method.clone(),
+            path: path.clone(),
+            user_agent,
+            status: reply.status,
+        });
     }
     let ratelimit = remaining.map(|r| (class.header_name(), r.to_string()));
     Ok(encode(
@@ -476,6 +496,11 @@ impl RunningSim {
 
     pub fn counters(&self) -> Counters {
         self.sim.counters().clone()
+    }
+
+    /// The write requests received so far (see [`WriteLog`]).
+    pub fn writes(&self) -> WriteLog {
+        lock(&self.sim.writes).clone()
     }
 
     pub fn reset_counters(&self) {

@@ -1,7 +1,7 @@
 //! The shared simulator: state, configuration in force, faults, counters and buckets.
 
 use crate::config::{AuthConfig, Limits, LroConfig, PagingConfig, ThrottleConfig};
-use crate::counters::Counters;
+use crate::counters::{Counters, WriteLog};
 use crate::faults::FaultState;
 use crate::state::State;
 use crate::throttle::Throttle;
@@ -25,6 +25,7 @@ pub struct Sim {
     pub state: Mutex<State>,
     pub faults: Mutex<FaultState>,
     pub counters: Mutex<Counters>,
+    pub writes: Mutex<WriteLog>,
     pub throttle: Mutex<Throttle>,
     pub base_url: String,
     pub ca_pem: Option<String>,

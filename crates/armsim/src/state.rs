@@ -326,6 +326,9 @@ pub struct AsyncOp {
     pub status: OpStatus,
     pub error: Option<CloudError>,
     pub planned_failure: Option<CloudError>,
+    /// Extra running time a `stall_operation` fault gave the operation, in milliseconds.
+    #[serde(default)]
+    pub planned_delay_ms: u64,
     pub start_time: String,
     pub end_time: Option<String>,
     /// e.g. `PutNetworkSecurityGroupOperation`, for cancellation messages.

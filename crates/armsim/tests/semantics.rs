@@ -745,3 +745,81 @@ fn fixture_is_validated_like_a_put() {
         "{err:#}"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_operation_stays_in_progress_and_writes_are_logged_with_their_client() {
+    let sim = demo(SimConfig {
+        lro: LroConfig {
+            network_ms: 0,
+            ..LroConfig::default()
+        },
+        ..SimConfig::default()
+    });
+    let c = client(&sim);
+    sim.faults().add_rule(
+        FaultRule::new(FaultAction::StallOperation { ms: 400 })
+            .method("PUT")
+            .count(1),
+    );
+    let url = nsg_url(&sim, RG, "nsg-stalled");
+    let put = |ua: &'static str| {
+        let c = c.clone();
+        let url = url.clone();
+        async move {
+            c.put(&url)
+                .bearer_auth("t")
+                .header("user-agent", ua)
+                .header("content-type", "application/json")
+                .body(json!({"location": "westeurope"}).to_string())
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let first = put("tool-a").await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let op_url = first.headers()["azure-asyncoperation"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // With zero configured duration, only the stall keeps it running.
+    for _ in 0..3 {
+        let (_, _, op) = send(&c, reqwest::Method::GET, &op_url, None, &[]).await;
+        assert_eq!(op["status"], "InProgress");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(wait_op(&c, &op_url).await["status"], "Succeeded");
+    // The rule hit once: the next write finishes at once.
+    let second = put("tool-b").await;
+    assert!(second.status().is_success());
+
+    let log = sim.writes();
+    let puts: Vec<_> = log.records.iter().filter(|r| r.method == "PUT").collect();
+    assert_eq!(puts.len(), 2, "{log:?}");
+    assert_eq!(puts[0].user_agent, "tool-a");
+    assert_eq!(puts[1].user_agent, "tool-b");
+    assert!(puts[0].path.ends_with("/networkSecurityGroups/nsg-stalled"));
+    assert!(puts[0].received_unix_ms <= puts[1].received_unix_ms);
+    assert!(log.records.iter().all(|r| r.method != "GET"));
+    // Over the control API as well, and it can be cleared.
+    let base = sim.base_url();
+    let (s, _, body) = send(
+        &c,
+        reqwest::Method::GET,
+        &format!("{base}/_armsim/writes"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["records"][0]["userAgent"], "tool-a");
+    send(
+        &c,
+        reqwest::Method::DELETE,
+        &format!("{base}/_armsim/writes"),
+        None,
+        &[],
+    )
+    .await;
+    assert!(sim.writes().records.is_empty());
+}

@@ -38,6 +38,9 @@ pub(super) fn start_op(
         op.name,
         req.fail_operation.clone(),
     );
+    if let Some(new) = st.ops.get_mut(&id) {
+        new.planned_delay_ms = req.stall_operation_ms;
+    }
     if let Some(res) = st.resources.get_mut(&op.resource_key) {
         res.op = Some(id.clone());
         res.set_provisioning_state(provisioning_state);
@@ -73,6 +76,7 @@ pub(super) fn new_op(
             status: OpStatus::InProgress,
             error: None,
             planned_failure,
+            planned_delay_ms: 0,
             start_time: state::now_rfc3339(),
             end_time: None,
             name,
@@ -219,13 +223,15 @@ fn complete_op(st: &mut State, op_id: &str) {
     }
 }
 
-/// Completes the operation at once when its duration is zero, else after the duration.
+/// Completes the operation at once when its duration (plus any stall a fault gave it) is
+/// zero, else after the duration.
 pub(super) fn finish_or_schedule<'a>(
     sim: &'a Arc<Sim>,
     mut st: std::sync::MutexGuard<'a, State>,
     op_id: &str,
     ms: u64,
 ) -> std::sync::MutexGuard<'a, State> {
+    let ms = ms + st.ops.get(op_id).map_or(0, |op| op.planned_delay_ms);
     if ms == 0 {
         complete_op(&mut st, op_id);
     } else {

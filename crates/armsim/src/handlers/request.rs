@@ -64,6 +64,8 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// Injected by a `fail_operation` fault: the LRO this write starts will end `Failed`.
     pub fail_operation: Option<CloudError>,
+    /// Injected by a `stall_operation` fault: the LRO this write starts runs this much longer.
+    pub stall_operation_ms: u64,
 }
 
 impl Request<'_> {
