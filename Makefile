@@ -8,7 +8,7 @@ CARGO ?= cargo
 # Crates with no I/O: their tests need neither an API server nor armsim.
 PURE_CRATES := poolnet-api poolnet-plan poolnet-preflight
 
-.PHONY: help demo demo-stop test lint cargo-test unit integration conformance chart-test helm crds controlplane fuzz plan-examples dist dist-check
+.PHONY: help demo demo-stop test lint cargo-test unit integration conformance chart-test helm crds controlplane fuzz plan-examples dist dist-check reliability reliability-smoke
 
 help: ## list every target, one line each (the default target)
 	@awk '/^[a-zA-Z0-9_-]+:([^=]|$$)/ { t = $$0; sub(/:.*/, "", t); d = $$0; \
@@ -54,7 +54,21 @@ helm: ## build (or reuse) the pinned helm used by chart-test
 chart-test: controlplane helm ## charts/poolnet: lint, ci values dry-run as restricted, install, RBAC, upgrade, operator run, uninstall
 	hack/chart-test.sh
 
-test: lint cargo-test conformance chart-test dist-check ## everything CI runs: lint, then all cargo tests, armsim conformance, the Helm chart, the krew install
+# The fault matrix (docs/reliability.md). A failing run prints the command that reruns it.
+SCENARIOS ?= all
+SEEDS ?= 1,2,3
+WINDOW ?= 60s
+RELIABILITY = POOLNET_K8S_BIN_DIR="$$(hack/controlplane/build.sh)" && export POOLNET_K8S_BIN_DIR && \
+	  $(CARGO) build --locked -q -p poolnet-operator --bin poolnet-operator && \
+	  $(CARGO) run --locked -q -p poolnet-tests --bin poolnet-reliability --
+
+reliability: controlplane ## the fault matrix: SCENARIOS (all) x SEEDS (1,2,3), WINDOW of faults each (about 70 min)
+	$(RELIABILITY) --scenarios $(SCENARIOS) --seeds $(SEEDS) --window $(WINDOW)
+
+reliability-smoke: controlplane ## the matrix's subset in make test: the mixed scenario, 2 fixed seeds (about 5 min)
+	$(RELIABILITY) --scenarios mixed --seeds 1,2 --window 45s
+
+test: lint cargo-test conformance chart-test dist-check reliability-smoke ## everything CI runs: lint, then all cargo tests, armsim conformance, the Helm chart, the krew install, the fault-matrix subset
 
 dist: ## kubectl-poolnet release archives for this platform, their sha256 and a krew manifest, in dist/ (hack/dist/dist.sh)
 	hack/dist/dist.sh

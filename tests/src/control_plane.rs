@@ -60,6 +60,9 @@ pub struct ControlPlane {
     kubeconfig: PathBuf,
     state_dir: PathBuf,
     ready_after: Duration,
+    /// How kube-apiserver was started, for [`ControlPlane::restart_apiserver`].
+    apiserver_command: (PathBuf, Vec<String>),
+    apiserver_restarts: u32,
     run_dir: TempDir,
 }
 
@@ -139,8 +142,7 @@ impl ControlPlane {
         ]);
         let mut etcd = Supervised::spawn("etcd", etcd, &state_dir.join("etcd.log"))?;
 
-        let mut apiserver = Command::new(&bins.kube_apiserver);
-        apiserver.args([
+        let apiserver_args = vec![
             format!("--etcd-servers={etcd_url}"),
             "--bind-address=127.0.0.1".to_string(),
             "--advertise-address=127.0.0.1".to_string(),
@@ -160,7 +162,9 @@ impl ControlPlane {
             // endpoint, which endpoint validation rejects (loopback) on every resync.
             "--endpoint-reconciler-type=none".to_string(),
             "--profiling=false".to_string(),
-        ]);
+        ];
+        let mut apiserver = Command::new(&bins.kube_apiserver);
+        apiserver.args(&apiserver_args);
         let mut apiserver = Supervised::spawn(
             "kube-apiserver",
             apiserver,
@@ -198,6 +202,8 @@ impl ControlPlane {
             kubeconfig,
             state_dir,
             ready_after,
+            apiserver_command: (bins.kube_apiserver.clone(), apiserver_args),
+            apiserver_restarts: 0,
             run_dir,
         })
     }
@@ -230,6 +236,32 @@ impl ControlPlane {
     /// (component name, pid) of etcd, kube-apiserver and kube-controller-manager.
     pub fn processes(&self) -> [(&'static str, u32); 3] {
         [&self.etcd, &self.apiserver, &self.controller_manager].map(|p| (p.name(), p.pid()))
+    }
+
+    /// Kills kube-apiserver (SIGKILL), leaves it down for `down_for`, starts it again on the
+    /// same port with the same etcd, and waits for `/readyz`. Clients keep working: the
+    /// address and the certificates do not change. Each run logs to `apiserver-<n>.log`.
+    pub async fn restart_apiserver(&mut self, down_for: Duration) -> Result<()> {
+        process::kill_group(self.apiserver.pid());
+        tokio::time::sleep(down_for).await;
+        self.apiserver_restarts += 1;
+        let (bin, args) = &self.apiserver_command;
+        let mut cmd = Command::new(bin);
+        cmd.args(args);
+        let log = self
+            .state_dir
+            .join(format!("apiserver-{}.log", self.apiserver_restarts));
+        let fresh = Supervised::spawn("kube-apiserver", cmd, &log)?;
+        // Dropping the old one reaps it.
+        drop(std::mem::replace(&mut self.apiserver, fresh));
+        let client = self.client().await?;
+        wait_ready(
+            &client,
+            &mut [&mut self.etcd, &mut self.apiserver],
+            ready_timeout(),
+        )
+        .await
+        .context("kube-apiserver after a restart")
     }
 
     /// Fails with the component's log tail if any component has exited.

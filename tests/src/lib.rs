@@ -23,6 +23,7 @@ pub mod env;
 pub mod operator;
 pub mod pki;
 pub mod process;
+pub mod reliability;
 pub mod webhook;
 
 use std::path::PathBuf;

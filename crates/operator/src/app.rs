@@ -11,7 +11,7 @@ use poolnet_arm::{ArmClient, ArmConfig, ArmNetwork, CredentialConfig, Secret, Ur
 
 use crate::controller::host_port_policy::CachedRanges;
 use crate::controller::{
-    Context, ControllerConfig, Informers, host_port_policy, node_pool_network,
+    Context, ControllerConfig, Informers, host_port_policy, node_pool_network, while_leading,
 };
 use crate::hostports::Repairer;
 use crate::runtime::{
@@ -114,6 +114,7 @@ pub async fn run(
         );
     }
     let pool_events = informers.pools.subscribe();
+    let rival_events = informers.pools.subscribe();
     let node_events = informers.nodes.subscribe();
     let policy_events = informers.policies.subscribe();
     let policy_pool_events = informers.pools.subscribe();
@@ -219,12 +220,14 @@ pub async fn run(
     // replica holds the Lease.
     let pools = node_pool_network::Reconciler::new(ctx.clone());
     let policies = host_port_policy::Reconciler::new(ctx.clone());
+    // Every replica reads its subscriptions; only the leader's controllers see the events.
     let mut subscriptions = Some((
-        pool_events,
-        node_events,
-        policy_events,
-        policy_pool_events,
-        policy_namespace_events,
+        while_leading(pool_events, leader.subscribe()),
+        while_leading(rival_events, leader.subscribe()),
+        while_leading(node_events, leader.subscribe()),
+        while_leading(policy_events, leader.subscribe()),
+        while_leading(policy_pool_events, leader.subscribe()),
+        while_leading(policy_namespace_events, leader.subscribe()),
         repair,
     ));
     let work = runtime::run_while_leader(
@@ -238,6 +241,7 @@ pub async fn run(
             async move {
                 let Some((
                     pool_events,
+                    rival_events,
                     node_events,
                     policy_events,
                     policy_pool_events,
@@ -260,6 +264,7 @@ pub async fn run(
                     node_pool_network::run(
                         pools,
                         pool_events,
+                        rival_events,
                         node_events,
                         token.clone().cancelled_owned()
                     ),

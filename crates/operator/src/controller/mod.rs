@@ -277,6 +277,58 @@ pub fn broadcast_stream<T: Clone + Send + 'static>(
     .boxed()
 }
 
+/// A controller's trigger stream: objects of one kind as its shared informer sees them change.
+pub type Events<K> = futures::stream::BoxStream<'static, Arc<K>>;
+
+/// Hands a subscription's events to a leader-only controller.
+///
+/// A shared informer's watch waits while any subscriber's buffer is full, and its cache then
+/// stops at the last object it applied. Every replica subscribes at start, but only the leader
+/// runs the controllers: on a follower nobody read the subscriptions, so after
+/// [`SUBSCRIBER_BUFFER`] changes its caches froze. Its webhooks then answered from a stale
+/// cache, and when it took over, its controllers saw the objects as they were back then (the
+/// fault matrix, `make reliability`, found it: edits made after the freeze of the old leader
+/// were never reconciled).
+///
+/// So a task of its own reads the subscription for the life of the process; while `leading`
+/// is true it passes each object on to the returned stream (waiting for the controller, as
+/// the subscription itself would), otherwise it drops it. A controller that starts on gaining
+/// the Lease has missed what happened before: it reconciles everything once its caches are
+/// ready (`reconcile_all_on(`[`once_ready`]`)`).
+pub fn while_leading<K>(
+    subscription: ReflectHandle<K>,
+    leading: tokio::sync::watch::Receiver<bool>,
+) -> Events<K>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel::<Arc<K>>(SUBSCRIBER_BUFFER);
+    tokio::spawn(async move {
+        let mut subscription = std::pin::pin!(subscription);
+        while let Some(object) = subscription.next().await {
+            if *leading.borrow() && !tx.is_closed() {
+                // The controller reads at its pace; if it stopped (leadership lost), drop.
+                let _ = tx.send(object).await;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move {
+        let object = rx.recv().await?;
+        Some((object, rx))
+    })
+    .boxed()
+}
+
+/// One trigger, once every cache has its first full list: with `reconcile_all_on`, a
+/// controller that starts on gaining the Lease reconciles every object it caches.
+pub fn once_ready(stores: Stores) -> futures::stream::BoxStream<'static, ()> {
+    futures::stream::once(async move {
+        // A dropped writer ends the process anyway; trigger regardless.
+        let _ = stores.wait_ready().await;
+    })
+    .boxed()
+}
+
 /// Whether the policy reserves any static host port.
 pub fn has_static_ports(policy: &HostPortPolicy) -> bool {
     policy.spec.ports.iter().any(|p| p.host_port.is_some())
@@ -579,5 +631,79 @@ mod slim_tests {
             )]))
         );
         assert_eq!(serde_json::to_value(&npn.spec).unwrap(), spec_before);
+    }
+}
+
+#[cfg(test)]
+mod leading_tests {
+    use super::*;
+    use kube::runtime::reflector::ObjectRef;
+    use std::time::Duration;
+
+    fn npn(generation: i64) -> NodePoolNetwork {
+        let mut n: NodePoolNetwork = serde_json::from_value(serde_json::json!({
+            "apiVersion": "poolnet.dev/v1alpha1",
+            "kind": "NodePoolNetwork",
+            "metadata": {"name": "a"},
+            "spec": {"nodePool": {"agentPoolId": "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/c/agentPools/p"}}
+        }))
+        .expect("a NodePoolNetwork");
+        n.metadata.generation = Some(generation);
+        n
+    }
+
+    /// The generation of "a" in `store` once it reaches `want`, or what it is after 5 s.
+    async fn wait_generation(store: &Store<NodePoolNetwork>, want: i64) -> Option<i64> {
+        let mut seen = None;
+        for _ in 0..100 {
+            seen = store
+                .get(&ObjectRef::new("a"))
+                .and_then(|n| n.metadata.generation);
+            if seen == Some(want) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_follower_cache_follows_every_change_and_a_leader_gets_the_events() {
+        // A buffer of 4: a subscription nobody reads would stop the watch after 4 changes.
+        let (store, writer) = reflector::store_shared::<NodePoolNetwork>(4);
+        let subscription = writer.subscribe().expect("a shared writer");
+        let (leading_tx, leading) = tokio::sync::watch::channel(false);
+        let mut events = while_leading(subscription, leading);
+        let (feed, watch) = futures::channel::mpsc::unbounded::<watcher::Event<NodePoolNetwork>>();
+        tokio::spawn(
+            watch
+                .map(Ok::<_, watcher::Error>)
+                .reflect_shared(writer)
+                .for_each(|_| std::future::ready(())),
+        );
+        feed.unbounded_send(watcher::Event::Init).unwrap();
+        feed.unbounded_send(watcher::Event::InitApply(npn(1)))
+            .unwrap();
+        feed.unbounded_send(watcher::Event::InitDone).unwrap();
+        // A follower: 20 changes, nobody reads the events, the cache keeps up.
+        for g in 2..=20 {
+            feed.unbounded_send(watcher::Event::Apply(npn(g))).unwrap();
+        }
+        assert_eq!(wait_generation(&store, 20).await, Some(20));
+        // Gaining the Lease: the next change reaches the controller's stream.
+        leading_tx.send(true).unwrap();
+        feed.unbounded_send(watcher::Event::Apply(npn(21))).unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), events.next())
+            .await
+            .expect("an event within 5 s")
+            .expect("the stream is open");
+        assert_eq!(got.metadata.generation, Some(21));
+        // Losing it and dropping the controller's stream: the cache still keeps up.
+        leading_tx.send(false).unwrap();
+        drop(events);
+        for g in 22..=40 {
+            feed.unbounded_send(watcher::Event::Apply(npn(g))).unwrap();
+        }
+        assert_eq!(wait_generation(&store, 40).await, Some(40));
     }
 }

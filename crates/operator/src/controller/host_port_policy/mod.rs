@@ -22,7 +22,7 @@ use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
 use poolnet_api::v1alpha1::{HostPortClaim, HostPortPolicy, HostPortPolicyStatus, NodePoolNetwork};
@@ -122,9 +122,9 @@ impl Reconciler {
 /// policy they belong to). Run it while holding the Lease.
 pub async fn run(
     reconciler: Arc<Reconciler>,
-    policy_events: ReflectHandle<HostPortPolicy>,
-    pool_events: ReflectHandle<NodePoolNetwork>,
-    namespace_events: ReflectHandle<Namespace>,
+    policy_events: super::Events<HostPortPolicy>,
+    pool_events: super::Events<NodePoolNetwork>,
+    namespace_events: super::Events<Namespace>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let Some(writer) = reconciler
@@ -149,6 +149,8 @@ pub async fn run(
     let by_pool = policies.clone();
     let by_namespace = policies.clone();
     Controller::for_shared_stream(super::meaningful_changes(policy_events), policies)
+        // Started on gaining the Lease: what changed before is not in the streams.
+        .reconcile_all_on(super::once_ready(reconciler.ctx.stores.clone()))
         // A pool's spec (allowed ports, admitted namespaces) and status (its ASGs, hence
         // where the policy's rules may go) decide each of its policies' state.
         .watches_shared_stream(pool_events, move |pool: Arc<NodePoolNetwork>| {

@@ -42,7 +42,7 @@ use kube::runtime::Controller;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::{ObjectRef, ReflectHandle};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use poolnet_api::one_per_pool;
 use poolnet_api::v1alpha1::conditions::{self as cond, reason};
@@ -281,16 +281,19 @@ fn pools_with(npn: &NodePoolNetwork, ctx: &Context) -> Vec<NodePoolNetwork> {
 /// subscriptions of the shared informers.
 pub async fn run(
     reconciler: Arc<Reconciler>,
-    pool_events: ReflectHandle<NodePoolNetwork>,
-    node_events: ReflectHandle<Node>,
+    pool_events: super::Events<NodePoolNetwork>,
+    rival_events: super::Events<NodePoolNetwork>,
+    node_events: super::Events<Node>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let pools = reconciler.ctx.stores.pools.clone();
     let selector_pools = pools.clone();
     let rival_pools = pools.clone();
-    let rival_events = super::meaningful_changes(pool_events.clone());
+    let rival_events = super::meaningful_changes(rival_events);
     let host_port_triggers = host_port_triggers(reconciler.ctx.clone());
     Controller::for_shared_stream(super::meaningful_changes(pool_events), pools)
+        // Started on gaining the Lease: what changed before is not in the streams.
+        .reconcile_all_on(super::once_ready(reconciler.ctx.stores.clone()))
         // A pod holding host ports bound to, or gone from, a pool's node: re-check coverage.
         .reconcile_on(host_port_triggers)
         // The NSG an object held its write for was written (`writers::batch`).
