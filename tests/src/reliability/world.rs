@@ -39,7 +39,7 @@ pub fn writing_objects() -> Vec<usize> {
 
 /// Objects with a route in a route table.
 pub fn routed(i: usize) -> bool {
-    i % 3 == 0
+    i.is_multiple_of(3)
 }
 
 /// Objects the workload deletes for good: a DetachOnDelete object, whose Azure parts stay.
