@@ -93,6 +93,10 @@ pub enum ArmError {
     /// The caller passed an ID of the wrong shape or type; no request was sent.
     #[error(transparent)]
     InvalidId(#[from] ResourceIdError),
+    /// A write this replica may no longer send (its leader Lease may have passed to another
+    /// replica); nothing was sent. See [`crate::WriteGate`].
+    #[error("{id}: write not sent: {message}")]
+    Fenced { id: String, message: String },
 }
 
 impl ArmError {
@@ -103,6 +107,7 @@ impl ArmError {
             | ArmError::Throttled { .. }
             | ArmError::OperationTimeout { .. }
             | ArmError::Transport { .. }
+            | ArmError::Fenced { .. }
             | ArmError::Credential { .. } => true,
             ArmError::Api { status, code, .. } => {
                 *status == 429
@@ -162,6 +167,7 @@ impl ArmError {
             | ArmError::OperationFailed { id, .. }
             | ArmError::OperationTimeout { id, .. }
             | ArmError::Transport { id, .. }
+            | ArmError::Fenced { id, .. }
             | ArmError::InvalidResponse { id, .. } => id,
             ArmError::InvalidId(e) => &e.input,
             ArmError::Credential { .. } => "",
@@ -202,6 +208,7 @@ impl ArmError {
             ArmError::Credential { .. } => "credential",
             ArmError::InvalidResponse { .. } => "invalid_response",
             ArmError::InvalidId(_) => "invalid_id",
+            ArmError::Fenced { .. } => "fenced",
         }
     }
 

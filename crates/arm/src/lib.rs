@@ -27,6 +27,7 @@ mod budget;
 mod client;
 pub mod credential;
 mod error;
+mod gate;
 mod id;
 mod lro;
 mod network;
@@ -49,6 +50,7 @@ pub use budget::{
 pub use client::{ArmClient, ArmConfig, NETWORK_API_VERSION, PUBLIC_ARM_ENDPOINT};
 pub use credential::{CredentialConfig, StaticToken};
 pub use error::{ArmError, DEFAULT_THROTTLE_WAIT, ThrottleSource};
+pub use gate::WriteGate;
 pub use id::{
     COMPUTE, CONTAINER_SERVICE, NETWORK, ResourceId, ResourceIdError, ResourceKind, VmssInstance,
 };

@@ -53,6 +53,11 @@ pub enum Precondition {
 /// whether to retry ([`ArmError::is_retryable`]) and when ([`ArmError::retry_after`]).
 #[async_trait]
 pub trait ArmNetwork: Send + Sync + fmt::Debug {
+    /// The gate this client checks before every write (leader fencing), if it has one.
+    fn write_gate(&self) -> Option<crate::WriteGate> {
+        None
+    }
+
     async fn get_nsg(&self, id: &ResourceId) -> Result<Etagged<NetworkSecurityGroup>, ArmError>;
     async fn put_nsg(
         &self,

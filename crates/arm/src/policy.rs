@@ -40,6 +40,7 @@ tokio::task_local! {
 }
 
 const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
+const USER_AGENT: HeaderName = HeaderName::from_static("user-agent");
 
 fn remaining_header_names(class: CallClass) -> [HeaderName; 2] {
     match class {
@@ -91,6 +92,10 @@ pub(crate) struct ArmPolicy {
     pub origin: url::Origin,
     pub stats: Arc<ArmStats>,
     pub budget: Arc<ThrottleBudget>,
+    /// Checked right before a write is sent, after any budget wait.
+    pub gate: crate::WriteGate,
+    /// `poolnet-replica/<identity>`, appended to the User-Agent.
+    pub replica: Option<String>,
 }
 
 impl ArmPolicy {
@@ -165,6 +170,21 @@ impl Policy for ArmPolicy {
             }));
         }
 
+        // Last thing before the request leaves: a replica that may have lost its Lease (a
+        // budget wait or a freeze since the reconcile began) sends no write.
+        if class == CallClass::Write
+            && let Err(message) = self.gate.check()
+        {
+            tracing::warn!(%id, reason = %message, "ARM write not sent");
+            return Err(wrap(ArmError::Fenced { id, message }));
+        }
+        if let Some(replica) = &self.replica {
+            let agent = match request.headers().get_optional_str(&USER_AGENT) {
+                Some(existing) => format!("{existing} {replica}"),
+                None => replica.clone(),
+            };
+            request.insert_header(USER_AGENT, agent);
+        }
         self.stats.record_sent(method, ResourceKind::of_path(&path));
         if let Some(sub) = &subscription {
             self.stats.record_subscription_sent(sub, class);

@@ -70,6 +70,11 @@ pub struct OperatorArgs {
 /// Build the ARM client from flags and the environment (workload identity first).
 pub fn arm_client(args: &OperatorArgs) -> anyhow::Result<ArmClient> {
     let mut config = ArmConfig::new(args.arm_endpoint.clone());
+    // With leader election, ARM writes wait for the Lease (the elector opens the gate).
+    if args.runtime.leader_election {
+        config.write_gate = poolnet_arm::WriteGate::closed();
+    }
+    config.identity = Some(args.runtime.identity());
     if let Some(path) = &args.arm_ca_file {
         let pem = std::fs::read_to_string(path)
             .with_context(|| format!("reading --arm-ca-file {}", path.display()))?;
@@ -212,7 +217,14 @@ pub async fn run(
     });
 
     let leader = match LeaseConfig::from_args(&args.runtime)? {
-        Some(cfg) => LeaderElector::new(client.clone(), cfg, metrics.clone())?.spawn(),
+        Some(cfg) => {
+            let elector = LeaderElector::new(client.clone(), cfg, metrics.clone())?;
+            match ctx.arm.write_gate() {
+                Some(gate) => elector.with_write_gate(gate),
+                None => elector,
+            }
+            .spawn()
+        }
         None => LeaderHandle::always_leader(&metrics),
     };
 

@@ -96,6 +96,9 @@ pub struct RunResult {
     pub pod_refusals: u64,
     /// Replica exits nobody caused.
     pub unexpected_exits: usize,
+    /// ARM writes received during the run, by the replica that sent them (its
+    /// `poolnet-replica/<identity>` User-Agent part; `other` for the driver and anyone else).
+    pub writes_by_client: BTreeMap<String, u64>,
     pub log_dir: PathBuf,
     /// The run could not be completed (set-up failed): counted as a failure.
     pub error: Option<String>,
@@ -454,6 +457,17 @@ async fn exercise(options: &RunOptions, env: &Env, result: &mut RunResult) -> Re
         .map(|r| r.incarnations())
         .unwrap_or_default();
     let writes = env.sim.writes();
+    for w in &writes.records {
+        let client = w
+            .user_agent
+            .split_whitespace()
+            .find_map(|part| part.strip_prefix("poolnet-replica/"))
+            .unwrap_or("other");
+        *result
+            .writes_by_client
+            .entry(client.to_string())
+            .or_default() += 1;
+    }
     let mut fenced = 0;
     for inc in incarnations {
         let Some(frozen_at) = inc.frozen_at_unix_ms else {
@@ -813,6 +827,8 @@ async fn webhook_burst(
     refusals: &Arc<AtomicU64>,
     created: &Arc<AtomicU64>,
 ) -> Result<()> {
+    static BURSTS: AtomicU64 = AtomicU64::new(0);
+    let burst = BURSTS.fetch_add(1, Ordering::Relaxed);
     let done = Arc::new(AtomicU64::new(0));
     let killed = Arc::new(AtomicBool::new(false));
     let client = env.client.clone();
@@ -827,7 +843,7 @@ async fn webhook_burst(
             let created = created.clone();
             async move {
                 let j = k % world::POLICIES;
-                let pod = world::pod(j, &format!("burst-{k:04}"))?;
+                let pod = world::pod(j, &format!("burst-{burst}-{k:04}"))?;
                 let api: Api<Pod> = Api::namespaced(client, &world::policy_namespace(j));
                 let (api, pod) = (&api, &pod);
                 retrying(40, &refusals, || async move {

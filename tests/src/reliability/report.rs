@@ -105,7 +105,7 @@ pub fn render(results: &[RunResult]) -> String {
 /// One line per run, and for a failed run its findings and the command that reruns it.
 pub fn render_run(r: &RunResult, rerun: &str) -> String {
     let mut out = format!(
-        "{} seed {}: {}; faults {:?}; violations {:?}; convergence {}; amplification {} ({} writes / {} changed); pods {} created, {} refusals retried",
+        "{} seed {}: {}; faults {:?}; violations {:?}; convergence {}; amplification {} ({} writes / {} changed); pods {} created, {} refusals retried; ARM writes by client {:?}",
         r.scenario,
         r.seed,
         if r.failed() { "FAILED" } else { "ok" },
@@ -117,6 +117,7 @@ pub fn render_run(r: &RunResult, rerun: &str) -> String {
         r.changed,
         r.pods_created,
         r.pod_refusals,
+        r.writes_by_client,
     );
     if let Some(e) = &r.error {
         let _ = write!(out, "\n  error: {e}");

@@ -249,8 +249,16 @@ pub fn schedule(scenario: Scenario, seed: u64, window: Duration, shape: &Shape) 
         _ => (FAULTS_PER_MINUTE * minutes).round().max(1.0) as usize,
     };
     let mut slow_faults = 0;
+    let mut bursts = 0;
     for _ in 0..count {
         let kind = kinds[rng.gen_range(0..kinds.len())];
+        // One burst of pods per run: the policies' ranges hold about two bursts' pods.
+        if kind == Scenario::Webhook {
+            bursts += 1;
+            if bursts > 1 {
+                continue;
+            }
+        }
         // Faults that take the system away for a while are spaced out in a mixed run.
         if scenario == Scenario::Mixed
             && matches!(
@@ -467,6 +475,18 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn at_most_one_pod_burst_per_run() {
+        for seed in 0..200 {
+            let steps = schedule(Scenario::Mixed, seed, Duration::from_secs(90), &SHAPE);
+            let bursts = faults(&steps)
+                .iter()
+                .filter(|f| matches!(f, Fault::WebhookBurst { .. }))
+                .count();
+            assert!(bursts <= 1, "seed {seed}: {bursts} bursts");
         }
     }
 

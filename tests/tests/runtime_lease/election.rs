@@ -350,3 +350,28 @@ async fn conflicting_writes_are_retried_without_a_second_leader() -> Result<()> 
     b.handle.release().await?;
     Ok(())
 }
+
+/// Fencing: the ARM write gate the elector keeps is open exactly while it leads, within the
+/// renew deadline of its last renew, and shut once it releases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_write_gate_is_open_only_while_the_lease_is_held() -> Result<()> {
+    let env = env().await?;
+    let gate = poolnet_arm::WriteGate::closed();
+    ensure!(gate.check().is_err(), "closed before leading");
+    let elector = LeaderElector::new(
+        env.client(),
+        config(env.namespace(), "fenced", "a", 2),
+        Arc::new(Metrics::new()),
+    )?
+    .with_write_gate(gate.clone());
+    let handle = elector.spawn();
+    wait_until("a leads", || handle.is_leader()).await?;
+    // Renewed every retry period, so it stays open across several renew deadlines (1.5 s).
+    for _ in 0..8 {
+        ensure!(gate.check().is_ok(), "the gate closed while a leads");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    handle.release().await?;
+    ensure!(gate.check().is_err(), "the gate is open after the release");
+    Ok(())
+}

@@ -20,6 +20,7 @@ use azure_core::{
 use azure_mgmt_network::package_2024_03::Client as NetworkClient;
 use serde::de::DeserializeOwned;
 
+use crate::WriteGate;
 use crate::budget::{BudgetConfig, ThrottleBudget};
 use crate::credential::CredentialConfig;
 use crate::error::ArmError;
@@ -44,6 +45,11 @@ pub struct ArmConfig {
     pub scope: Option<String>,
     pub transport: TransportConfig,
     pub budget: BudgetConfig,
+    /// Checked before every write leaves (leader fencing); open by default.
+    pub write_gate: WriteGate,
+    /// Who is calling, appended to every request's `User-Agent` as
+    /// `poolnet-replica/<identity>` so ARM's side can attribute requests to a replica.
+    pub identity: Option<String>,
 }
 
 impl ArmConfig {
@@ -53,6 +59,8 @@ impl ArmConfig {
             scope: None,
             transport: TransportConfig::default(),
             budget: BudgetConfig::default(),
+            write_gate: WriteGate::default(),
+            identity: None,
         }
     }
 }
@@ -65,6 +73,7 @@ pub struct ArmClient {
     credential: Arc<dyn TokenCredential>,
     scopes: Vec<String>,
     stats: Arc<ArmStats>,
+    write_gate: WriteGate,
 }
 
 impl std::fmt::Debug for ArmClient {
@@ -108,6 +117,11 @@ impl ArmClient {
             origin: config.endpoint.origin(),
             stats: stats.clone(),
             budget,
+            gate: config.write_gate.clone(),
+            replica: config
+                .identity
+                .as_ref()
+                .map(|i| format!("poolnet-replica/{i}")),
         });
         // Retries belong to the controller (requeue with backoff, budget-aware), not the pipeline,
         // so the pipeline never re-sends on its own.
@@ -141,6 +155,7 @@ impl ArmClient {
             credential,
             scopes,
             stats,
+            write_gate: config.write_gate,
         }
     }
 

@@ -107,6 +107,10 @@ impl ArmClient {
 
 #[async_trait]
 impl ArmNetwork for ArmClient {
+    fn write_gate(&self) -> Option<crate::WriteGate> {
+        Some(self.write_gate.clone())
+    }
+
     async fn get_nsg(&self, id: &ResourceId) -> Result<Etagged<NetworkSecurityGroup>, ArmError> {
         self.get_network(id, "networkSecurityGroups", |c, rg, n, s| {
             c.network_security_groups_client().get(rg, n, s).send()
@@ -454,6 +458,43 @@ mod tests {
         assert_eq!(body["properties"]["count"], 3);
         assert_eq!(body["properties"]["orchestratorVersion"], "1.30.3");
         assert!(body["properties"].get("eTag").is_none(), "{body}");
+    }
+
+    /// Leader fencing: a closed gate keeps every write on this side (ARM sees only the
+    /// reads), an open one lets it through; every request names the replica.
+    #[tokio::test]
+    async fn a_closed_write_gate_sends_no_write_and_requests_name_the_replica() {
+        let server = serve(|_| (200, pool(Some("e1")))).await;
+        let mut config = ArmConfig::new(Url::parse(&server.base).unwrap());
+        let gate = crate::WriteGate::closed();
+        config.write_gate = gate.clone();
+        config.identity = Some("replica-a".into());
+        let arm = ArmClient::new(config, CredentialConfig::Static(Secret::new("t"))).unwrap();
+        let id: ResourceId = POOL.parse().unwrap();
+        let read = arm.get_agent_pool(&id).await.unwrap();
+        let put = arm
+            .put_agent_pool(&id, &read.resource, read.precondition())
+            .await;
+        assert!(matches!(put, Err(ArmError::Fenced { .. })), "{put:?}");
+        assert!(put.unwrap_err().is_retryable());
+        assert!(matches!(
+            arm.delete_agent_pool(&id).await,
+            Err(ArmError::Fenced { .. })
+        ));
+        let sent = server.recorded();
+        assert_eq!(
+            sent.iter().map(|r| r.method.as_str()).collect::<Vec<_>>(),
+            ["GET"]
+        );
+        let agent = sent[0].header("user-agent").unwrap_or_default();
+        assert!(agent.ends_with(" poolnet-replica/replica-a"), "{agent}");
+
+        gate.open_until(std::time::Instant::now() + std::time::Duration::from_secs(60));
+        arm.put_agent_pool(&id, &read.resource, read.precondition())
+            .await
+            .unwrap();
+        assert_eq!(server.recorded().last().unwrap().method, "PUT");
+        assert_eq!(arm.write_gate().map(|g| g.check().is_ok()), Some(true));
     }
 
     /// An AKS that returns no eTag: the PUT still goes out (unconditional, warned once).

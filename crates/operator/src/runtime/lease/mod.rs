@@ -26,6 +26,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use poolnet_arm::WriteGate;
+
 use super::args::RuntimeArgs;
 use super::metrics::Metrics;
 
@@ -104,10 +106,22 @@ impl LeaseConfig {
 struct Leadership {
     tx: watch::Sender<bool>,
     metrics: Arc<Metrics>,
+    /// Shared with the ARM client: open only until the renew deadline after the last
+    /// successful acquire or renew (`poolnet_arm::WriteGate`).
+    gate: WriteGate,
 }
 
 impl Leadership {
+    /// The Lease is ours until at least `renewed + renew_deadline` (`renewed`: just before
+    /// the successful acquire or renew was sent).
+    fn held_until(&self, deadline: Instant) {
+        self.gate.open_until(deadline.into_std());
+    }
+
     fn set(&self, leader: bool) {
+        if !leader {
+            self.gate.close();
+        }
         self.tx.send_if_modified(|current| {
             let changed = *current != leader;
             *current = leader;
@@ -154,11 +168,22 @@ impl LeaderElector {
             leadership: Leadership {
                 tx: watch::Sender::new(false),
                 metrics,
+                gate: WriteGate::closed(),
             },
             current: None,
             observed: None,
             last_renew: None,
         })
+    }
+
+    /// Keep `gate` open only while the Lease is surely ours: until the renew deadline after
+    /// each successful acquire or renew, closed on any loss and on release. Give the same gate
+    /// to the ARM client (`ArmConfig::write_gate`): a replica resumed after a freeze past its
+    /// Lease then sends no write before its election task even runs.
+    pub fn with_write_gate(mut self, gate: WriteGate) -> Self {
+        gate.close();
+        self.leadership.gate = gate;
+        self
     }
 
     /// `true` while this elector leads. Turns `false` before anyone else can lead.
@@ -333,6 +358,8 @@ impl LeaderElector {
                     self.observe(&written);
                     self.current = Some(written);
                     self.last_renew = Some(started);
+                    self.leadership
+                        .held_until(started + self.config.renew_deadline);
                     return Ok(Renewal::Renewed);
                 }
                 Err(kube::Error::Api(status)) if status.is_conflict() => {
@@ -431,6 +458,8 @@ impl LeaderElector {
         self.observe(&lease);
         self.current = Some(lease);
         self.last_renew = Some(started);
+        self.leadership
+            .held_until(started + self.config.renew_deadline);
         self.leadership.set(true);
         tracing::info!(
             lease = %self.config.name,
