@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Keeps a long-lived cargo target directory (CI's, reused between runs) from filling the disk:
 # every build of a test binary leaves a new ~500 MB executable under its own hash, and cargo
-# never removes the old ones. Removes, in debug/deps and release/deps, each executable that
+# never removes the old ones. Removes, in {debug,release}/{deps,examples}, each executable that
 # a newer one of the same name superseded, and incremental caches untouched for two days.
 # Nothing a current build uses is removed: cargo rebuilds what it misses.
 set -euo pipefail
@@ -11,8 +11,8 @@ python3 - "$dir" <<'PY'
 import os, re, sys, time
 root = sys.argv[1]
 freed = 0
-for profile in ("debug", "release"):
-    deps = os.path.join(root, profile, "deps")
+for profile, sub in [(p, s) for p in ("debug", "release") for s in ("deps", "examples")]:
+    deps = os.path.join(root, profile, sub)
     if not os.path.isdir(deps):
         continue
     exes = [f for f in os.listdir(deps)
@@ -31,7 +31,7 @@ for profile in ("debug", "release"):
         else:
             seen.add(name)
     inc = os.path.join(root, profile, "incremental")
-    if os.path.isdir(inc):
+    if sub == "deps" and os.path.isdir(inc):
         cutoff = time.time() - 2 * 86400
         for d in os.listdir(inc):
             p = os.path.join(inc, d)
