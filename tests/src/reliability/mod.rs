@@ -290,7 +290,7 @@ async fn exercise(options: &RunOptions, env: &Env, result: &mut RunResult) -> Re
                 if let Ok(mut r) = replicas.lock()
                     && let Err(e) = r.supervise()
                 {
-                    tracing_free_log(&format!("supervisor: {e:#}"));
+                    log_line(&format!("supervisor: {e:#}"));
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -379,7 +379,9 @@ async fn exercise(options: &RunOptions, env: &Env, result: &mut RunResult) -> Re
     churning.store(false, Ordering::Relaxed);
     let _ = churn.await;
 
-    // Faults stop; whatever was frozen resumes; the system settles.
+    // Faults stop (what the other writers did is kept for the baseline below); whatever
+    // was frozen resumes; the system settles.
+    let other_writers = env.sim.faults().config().other_writers;
     env.sim.faults().clear();
     if let Ok(mut r) = env.replicas.lock() {
         r.thaw_all();
@@ -400,7 +402,7 @@ async fn exercise(options: &RunOptions, env: &Env, result: &mut RunResult) -> Re
 
     // The other writer's last word is what (a) compares with: an agent pool it scaled keeps
     // the count it set.
-    for w in env.sim.faults().config().other_writers {
+    for w in other_writers {
         if w.fired == 0 {
             continue;
         }
@@ -642,8 +644,9 @@ async fn play(
         }
         Action::Change(Change::Recreate { object }) => {
             let name = world::npn_name(*object);
-            // The deletion finishes once poolnet has removed what it owns.
-            for _ in 0..600 {
+            // The deletion finishes once poolnet has removed what it owns (under faults,
+            // throttling can stretch that to minutes).
+            for _ in 0..3000 {
                 if npns.get_opt(&name).await?.is_none() {
                     break;
                 }
@@ -870,7 +873,7 @@ async fn webhook_burst(
     Ok(())
 }
 
-fn tracing_free_log(line: &str) {
+fn log_line(line: &str) {
     eprintln!("reliability: {line}");
 }
 
