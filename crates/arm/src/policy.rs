@@ -8,7 +8,10 @@
 //! 2. adds `If-Match` / `If-None-Match`;
 //! 3. asks the subscription's throttle budget, waiting (bounded) while its bucket refills and
 //!    failing fast with `Throttled` inside a `Retry-After` or past the wait bound;
-//! 4. counts the call, feeds the budget from the rate-limit headers, and turns every non-2xx
+//! 4. refuses any request other than a GET or HEAD while the [`crate::WriteGate`] is shut
+//!    (leader fencing: `Fenced`, nothing sent), checked before the budget and again after its
+//!    wait, and names the replica in the `User-Agent`;
+//! 5. counts the call, feeds the budget from the rate-limit headers, and turns every non-2xx
 //!    answer into an [`ArmError`] while the headers (`Retry-After`) are still at hand.
 
 use std::sync::Arc;
@@ -99,6 +102,29 @@ pub(crate) struct ArmPolicy {
 }
 
 impl ArmPolicy {
+    /// Leader fencing: `Err(Fenced)` when a write may not leave now. The first refusal since
+    /// the gate last opened is a warning, the others (every write of every reconcile still
+    /// running) are debug lines.
+    fn fence(&self, id: &str) -> Result<(), ArmError> {
+        let Err(message) = self.gate.check() else {
+            return Ok(());
+        };
+        if self.gate.first_refusal() {
+            tracing::warn!(
+                %id,
+                reason = %message,
+                "ARM write not sent: this replica may no longer lead (further refusals until \
+                 it leads again are logged at debug level)"
+            );
+        } else {
+            tracing::debug!(%id, reason = %message, "ARM write not sent");
+        }
+        Err(ArmError::Fenced {
+            id: id.to_owned(),
+            message,
+        })
+    }
+
     /// A slot in the subscription's budget: waits while the bucket refills (at most
     /// `max_wait` in all), fails at once inside a `Retry-After` ARM asked for.
     async fn admit(&self, sub: &str, class: CallClass) -> Result<(), Duration> {
@@ -158,6 +184,15 @@ impl Policy for ArmPolicy {
             CallMethod::Get => CallClass::Read,
             _ => CallClass::Write,
         };
+        // LRO polls and reads pass; anything else changes something.
+        let mutating = !matches!(
+            request.method(),
+            azure_core::Method::Get | azure_core::Method::Head
+        );
+        // A fenced write takes no budget token.
+        if mutating {
+            self.fence(&id).map_err(wrap)?;
+        }
         let subscription = subscription_of_path(&path).map(str::to_owned);
         if let Some(sub) = &subscription
             && let Err(wait) = self.admit(sub, class).await
@@ -172,11 +207,8 @@ impl Policy for ArmPolicy {
 
         // Last thing before the request leaves: a replica that may have lost its Lease (a
         // budget wait or a freeze since the reconcile began) sends no write.
-        if class == CallClass::Write
-            && let Err(message) = self.gate.check()
-        {
-            tracing::warn!(%id, reason = %message, "ARM write not sent");
-            return Err(wrap(ArmError::Fenced { id, message }));
+        if mutating {
+            self.fence(&id).map_err(wrap)?;
         }
         if let Some(replica) = &self.replica {
             let agent = match request.headers().get_optional_str(&USER_AGENT) {
@@ -297,7 +329,97 @@ pub(crate) fn classify(error: azure_core::Error, id: &str) -> ArmError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::WriteGate;
+    use crate::budget::BudgetConfig;
+    use azure_core::Method;
     use azure_core::headers::HeaderValue;
+
+    /// Stands in for the transport: records the method and User-Agent of what reached it.
+    #[derive(Debug, Default)]
+    struct Sent(std::sync::Mutex<Vec<(Method, Option<String>)>>);
+
+    #[async_trait]
+    impl Policy for Sent {
+        async fn send(
+            &self,
+            _ctx: &Context,
+            request: &mut Request,
+            _next: &[Arc<dyn Policy>],
+        ) -> PolicyResult {
+            let agent = request
+                .headers()
+                .get_optional_str(&USER_AGENT)
+                .map(str::to_owned);
+            self.0.lock().unwrap().push((*request.method(), agent));
+            Ok(azure_core::Response::new(
+                azure_core::StatusCode::Ok,
+                Headers::new(),
+                Box::pin(futures::stream::empty()),
+            ))
+        }
+    }
+
+    /// Leader fencing by method: a shut gate lets GET and HEAD through (reads, LRO polls) and
+    /// refuses every other method without the transport seeing it (nor the stats counting
+    /// it); the replica's name is the whole User-Agent when no earlier policy set one.
+    #[tokio::test]
+    async fn a_shut_gate_passes_reads_and_refuses_every_other_method() {
+        let endpoint = url::Url::parse("https://management.example/").unwrap();
+        let gate = WriteGate::closed();
+        let stats = Arc::new(ArmStats::default());
+        let policy = ArmPolicy {
+            origin: endpoint.origin(),
+            stats: stats.clone(),
+            budget: Arc::new(ThrottleBudget::new(BudgetConfig::default())),
+            gate: gate.clone(),
+            replica: Some("poolnet-replica/pod-a".into()),
+        };
+        let sent = Arc::new(Sent::default());
+        let next: [Arc<dyn Policy>; 1] = [sent.clone()];
+        let url = endpoint
+            .join("/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityGroups/n?api-version=1")
+            .unwrap();
+        let send = |method: Method| {
+            let (policy, next, url) = (&policy, &next, url.clone());
+            async move {
+                let mut request = Request::new(url, method);
+                policy
+                    .send(&Context::new(), &mut request, next)
+                    .await
+                    .map(drop)
+                    .map_err(|e| classify(e, ""))
+            }
+        };
+        for method in [Method::Get, Method::Head] {
+            assert!(send(method).await.is_ok(), "{method:?}");
+        }
+        for method in [Method::Put, Method::Patch, Method::Delete, Method::Post] {
+            let refused = send(method).await;
+            assert!(
+                matches!(&refused, Err(ArmError::Fenced { id, .. }) if id.ends_with("/networkSecurityGroups/n")),
+                "{method:?}: {refused:?}"
+            );
+        }
+        let seen = sent.0.lock().unwrap().clone();
+        assert_eq!(
+            seen.iter().map(|(m, _)| *m).collect::<Vec<_>>(),
+            [Method::Get, Method::Head]
+        );
+        assert!(
+            seen.iter()
+                .all(|(_, agent)| agent.as_deref() == Some("poolnet-replica/pod-a")),
+            "{seen:?}"
+        );
+        assert_eq!(
+            stats.snapshot().total(),
+            2,
+            "refused writes are not counted as sent"
+        );
+
+        gate.open_until(tokio::time::Instant::now() + Duration::from_secs(60));
+        assert!(send(Method::Post).await.is_ok());
+        assert_eq!(sent.0.lock().unwrap().last().unwrap().0, Method::Post);
+    }
 
     #[test]
     fn subscription_from_request_paths() {

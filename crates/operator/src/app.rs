@@ -308,3 +308,32 @@ pub async fn run(
     let _ = admin.await;
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(extra: &[&str]) -> OperatorArgs {
+        let base = [
+            "poolnet-operator",
+            "--arm-static-token=t",
+            "--identity=pod-a",
+        ];
+        OperatorArgs::try_parse_from(base.iter().chain(extra)).expect("flags")
+    }
+
+    /// With leader election the ARM client's writes wait for the elector to open its gate
+    /// (`run` hands the client's gate to the elector); without it nothing ever shuts them.
+    #[test]
+    fn the_arm_client_is_fenced_only_with_leader_election() {
+        let arm = arm_client(&args(&[])).expect("client");
+        let gate = arm.write_gate().expect("a gate");
+        assert!(!gate.is_always_open());
+        assert!(gate.check().is_err(), "shut until the Lease is held");
+
+        let arm = arm_client(&args(&["--leader-election=false"])).expect("client");
+        assert!(arm.write_gate().expect("a gate").is_always_open());
+    }
+}

@@ -489,7 +489,7 @@ mod tests {
         let agent = sent[0].header("user-agent").unwrap_or_default();
         assert!(agent.ends_with(" poolnet-replica/replica-a"), "{agent}");
 
-        gate.open_until(std::time::Instant::now() + std::time::Duration::from_secs(60));
+        gate.open_until(tokio::time::Instant::now() + std::time::Duration::from_secs(60));
         arm.put_agent_pool(&id, &read.resource, read.precondition())
             .await
             .unwrap();

@@ -181,6 +181,22 @@ mod tests {
         assert_eq!(out.conditions[0].message, "cluster; pool");
     }
 
+    /// A write the ARM client refused to send (leader fencing) is transient: retried soon,
+    /// never a `Stalled` object waiting for the user.
+    #[test]
+    fn a_fenced_write_is_retried_not_stalled() {
+        let mut fx = Effects::default();
+        let e = ArmError::Fenced {
+            id: "/subscriptions/s/x".into(),
+            message: "this replica does not hold the leader Lease".into(),
+        };
+        let c = fx.arm_failure("NSGReady", "writing NSG x", &e);
+        assert!(!c.ok && !c.stalled, "{c:?}");
+        assert!(c.message.ends_with("(will retry)"), "{}", c.message);
+        assert!(fx.retryable_failure && !fx.throttled);
+        assert_eq!(fx.requeue, Some(Duration::from_secs(5)));
+    }
+
     #[test]
     fn effects_keep_the_soonest_requeue_and_every_event() {
         let mut out = Outcome::default();

@@ -10,7 +10,11 @@
 //!   start of its last successful write, which is shorter than the lease duration; so it has
 //!   stopped before any candidate may take over;
 //! - every write is a replace carrying the `resourceVersion` it read, so of two racing
-//!   writers one gets 409 Conflict.
+//!   writers one gets 409 Conflict;
+//! - stepping down is up to the election task, which a frozen process runs late, so ARM
+//!   writes are also fenced by a clock: the [`WriteGate`] shared with the ARM client
+//!   (`LeaderElector::with_write_gate`) is open only until `renew_deadline` after the start
+//!   of the last successful acquire or renew, and shut on any loss and on release.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -115,7 +119,7 @@ impl Leadership {
     /// The Lease is ours until at least `renewed + renew_deadline` (`renewed`: just before
     /// the successful acquire or renew was sent).
     fn held_until(&self, deadline: Instant) {
-        self.gate.open_until(deadline.into_std());
+        self.gate.open_until(deadline);
     }
 
     fn set(&self, leader: bool) {
@@ -181,6 +185,12 @@ impl LeaderElector {
     /// to the ARM client (`ArmConfig::write_gate`): a replica resumed after a freeze past its
     /// Lease then sends no write before its election task even runs.
     pub fn with_write_gate(mut self, gate: WriteGate) -> Self {
+        if gate.is_always_open() {
+            tracing::warn!(
+                "the ARM client's write gate is always open: a replica that lost the Lease \
+                 could still send ARM writes until its election task notices"
+            );
+        }
         gate.close();
         self.leadership.gate = gate;
         self
