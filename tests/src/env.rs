@@ -143,7 +143,14 @@ pub async fn create_namespace(client: &Client, prefix: &str) -> Result<String> {
         .await
         .context("creating the test namespace")?;
     let name = ns.name_any();
-    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &name);
+    wait_for_default_service_account(client, &name).await?;
+    Ok(name)
+}
+
+/// Waits until namespace `name` has its `default` service account (kube-controller-manager
+/// creates it shortly after the namespace; pods are admitted only then).
+pub async fn wait_for_default_service_account(client: &Client, name: &str) -> Result<()> {
+    let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), name);
     let deadline = tokio::time::Instant::now() + SERVICE_ACCOUNT_TIMEOUT;
     while accounts.get_opt("default").await?.is_none() {
         if tokio::time::Instant::now() > deadline {
@@ -154,5 +161,5 @@ pub async fn create_namespace(client: &Client, prefix: &str) -> Result<String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    Ok(name)
+    Ok(())
 }

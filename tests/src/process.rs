@@ -92,10 +92,15 @@ impl Drop for Supervised {
 
 /// SIGKILL to the process group led by `pid` (children are group leaders, see `spawn`).
 pub(crate) fn kill_group(pid: u32) {
+    signal_group(pid, libc::SIGKILL);
+}
+
+/// Sends `signal` to the process group led by `pid` (SIGSTOP / SIGCONT freeze and resume it).
+pub(crate) fn signal_group(pid: u32, signal: i32) {
     if let Ok(pid) = i32::try_from(pid) {
         // SAFETY: plain syscall; a stale group id only yields ESRCH.
         unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(-pid, signal);
         }
     }
 }

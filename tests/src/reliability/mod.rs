@@ -27,7 +27,7 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use poolnet_api::v1alpha1::{HostPortPolicy, NodePoolNetwork};
@@ -165,7 +165,7 @@ async fn set_up(options: &RunOptions) -> Result<Env> {
         namespaces.create(&PostParams::default(), &ns).await?;
     }
     for name in &names {
-        wait_for_service_account(&client, name).await?;
+        crate::env::wait_for_default_service_account(&client, name).await?;
     }
 
     let sim = armsim::start(
@@ -235,17 +235,6 @@ async fn set_up(options: &RunOptions) -> Result<Env> {
         arm,
         replicas: Arc::new(std::sync::Mutex::new(replicas)),
     })
-}
-
-async fn wait_for_service_account(client: &Client, ns: &str) -> Result<()> {
-    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    for _ in 0..600 {
-        if api.get_opt("default").await?.is_some() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!("no default service account in {ns} after 60s")
 }
 
 /// Retries a request the way a controller would: while the answer is retryable (the API

@@ -13,7 +13,7 @@ use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::process::Supervised;
+use crate::process::{self, Supervised};
 
 /// Environment variable with the replicas' log filter (default `info,kube=warn`).
 pub const LOG_ENV: &str = "POOLNET_RELIABILITY_LOG";
@@ -167,7 +167,7 @@ impl Replicas {
     pub fn freeze(&mut self, i: usize) {
         let slot = &mut self.slots[i];
         if let Some(p) = &slot.process {
-            signal(p.pid(), libc::SIGSTOP);
+            process::signal_group(p.pid(), libc::SIGSTOP);
             slot.frozen = true;
             if let Some(inc) = slot.incarnations.last_mut() {
                 inc.frozen_at_unix_ms = Some(unix_ms(SystemTime::now()));
@@ -180,7 +180,7 @@ impl Replicas {
     pub fn thaw(&mut self, i: usize) {
         let slot = &mut self.slots[i];
         if let Some(p) = &slot.process {
-            signal(p.pid(), libc::SIGCONT);
+            process::signal_group(p.pid(), libc::SIGCONT);
         }
         slot.frozen = false;
         self.refresh_backends();
@@ -252,15 +252,6 @@ impl Replicas {
 
     pub fn log_dir(&self) -> &Path {
         &self.log_dir
-    }
-}
-
-fn signal(pid: u32, sig: i32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: plain syscall on our own child.
-        unsafe {
-            libc::kill(pid, sig);
-        }
     }
 }
 

@@ -225,21 +225,11 @@ pub fn schedule(scenario: Scenario, seed: u64, window: Duration, shape: &Shape) 
     let at = |rng: &mut StdRng, lo: f64, hi: f64| {
         Duration::from_secs_f64(window.as_secs_f64() * rng.gen_range(lo..hi))
     };
+    let one = [scenario];
     let kinds: &[Scenario] = match scenario {
-        Scenario::Mixed => &Scenario::ALL[..10],
-        one => std::slice::from_ref(match one {
-            Scenario::Throttle => &Scenario::ALL[0],
-            Scenario::Errors => &Scenario::ALL[1],
-            Scenario::Operations => &Scenario::ALL[2],
-            Scenario::Latency => &Scenario::ALL[3],
-            Scenario::Foreign => &Scenario::ALL[4],
-            Scenario::Deleted => &Scenario::ALL[5],
-            Scenario::Kill => &Scenario::ALL[6],
-            Scenario::Freeze => &Scenario::ALL[7],
-            Scenario::Apiserver => &Scenario::ALL[8],
-            Scenario::Webhook => &Scenario::ALL[9],
-            Scenario::Mixed => unreachable!(),
-        }),
+        // Every kind but `Mixed` itself (the last of `ALL`).
+        Scenario::Mixed => &Scenario::ALL[..Scenario::ALL.len() - 1],
+        _ => &one,
     };
     let count = match scenario {
         Scenario::Kill => (KILLS_PER_MINUTE * minutes).round().max(1.0) as usize,
