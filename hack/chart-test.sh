@@ -217,6 +217,8 @@ allowed=(
     "list hostportpolicies.poolnet.dev -n team-a" "patch hostportpolicies.poolnet.dev --subresource=status -n team-a"
     "create hostportclaims.poolnet.dev" "delete hostportclaims.poolnet.dev"
     "patch hostportclaims.poolnet.dev --subresource=status"
+    "create hostportblocks.poolnet.dev" "update hostportblocks.poolnet.dev" "delete hostportblocks.poolnet.dev"
+    "patch hostportblocks.poolnet.dev --subresource=status"
     "watch pods -A" "list pods -n team-a" "list namespaces" "patch namespaces" "watch nodes"
     "create events.events.k8s.io -n team-a" "patch events -n team-a"
     "get mutatingwebhookconfigurations/$FULL-host-ports" "patch mutatingwebhookconfigurations/$FULL-host-ports"

@@ -4,7 +4,7 @@
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
-use crate::v1alpha1::{HostPortPolicy, NodePoolNetwork, host_port_claim};
+use crate::v1alpha1::{HostPortBlock, HostPortPolicy, NodePoolNetwork, host_port_claim};
 
 /// Every CRD poolnet serves.
 pub fn crds() -> Vec<CustomResourceDefinition> {
@@ -12,6 +12,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         NodePoolNetwork::crd(),
         HostPortPolicy::crd(),
         host_port_claim::crd(),
+        HostPortBlock::crd(),
     ]
     .into_iter()
     .map(reflow_descriptions)

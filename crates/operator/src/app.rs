@@ -175,6 +175,7 @@ pub async fn run(
             client.clone(),
             &args.webhook,
             &args.runtime.lease_namespace,
+            &args.runtime.identity(),
             stores.policies.clone(),
             scopes.clone(),
             metrics.clone(),

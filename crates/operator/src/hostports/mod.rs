@@ -23,6 +23,7 @@
 //!   its claims by it and writes nothing; dry-run requests only preview.
 //! - S5: the index is rebuilt from watches; marks and bindings are on the claims.
 
+pub mod blocks;
 pub mod coverage;
 pub mod index;
 pub mod repair;

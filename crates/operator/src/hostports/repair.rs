@@ -16,7 +16,9 @@ use kube::runtime::reflector::Store;
 use kube::{Client, ResourceExt};
 use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_api::v1alpha1::host_port_claim::RESERVATION_LABEL;
-use poolnet_api::v1alpha1::{HostPortClaim, HostPortClaimSpec, HostPortPolicy, HostPortSource};
+use poolnet_api::v1alpha1::{
+    HostPortBlock, HostPortClaim, HostPortClaimSpec, HostPortPolicy, HostPortSource,
+};
 use poolnet_plan::hostports::{
     ClaimFacts, Key, PodRef, ReleasePolicy, ReleaseReason, Repair, decide,
 };
@@ -422,7 +424,27 @@ impl Repairer {
     /// Records host ports that pods hold without a claim (written by their authors, on pods
     /// the webhook did not see) so the webhook never hands them out.
     async fn adopt(&self, report: &mut PassReport) {
-        for (pod, key) in self.index.unclaimed(&self.managed_ranges()) {
+        let unclaimed = self.index.unclaimed(&self.managed_ranges());
+        if unclaimed.is_empty() {
+            return;
+        }
+        // Keys inside a HostPortBlock are recorded by their pods, not by claims. Read after
+        // the index: a pod it shows got its key from a block that existed before, so this
+        // list has it.
+        let blocks: Api<HostPortBlock> = Api::all(self.client.clone());
+        let in_blocks: std::collections::BTreeSet<String> =
+            match blocks.list_metadata(&ListParams::default()).await {
+                Ok(list) => list.items.into_iter().map(|b| b.name_any()).collect(),
+                Err(e) => {
+                    tracing::debug!(error = %e, "listing HostPortBlocks before adopting");
+                    report.skipped += unclaimed.len();
+                    return;
+                }
+            };
+        for (pod, key) in unclaimed {
+            if in_blocks.contains(&poolnet_plan::hostports::blocks::BlockId::of(key).name()) {
+                continue;
+            }
             // Read live: the index may not show a claim made a moment ago.
             match self.claims.get_opt(&key.claim_name()).await {
                 Ok(Some(existing)) => {

@@ -20,11 +20,13 @@ use kube::api::{Patch, PatchParams};
 use kube::{Client, ResourceExt};
 use poolnet_api::v1alpha1::host_port_claim::RESERVATION_LABEL;
 use poolnet_api::v1alpha1::{ClaimOwner, HostPortClaim, HostPortClaimSpec, HostPortSource};
+use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_plan::hostports::{
-    AllocError, Assignment, Key, KeySet, RequestPlan, Reservation, Source, Step,
+    AllocError, Assignment, Key, KeySet, PortRequest, RequestPlan, Reservation, Source, Step,
 };
 use tokio::time::Instant;
 
+use super::blocks::{BlockError, Blocks, Route};
 use super::index::HostPortIndex;
 
 /// Live re-reads of the claims one admission may make before it gives up.
@@ -63,6 +65,18 @@ pub enum ReserveError {
     List(kube::Error),
     #[error("reserving host ports did not finish within {0:?}; retry the request")]
     Timeout(Duration),
+    /// A host-port block could not serve the request (another replica's block, no valid
+    /// Lease, every other block held by live replicas, an API error).
+    #[error(transparent)]
+    Block(#[from] BlockError),
+    #[error(
+        "host port {key} became part of HostPortBlock {block} while it was being claimed; retry the request"
+    )]
+    BlockRace { key: Key, block: String },
+    #[error(
+        "no free {protocol} host port in this poolnet replica's blocks of {range}, and the rest of the range is in HostPortBlocks held by other replicas (kubectl get hostportblocks); retry the request: it may reach another replica"
+    )]
+    Busy { protocol: Protocol, range: PortRange },
 }
 
 enum Outcome {
@@ -110,6 +124,9 @@ pub struct Reserver {
     claims: Api<HostPortClaim>,
     index: Arc<HostPortIndex>,
     stats: Arc<ReserverStats>,
+    /// With blocks, automatic ports (and static ones inside a block) come from this
+    /// replica's blocks, with no write per admission; without, every key is a claim.
+    blocks: Option<Blocks>,
 }
 
 impl Reserver {
@@ -118,7 +135,24 @@ impl Reserver {
             claims: Api::all(client),
             index,
             stats: Arc::default(),
+            blocks: None,
         }
+    }
+
+    /// Gives automatic ports from host-port blocks (`docs/hostport-blocks.md`).
+    pub fn with_blocks(mut self, blocks: Blocks) -> Self {
+        self.blocks = Some(blocks);
+        self
+    }
+
+    pub fn blocks(&self) -> Option<&Blocks> {
+        self.blocks.as_ref()
+    }
+
+    /// Whether an answer built from this replica's blocks may still be sent (its Lease is
+    /// valid by its own clock); always true without blocks.
+    pub fn may_answer(&self) -> bool {
+        self.blocks.as_ref().is_none_or(Blocks::may_answer)
     }
 
     pub fn stats(&self) -> &ReserverStats {
@@ -156,6 +190,163 @@ impl Reserver {
     /// A DaemonSet's pod shares its static ports with the other pods of that DaemonSet; every
     /// other request goes through a [`Reservation`].
     async fn reserve_all(
+        &self,
+        who: &Claimant<'_>,
+        plan: &RequestPlan,
+        seed: u64,
+        deadline: Instant,
+        attempted: &mut Vec<Key>,
+    ) -> Result<Vec<Assignment>, ReserveError> {
+        match &self.blocks {
+            Some(blocks) => {
+                self.reserve_with_blocks(blocks, who, plan, seed, deadline, attempted)
+                    .await
+            }
+            None => self.reserve_claims(who, plan, seed, deadline, attempted).await,
+        }
+    }
+
+    /// Static keys outside every block are claimed (as without blocks); everything else is
+    /// granted from this replica's blocks, after the claims, so a failed grant rolls them
+    /// back. A claim is confirmed by reading its block after the create: a block created
+    /// meanwhile by another replica read the claims after its create, or this read sees it.
+    async fn reserve_with_blocks(
+        &self,
+        blocks: &Blocks,
+        who: &Claimant<'_>,
+        plan: &RequestPlan,
+        seed: u64,
+        deadline: Instant,
+        attempted: &mut Vec<Key>,
+    ) -> Result<Vec<Assignment>, ReserveError> {
+        let mut claimed = RequestPlan {
+            warnings: plan.warnings.clone(),
+            ..RequestPlan::default()
+        };
+        let mut claimed_at = Vec::new();
+        let mut granted: Vec<PortRequest> = Vec::new();
+        let mut granted_at = Vec::new();
+        for (i, request) in plan.requests.iter().enumerate() {
+            let route = match request.source {
+                Source::Auto(_) => Route::Block,
+                Source::Static(port) => {
+                    let key = Key::new(request.protocol, port);
+                    tokio::time::timeout_at(deadline, blocks.route(key))
+                        .await
+                        .map_err(|_| ReserveError::Timeout(Duration::ZERO))??
+                }
+            };
+            match route {
+                Route::Claim => {
+                    claimed.requests.push(request.clone());
+                    claimed.policies.push(plan.policies.get(i).cloned().flatten());
+                    claimed_at.push(i);
+                }
+                Route::Block => {
+                    granted.push(request.clone());
+                    granted_at.push(i);
+                }
+                Route::Elsewhere { block, holder } => {
+                    let Source::Static(port) = request.source else {
+                        unreachable!("only static keys are routed")
+                    };
+                    let b = poolnet_plan::hostports::blocks::BlockId::of(Key::new(
+                        request.protocol,
+                        port,
+                    ));
+                    return Err(BlockError::OthersBlock {
+                        key: Key::new(request.protocol, port),
+                        block,
+                        holder,
+                        first: b.span().start(),
+                        last: b.span().end(),
+                    }
+                    .into());
+                }
+            }
+        }
+        let mut out: Vec<Option<Assignment>> = vec![None; plan.requests.len()];
+        if !claimed.requests.is_empty() {
+            let got = self
+                .reserve_claims(who, &claimed, seed, deadline, attempted)
+                .await?;
+            for a in &got {
+                let key = a.key();
+                let route = tokio::time::timeout_at(deadline, blocks.route(key))
+                    .await
+                    .map_err(|_| ReserveError::Timeout(Duration::ZERO))??;
+                if route != Route::Claim {
+                    return Err(ReserveError::BlockRace {
+                        key,
+                        block: poolnet_plan::hostports::blocks::BlockId::of(key).name(),
+                    });
+                }
+            }
+            for (i, a) in claimed_at.into_iter().zip(got) {
+                out[i] = Some(a);
+            }
+        }
+        if !granted.is_empty() {
+            let index = Arc::clone(&self.index);
+            let namespace = who.namespace.to_string();
+            let daemon_set = who.daemon_set.map(|d| d.uid.to_string());
+            // A DaemonSet's pods share their static keys: held only by pods of it, no claim.
+            let shared = move |key: Key| {
+                daemon_set.as_deref().is_some_and(|ds| {
+                    index.claim(key).is_none()
+                        && index
+                            .pods_holding(key)
+                            .iter()
+                            .all(|p| p.namespace == namespace && p.daemon_set.as_deref() == Some(ds))
+                })
+            };
+            let got = match blocks
+                .grant(who.namespace, who.token, &granted, shared, seed, deadline)
+                .await
+            {
+                Ok(got) => got,
+                Err(BlockError::Short(s)) => return Err(self.short(blocks, &granted, &s)),
+                Err(e) => return Err(e.into()),
+            };
+            for (i, a) in granted_at.into_iter().zip(got) {
+                out[i] = Some(a);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// The refusal for a grant short of room: exhaustion when every block of the range is
+    /// this replica's (so every free key was looked at), else a retry (other replicas hold
+    /// the rest of the range).
+    fn short(
+        &self,
+        blocks: &Blocks,
+        requests: &[PortRequest],
+        s: &poolnet_plan::hostports::blocks::Shortfall,
+    ) -> ReserveError {
+        use poolnet_plan::hostports::blocks::{BlockId, Shortfall, shortfall_error};
+        let total = match s {
+            Shortfall::NoRoom { request } | Shortfall::NotMine { request, .. } => {
+                match requests.get(*request).map(|r| (r.protocol, r.source)) {
+                    Some((protocol, Source::Auto(range))) => {
+                        let held = blocks.held();
+                        let all_mine =
+                            BlockId::covering(protocol, range).all(|b| held.contains(&b));
+                        if !all_mine {
+                            return ReserveError::Busy { protocol, range };
+                        }
+                        range.len()
+                    }
+                    _ => 1,
+                }
+            }
+            Shortfall::NotHolding => 0,
+        };
+        shortfall_error(requests, s, total).into()
+    }
+
+    /// Every key a claim (the protocol without blocks).
+    async fn reserve_claims(
         &self,
         who: &Claimant<'_>,
         plan: &RequestPlan,

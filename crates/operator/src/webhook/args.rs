@@ -76,6 +76,12 @@ pub struct WebhookArgs {
     #[arg(long, env = "POOLNET_WEBHOOK_BUDGET", default_value = "8s", value_parser = parse_duration)]
     pub webhook_budget: Duration,
 
+    /// Give automatic host ports from HostPortBlocks this replica holds (64 ports each,
+    /// kept by one Lease per replica), with no API write per admission; static ports
+    /// outside every block keep one HostPortClaim each. Off: every port is a claim.
+    #[arg(long, env = "POOLNET_HOST_PORT_BLOCKS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub host_port_blocks: bool,
+
     /// How old a host-port claim that no pod carries must be before the repair loop may
     /// release it (a later admission step refused its pod, or the request timed out). At
     /// least 34s, the API server's deadline for storing a created pod; the default adds a

@@ -160,13 +160,15 @@ pub async fn start(
 /// with the repair loop, which runs on the leader:
 /// `Repairer::new(client, index, Some(policies), args.repair()).run(shutdown)`, and with the
 /// NodePoolNetwork controller) and the webhook server with both webhooks, as `args` say.
-/// `namespace` is the operator's own (for the self-managed certificate's Secret); with
+/// `namespace` is the operator's own (for the self-managed certificate's Secret and the
+/// host-port Lease, named after `identity`); with
 /// `preflight`, NodePoolNetworks are also judged against their cluster's ARM facts.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_replica(
     client: Client,
     args: &WebhookArgs,
     namespace: &str,
+    identity: &str,
     policies: kube::runtime::reflector::Store<poolnet_api::v1alpha1::HostPortPolicy>,
     scopes: poolnet_api::allowed_scopes::AllowedScopes,
     metrics: Arc<Metrics>,
@@ -183,10 +185,24 @@ pub async fn run_replica(
         stop.cancelled().await;
         watches.abort();
     });
+    let mut reserver = Reserver::new(client.clone(), Arc::clone(&index));
+    if args.host_port_blocks {
+        let blocks = crate::hostports::blocks::Blocks::new(
+            client.clone(),
+            Arc::clone(&index),
+            crate::hostports::blocks::BlockConfig::new(namespace, identity),
+        );
+        // A first renewal before answering, so the first admissions need not wait for it.
+        if let Err(e) = blocks.renew().await {
+            tracing::warn!(error = %e, "first renewal of the host-port Lease failed; retrying in the background");
+        }
+        tokio::spawn(blocks.clone().run(shutdown.clone()));
+        reserver = reserver.with_blocks(blocks);
+    }
     let state = Arc::new(WebhookState {
         pods: PodWebhook::new(
             client.clone(),
-            Reserver::new(client.clone(), Arc::clone(&index)),
+            reserver,
             policies,
             args.webhook_budget,
             Some(recorder),

@@ -35,6 +35,9 @@ use crate::hostports::{ASSIGNED_ANNOTATION, Claimant, DaemonSetRef, ReserveError
 use poolnet_api::v1alpha1::HostPortClaim;
 use poolnet_plan::hostports::Key;
 
+/// The answer when this replica's host-port Lease ran out while it was answering.
+const LEASE_LOST: &str = "poolnet: this webhook replica's host-port Lease ran out while answering; retry the request";
+
 /// The pod webhook's collaborators.
 #[derive(Clone)]
 pub struct PodWebhook {
@@ -137,6 +140,9 @@ impl PodWebhook {
             })?;
             match own {
                 Ok(Some(assignments)) => {
+                    if !self.reserver.may_answer() {
+                        return Err(LEASE_LOST.to_string());
+                    }
                     let env = env_vars(&deployment, &assignments);
                     let ops = pod_patch(
                         raw,
@@ -240,6 +246,11 @@ impl PodWebhook {
                 token,
             },
         );
+        // Keys from a block may be sent only while this replica's Lease is valid by its own
+        // clock: a replica frozen past it resumes here and drops the answer (S1).
+        if !req.dry_run && !self.reserver.may_answer() {
+            return Err(LEASE_LOST.to_string());
+        }
         Ok(Outcome::Patch(ops, warnings))
     }
 
@@ -277,6 +288,19 @@ impl PodWebhook {
                 protocol: Protocol::from(c.spec.protocol),
                 host_port: c.spec.port,
             });
+        }
+        // Keys this replica granted from its blocks (no claims): remembered until the pod
+        // is stored, which has not happened yet for a re-invocation.
+        if let Some(granted) = self
+            .reserver
+            .blocks()
+            .and_then(|b| b.granted(namespace, token))
+        {
+            for a in granted {
+                if !out.contains(&a) {
+                    out.push(a);
+                }
+            }
         }
         if let Some(ds) = daemon_set {
             let assigned = pod

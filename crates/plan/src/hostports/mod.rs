@@ -15,6 +15,7 @@
 //! crashes and slow deletions, checking uniqueness, reserve-before-admit, no premature
 //! release, progress and no leaks.
 
+pub mod blocks;
 pub mod coverage;
 pub mod env;
 pub mod key;
