@@ -1,14 +1,21 @@
 //! (c) Host ports (DESIGN §5, docs/hostports.md): a key is (protocol, port) across the
 //! cluster. No two live pods hold one key (the pods of one DaemonSet sharing its claim count
 //! as one holder), every claim maps to a live pod or is inside its grace, and every key a
-//! pod holds inside a reserved range has a claim naming that pod.
+//! pod holds inside a reserved range has a claim naming that pod, or lies in the span of an
+//! existing HostPortBlock and is listed in the pod's `poolnet.dev/host-ports` annotation
+//! (docs/hostport-blocks.md: the block's holder gives such keys from memory, and the pod is
+//! their only record). Claims inside a block's span are legal (static ports claimed before
+//! the block existed) and judged like any other.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use poolnet_api::v1alpha1::HostPortClaim;
+use poolnet_api::portspec::Protocol;
+use poolnet_api::v1alpha1::host_port_block::{BLOCK_SIZE, block_name, block_start};
+use poolnet_api::v1alpha1::{HostPortBlock, HostPortClaim};
+use poolnet_operator::hostports::ASSIGNED_ANNOTATION;
 use poolnet_operator::hostports::coverage::{is_reserved, reserved_ranges};
 use poolnet_plan::hostports::Key;
 use serde_json::json;
@@ -55,6 +62,54 @@ fn holder_id(pod: &PodHold, claim: Option<&HostPortClaim>) -> String {
     }
 }
 
+/// The blocks of `snap` by (protocol, first port); a block whose spec does not match its
+/// name, or whose first port is not aligned, is an input error (the API server's validation
+/// rules forbid both) and spans nothing.
+fn blocks_of<'a>(
+    snap: &'a Snapshot,
+    report: &mut Report,
+) -> BTreeMap<(Protocol, u16), &'a HostPortBlock> {
+    let mut out = BTreeMap::new();
+    for b in &snap.blocks {
+        let name = b.metadata.name.as_deref().unwrap_or_default();
+        let (protocol, start) = (b.protocol(), b.spec.start);
+        if start % BLOCK_SIZE != 0 {
+            report.errors.push(format!(
+                "HostPortBlock {name}: first port {start} is not a multiple of {BLOCK_SIZE}; \
+                 the check ignores the block (delete it: the webhook takes blocks by name)"
+            ));
+            continue;
+        }
+        let expected = block_name(protocol, start);
+        if name != expected {
+            report.errors.push(format!(
+                "HostPortBlock {name}: its spec ({protocol} from {start}) names it {expected}; \
+                 the check ignores the block (delete it: the webhook takes blocks by name)"
+            ));
+            continue;
+        }
+        out.insert((protocol, start), b);
+    }
+    out
+}
+
+/// `tcp-40000 (40000-40063, holder pod-a/1)`.
+fn describe_block(b: &HostPortBlock) -> String {
+    let first = b.spec.start.max(1);
+    let last = u32::from(b.spec.start) + u32::from(BLOCK_SIZE) - 1;
+    format!(
+        "{} ({first}-{last}, holder {})",
+        b.metadata.name.as_deref().unwrap_or_default(),
+        b.spec.holder
+    )
+}
+
+/// Whether `pod` records `key` itself: its `poolnet.dev/host-ports` annotation lists it
+/// (the webhook writes it with every port it gives, automatic or written in the spec).
+fn records(pod: &PodHold, key: Key) -> bool {
+    pod.assigned.contains(&key)
+}
+
 pub fn check(snap: &Snapshot, options: &Options, report: &mut Report) {
     let reserved = reserved_ranges(snap.policies.iter());
     let mut claims: BTreeMap<Key, &HostPortClaim> = BTreeMap::new();
@@ -72,6 +127,7 @@ pub fn check(snap: &Snapshot, options: &Options, report: &mut Report) {
             Err(e) => report.errors.push(format!("HostPortClaim: {e}")),
         }
     }
+    let blocks = blocks_of(snap, report);
     let mut by_key: BTreeMap<Key, Vec<&PodHold>> = BTreeMap::new();
     for p in &snap.pods {
         for k in &p.keys {
@@ -83,7 +139,12 @@ pub fn check(snap: &Snapshot, options: &Options, report: &mut Report) {
         let mut holders: Vec<String> = pods.iter().map(|p| holder_id(p, claim)).collect();
         holders.sort();
         holders.dedup();
-        let managed = claim.is_some() || is_reserved(&reserved, *key);
+        let block = blocks.get(&(key.protocol, block_start(key.port))).copied();
+        // A key poolnet gave from a block (its pod records it) is poolnet's even where no
+        // range reserves it any more (a policy's range removed since).
+        let managed = claim.is_some()
+            || is_reserved(&reserved, *key)
+            || (block.is_some() && pods.iter().any(|p| records(p, *key)));
         if !managed {
             continue;
         }
@@ -102,22 +163,60 @@ pub fn check(snap: &Snapshot, options: &Options, report: &mut Report) {
             );
             continue;
         }
-        match claim {
-            None => report.violations.push(
+        match (claim, block) {
+            (None, Some(b)) => {
+                let unrecorded: Vec<&PodHold> =
+                    pods.iter().copied().filter(|p| !records(p, *key)).collect();
+                if unrecorded.is_empty() {
+                    continue;
+                }
+                let names: Vec<String> = unrecorded.iter().map(|p| pod_name(p)).collect();
+                let found: Vec<Vec<String>> = unrecorded
+                    .iter()
+                    .map(|p| p.assigned.iter().map(Key::to_string).collect())
+                    .collect();
+                report.violations.push(
+                    v(Kind::Unclaimed, &names.join(", "))
+                        .entry(key.to_string())
+                        .expected(json!({ ASSIGNED_ANNOTATION: [key.to_string()] }))
+                        .found(json!({ ASSIGNED_ANNOTATION: found }))
+                        .message(format!(
+                            "{key} lies in HostPortBlock {}, but the pod's {ASSIGNED_ANNOTATION} \
+                             annotation does not list it and no HostPortClaim records it: the \
+                             block's holder did not give it this port and may give it to \
+                             another pod; delete the pod so that its owner recreates it through \
+                             the webhook, or remove the hostPort",
+                            describe_block(b)
+                        )),
+                );
+            }
+            (None, None) if pods.iter().all(|p| records(p, *key)) => report.violations.push(
+                v(Kind::Unclaimed, &names.join(", "))
+                    .entry(key.to_string())
+                    .message(format!(
+                        "{key} lies in a reserved range and the pod's {ASSIGNED_ANNOTATION} \
+                         annotation lists it, but neither a HostPortClaim nor a HostPortBlock \
+                         ({}) records it any more (its claim released or its block deleted \
+                         while in use), so the key may be given again; delete the pod so that \
+                         its owner recreates it with a reserved port",
+                        block_name(key.protocol, key.port)
+                    )),
+            ),
+            (None, None) => report.violations.push(
                 v(Kind::Unclaimed, &names.join(", "))
                     .entry(key.to_string())
                     .message(format!(
                         "{key} lies in a reserved range but no HostPortClaim records its holder"
                     )),
             ),
-            Some(c) if !pods.iter().all(|p| holds(c, p)) => report.violations.push(
+            (Some(c), _) if !pods.iter().all(|p| holds(c, p)) => report.violations.push(
                 v(Kind::ForeignHolder, &names.join(", "))
                     .entry(key.to_string())
                     .expected(json!(c.holder()))
                     .found(json!(names))
                     .message(format!("holds {key}, but {}", c.describe())),
             ),
-            Some(_) => {}
+            (Some(_), _) => {}
         }
     }
     let deadline = options.release.grace + options.release.confirm_after + options.claim_slack;

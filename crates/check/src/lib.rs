@@ -6,7 +6,8 @@
 //! - (b) [`owned`]: what ARM holds that is attributable to poolnet equals exactly what the
 //!   live objects record and want: nothing stranded, nothing missing;
 //! - (c) [`hostports`]: no two live pods hold one host-port key, every claim maps to a live
-//!   pod or is inside its grace;
+//!   pod or is inside its grace, every reserved key is claimed or, inside a HostPortBlock,
+//!   recorded by its pod;
 //! - (d) [`ready`]: every object is Ready with observedGeneration equal to generation;
 //! - (e) [`amplification`]: ARM writes divided by the resources that changed.
 //!
@@ -38,6 +39,7 @@ pub fn check(snap: &Snapshot, baseline: Option<&Baseline>, options: &Options) ->
             node_pool_networks: snap.pools.len(),
             host_port_policies: snap.policies.len(),
             host_port_claims: snap.claims.len(),
+            host_port_blocks: snap.blocks.len(),
             pods: snap.pods.len(),
             arm_resources: snap.arm.resources.len(),
             baseline_resources: baseline.map_or(0, |b| b.resources.len()),

@@ -6,7 +6,7 @@ use std::fmt;
 use std::time::Duration;
 
 use k8s_openapi::jiff::Timestamp;
-use poolnet_api::v1alpha1::{HostPortClaim, HostPortPolicy, NodePoolNetwork};
+use poolnet_api::v1alpha1::{HostPortBlock, HostPortClaim, HostPortPolicy, NodePoolNetwork};
 use poolnet_plan::hostports::{Key, ReleasePolicy};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -22,6 +22,10 @@ pub struct PodHold {
     pub token: Option<String>,
     /// Host ports the pod's containers (and init containers) declare.
     pub keys: Vec<Key>,
+    /// Host ports its `poolnet.dev/host-ports` annotation lists: what poolnet's webhook gave
+    /// it (automatic ports, and ports its author wrote inside a reserved range). Inside a
+    /// HostPortBlock's span this is the key's only record (no HostPortClaim).
+    pub assigned: Vec<Key>,
     /// UID of the DaemonSet controlling the pod.
     pub daemon_set: Option<String>,
 }
@@ -66,6 +70,8 @@ pub struct Snapshot {
     /// Namespace name → its labels (which pools admit which policies).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
     pub claims: Vec<HostPortClaim>,
+    /// Blocks of 64 ports given to pods from memory by their holder (no claim per key).
+    pub blocks: Vec<HostPortBlock>,
     /// Pods that declare host ports or carry a reservation token.
     pub pods: Vec<PodHold>,
     pub arm: ArmView,
@@ -121,7 +127,8 @@ pub enum Invariant {
     /// (b) What ARM holds of poolnet's equals what the live objects record.
     #[serde(rename = "b")]
     Owned,
-    /// (c) Host ports: no key held twice, every claim held or inside its grace.
+    /// (c) Host ports: no key held twice, every claim held or inside its grace, every
+    /// reserved key held through a claim or recorded by its pod inside a block.
     #[serde(rename = "c")]
     HostPorts,
     /// (d) Every object Ready at its current generation.
@@ -184,7 +191,8 @@ pub enum Kind {
     OrphanClaim,
     /// A live pod holds a key whose claim names another holder.
     ForeignHolder,
-    /// A live pod holds a key in a reserved range without a claim.
+    /// A live pod holds a key in a reserved range without a claim, and without recording it
+    /// in its `poolnet.dev/host-ports` annotation inside an existing HostPortBlock's span.
     Unclaimed,
     // (d)
     /// Ready is not True.
@@ -308,6 +316,8 @@ pub struct Checked {
     pub node_pool_networks: usize,
     pub host_port_policies: usize,
     pub host_port_claims: usize,
+    #[serde(default)]
+    pub host_port_blocks: usize,
     pub pods: usize,
     pub arm_resources: usize,
     pub baseline_resources: usize,

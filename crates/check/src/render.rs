@@ -19,10 +19,11 @@ pub fn human(report: &Report) -> String {
     let c = &report.checked;
     let _ = writeln!(
         out,
-        "poolnet-check: {} NodePoolNetwork(s), {} HostPortPolicy(ies), {} HostPortClaim(s), {} pod(s) with host ports, {} ARM resource(s), {} baseline resource(s)",
+        "poolnet-check: {} NodePoolNetwork(s), {} HostPortPolicy(ies), {} HostPortClaim(s), {} HostPortBlock(s), {} pod(s) with host ports, {} ARM resource(s), {} baseline resource(s)",
         c.node_pool_networks,
         c.host_port_policies,
         c.host_port_claims,
+        c.host_port_blocks,
         c.pods,
         c.arm_resources,
         c.baseline_resources

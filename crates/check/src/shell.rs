@@ -8,9 +8,11 @@ use anyhow::{Context as _, Result};
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{Api, ListParams};
 use poolnet_api::armid::ResourceKind;
-use poolnet_api::v1alpha1::{HostPortClaim, HostPortPolicy, NodePoolNetwork};
+use poolnet_api::v1alpha1::{HostPortBlock, HostPortClaim, HostPortPolicy, NodePoolNetwork};
 use poolnet_arm::{AGENT_POOL_API_VERSION, ArmClient, ArmError, NETWORK_API_VERSION};
+use poolnet_operator::hostports::ASSIGNED_ANNOTATION;
 use poolnet_operator::hostports::index::pod_entry;
+use poolnet_operator::webhook::patch::parse_assigned;
 
 use crate::attribution::{kind_of, needed};
 use crate::model::{ArmView, PodHold, Snapshot};
@@ -41,6 +43,12 @@ pub async fn read_cluster(client: &kube::Client) -> Result<Snapshot> {
         .await
         .context("listing HostPortClaims")?
         .items;
+    // A cluster whose CRDs predate HostPortBlock has none (the list is a 404).
+    let blocks = match Api::<HostPortBlock>::all(client.clone()).list(&lp).await {
+        Ok(list) => list.items,
+        Err(kube::Error::Api(s)) if s.code == 404 => Vec::new(),
+        Err(e) => return Err(e).context("listing HostPortBlocks"),
+    };
     let namespaces = Api::<Namespace>::all(client.clone())
         .list(&lp)
         .await
@@ -55,14 +63,24 @@ pub async fn read_cluster(client: &kube::Client) -> Result<Snapshot> {
         .context("listing pods")?
         .items
         .iter()
-        .filter_map(pod_entry)
-        .map(|e| PodHold {
-            namespace: e.namespace,
-            name: e.name,
-            uid: e.uid,
-            token: e.token,
-            keys: e.keys,
-            daemon_set: e.daemon_set,
+        .filter_map(|pod| {
+            let e = pod_entry(pod)?;
+            let assigned = pod
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(ASSIGNED_ANNOTATION))
+                .map(|v| parse_assigned(v).iter().map(|a| a.key()).collect())
+                .unwrap_or_default();
+            Some(PodHold {
+                namespace: e.namespace,
+                name: e.name,
+                uid: e.uid,
+                token: e.token,
+                keys: e.keys,
+                assigned,
+                daemon_set: e.daemon_set,
+            })
         })
         .collect();
     Ok(Snapshot {
@@ -70,6 +88,7 @@ pub async fn read_cluster(client: &kube::Client) -> Result<Snapshot> {
         policies,
         namespaces,
         claims,
+        blocks,
         pods,
         arm: ArmView::default(),
         now: k8s_openapi::jiff::Timestamp::now(),

@@ -8,9 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use poolnet_api::portspec;
 use poolnet_api::v1alpha1::{
-    AsgStatus, BoundPod, ClaimOwner, HostPortClaim, HostPortClaimSpec, HostPortClaimStatus,
-    HostPortPolicy, HostPortPolicySpec, HostPortSource, NodePoolNetwork, NodePoolNetworkSpec,
-    Owned, PortProtocol, ReconcilePolicy,
+    AsgStatus, BoundPod, ClaimOwner, HostPortBlock, HostPortClaim, HostPortClaimSpec,
+    HostPortClaimStatus, HostPortPolicy, HostPortPolicySpec, HostPortSource, NodePoolNetwork,
+    NodePoolNetworkSpec, Owned, PortProtocol, ReconcilePolicy,
 };
 use poolnet_arm::models::{NetworkSecurityGroup, RouteTable};
 use poolnet_operator::writers::convert::{
@@ -209,6 +209,7 @@ fn world(p: &Params) -> Snapshot {
         policies,
         namespaces: BTreeMap::from([("games".to_string(), BTreeMap::new())]),
         claims: Vec::new(),
+        blocks: Vec::new(),
         pods: Vec::new(),
         arm: ArmView::default(),
         now: Timestamp::from_second(1_800_000_000).unwrap(),
@@ -662,8 +663,25 @@ fn pod(name: &str, keys: &[Key], token: Option<&str>, ds: Option<&str>) -> PodHo
         uid: format!("uid-{name}"),
         token: token.map(String::from),
         keys: keys.to_vec(),
+        assigned: Vec::new(),
         daemon_set: ds.map(String::from),
     }
+}
+
+/// A pod the webhook admitted from a block: it records its keys in its
+/// `poolnet.dev/host-ports` annotation and carries its reservation token, no claim.
+fn block_pod(name: &str, keys: &[Key]) -> PodHold {
+    PodHold {
+        assigned: keys.to_vec(),
+        ..pod(name, keys, Some(&format!("t-{name}")), None)
+    }
+}
+
+/// The block of `key`, held by replica `webhook-0`.
+fn block(key: Key) -> HostPortBlock {
+    let mut b = HostPortBlock::draft(key.protocol, key.port, "webhook-0/1", "poolnet/webhook-0");
+    b.spec.taken_at = Time(Timestamp::from_second(1_799_999_000).unwrap());
+    b
 }
 
 fn claim(key: Key, token: &str, created: i64) -> HostPortClaim {
@@ -762,6 +780,175 @@ fn host_ports_unique_and_held() {
         .push(pod("x", &[Key::udp(53)], None, Some("other-ds")));
     let r = check(&other, None, &options());
     assert_eq!(kinds(&r), [('c', Kind::Duplicate, Some("udp-53".into()))]);
+}
+
+#[test]
+fn a_block_key_recorded_by_its_pod_needs_no_claim() {
+    let now = world(&Params::default()).now.as_second();
+    let mut snap = world(&Params::default());
+    snap.blocks = vec![block(Key::tcp(40000)), block(Key::udp(50000))];
+    snap.pods = vec![
+        block_pod("a", &[Key::tcp(40010), Key::tcp(40063)]),
+        block_pod("b", &[Key::udp(50001)]),
+        // A static port claimed before the block existed: its claim is legal inside the span.
+        pod("s", &[Key::tcp(40020)], Some("t-s"), None),
+    ];
+    snap.claims = vec![bind(claim(Key::tcp(40020), "t-s", now - 3600), "s")];
+    let r = check(&snap, None, &options());
+    assert!(r.violations.is_empty(), "{r:#?}");
+    assert!(r.errors.is_empty(), "{r:#?}");
+    assert_eq!(r.checked.host_port_blocks, 2);
+    // The claim inside the span is judged like any other: bound to a pod that is gone.
+    let mut gone = snap.clone();
+    gone.pods.retain(|p| p.name != "s");
+    let r = check(&gone, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::ClaimPodGone, Some("tcp-40020".into()))]
+    );
+}
+
+#[test]
+fn two_pods_on_one_block_key_are_a_duplicate() {
+    let mut snap = world(&Params::default());
+    snap.blocks = vec![block(Key::tcp(40000))];
+    snap.pods = vec![
+        block_pod("a", &[Key::tcp(40010)]),
+        block_pod("b", &[Key::tcp(40010)]),
+    ];
+    let r = check(&snap, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::Duplicate, Some("tcp-40010".into()))],
+        "{r:#?}"
+    );
+    assert_eq!(r.violations[0].found, Some(json!(["games/a", "games/b"])));
+    // As strict when only one of them records it, and outside every reserved range too
+    // (60010 lies in tcp-59968, past the default range's end): poolnet gave it from a block.
+    let mut half = snap.clone();
+    half.pods[1].assigned.clear();
+    let r = check(&half, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::Duplicate, Some("tcp-40010".into()))]
+    );
+    let mut past = world(&Params::default());
+    past.blocks = vec![block(Key::tcp(60010))];
+    past.pods = vec![
+        block_pod("a", &[Key::tcp(60010)]),
+        pod("b", &[Key::tcp(60010)], None, None),
+    ];
+    let r = check(&past, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::Duplicate, Some("tcp-60010".into()))]
+    );
+    // Nobody records it there: not poolnet's port, as before blocks.
+    past.pods[0].assigned.clear();
+    assert!(check(&past, None, &options()).violations.is_empty());
+}
+
+#[test]
+fn a_block_key_its_pod_does_not_record_is_flagged_naming_the_block() {
+    let mut snap = world(&Params::default());
+    snap.blocks = vec![block(Key::tcp(40000))];
+    // No annotation at all; and an annotation that lists another of its ports only.
+    let mut partial = block_pod("b", &[Key::tcp(40012), Key::tcp(40013)]);
+    partial.assigned = vec![Key::tcp(40012)];
+    snap.pods = vec![pod("a", &[Key::tcp(40011)], None, None), partial];
+    let r = check(&snap, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [
+            ('c', Kind::Unclaimed, Some("tcp-40011".into())),
+            ('c', Kind::Unclaimed, Some("tcp-40013".into())),
+        ],
+        "{r:#?}"
+    );
+    let v = &r.violations[0];
+    assert_eq!(v.subject, "games/a");
+    assert!(
+        v.message
+            .contains("HostPortBlock tcp-40000 (40000-40063, holder webhook-0/1)"),
+        "{}",
+        v.message
+    );
+    assert!(
+        v.message.contains("poolnet.dev/host-ports"),
+        "{}",
+        v.message
+    );
+    assert_eq!(
+        r.violations[1].found,
+        Some(json!({"poolnet.dev/host-ports": [["tcp-40012"]]}))
+    );
+    // A block of the other protocol covers nothing of TCP.
+    let mut udp = snap.clone();
+    udp.blocks = vec![block(Key::udp(40000))];
+    udp.pods = vec![block_pod("a", &[Key::tcp(40011)])];
+    let r = check(&udp, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::Unclaimed, Some("tcp-40011".into()))]
+    );
+}
+
+#[test]
+fn a_key_outside_every_block_still_needs_a_claim() {
+    let mut snap = world(&Params::default());
+    snap.blocks = vec![block(Key::tcp(40000))];
+    // tcp-40064 is the next block, which does not exist; 40500 lies in no block either.
+    snap.pods = vec![
+        block_pod("a", &[Key::tcp(40064)]),
+        pod("b", &[Key::tcp(40500)], None, None),
+    ];
+    let r = check(&snap, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [
+            ('c', Kind::Unclaimed, Some("tcp-40064".into())),
+            ('c', Kind::Unclaimed, Some("tcp-40500".into())),
+        ],
+        "{r:#?}"
+    );
+    assert!(
+        r.violations[0]
+            .message
+            .contains("neither a HostPortClaim nor a HostPortBlock (tcp-40064)"),
+        "{}",
+        r.violations[0].message
+    );
+    assert_eq!(
+        r.violations[1].message,
+        "tcp-40500 lies in a reserved range but no HostPortClaim records its holder"
+    );
+}
+
+#[test]
+fn a_block_unlike_its_name_is_an_input_error_and_spans_nothing() {
+    let mut snap = world(&Params::default());
+    let mut misnamed = block(Key::tcp(40000));
+    misnamed.metadata.name = Some("tcp-40064".into());
+    let mut unaligned = block(Key::tcp(41000));
+    unaligned.spec.start = 41001;
+    unaligned.metadata.name = Some("tcp-41001".into());
+    snap.blocks = vec![misnamed, unaligned];
+    snap.pods = vec![block_pod("a", &[Key::tcp(40010)])];
+    let r = check(&snap, None, &options());
+    assert_eq!(r.errors.len(), 2, "{r:#?}");
+    assert!(
+        r.errors[0].starts_with("HostPortBlock tcp-40064:"),
+        "{r:#?}"
+    );
+    assert!(
+        r.errors[1].starts_with("HostPortBlock tcp-41001:"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::Unclaimed, Some("tcp-40010".into()))]
+    );
+    assert_eq!(r.exit_code(), 2);
 }
 
 #[test]
