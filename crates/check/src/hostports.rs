@@ -1,6 +1,6 @@
 //! (c) Host ports (DESIGN §5, docs/hostports.md): a key is (protocol, port) across the
-//! cluster. No two live pods hold one key (the pods of one DaemonSet sharing its claim count
-//! as one holder), every claim maps to a live pod or is inside its grace, and every key a
+//! cluster. No two live pods hold one key (the pods of one DaemonSet sharing its claim, or
+//! sharing its key inside a block with each recording it, count as one holder), every claim maps to a live pod or is inside its grace, and every key a
 //! pod holds inside a reserved range has a claim naming that pod, or lies in the span of an
 //! existing HostPortBlock and is listed in the pod's `poolnet.dev/host-ports` annotation
 //! (docs/hostport-blocks.md: the block's holder gives such keys from memory, and the pod is
@@ -49,16 +49,22 @@ fn holds(claim: &HostPortClaim, pod: &PodHold) -> bool {
     }
 }
 
-/// One holder per pod, except the pods of one DaemonSet that shares the key's claim.
-fn holder_id(pod: &PodHold, claim: Option<&HostPortClaim>) -> String {
-    match (
-        claim.and_then(|c| c.spec.daemon_set.as_ref()),
-        &pod.daemon_set,
-    ) {
-        (Some(ds), Some(mine)) if ds.uid == *mine && claim.is_some_and(|c| holds(c, pod)) => {
-            format!("daemonset:{}/{mine}", pod.namespace)
-        }
-        _ => format!("pod:{}", pod.uid),
+/// One holder per pod, except the pods of one DaemonSet that share the key: through its
+/// claim, or, with no claim inside an existing block's span, each recording the key in its
+/// annotation (the block's holder gives a DaemonSet's static key to all its pods, as a shared
+/// claim does).
+fn holder_id(pod: &PodHold, key: Key, claim: Option<&HostPortClaim>, in_block: bool) -> String {
+    let Some(mine) = &pod.daemon_set else {
+        return format!("pod:{}", pod.uid);
+    };
+    let shares = match claim {
+        Some(c) => c.spec.daemon_set.as_ref().is_some_and(|ds| ds.uid == *mine) && holds(c, pod),
+        None => in_block && records(pod, key),
+    };
+    if shares {
+        format!("daemonset:{}/{mine}", pod.namespace)
+    } else {
+        format!("pod:{}", pod.uid)
     }
 }
 
@@ -136,10 +142,13 @@ pub fn check(snap: &Snapshot, options: &Options, report: &mut Report) {
     }
     for (key, pods) in &by_key {
         let claim = claims.get(key).copied();
-        let mut holders: Vec<String> = pods.iter().map(|p| holder_id(p, claim)).collect();
+        let block = blocks.get(&(key.protocol, block_start(key.port))).copied();
+        let mut holders: Vec<String> = pods
+            .iter()
+            .map(|p| holder_id(p, *key, claim, block.is_some()))
+            .collect();
         holders.sort();
         holders.dedup();
-        let block = blocks.get(&(key.protocol, block_start(key.port))).copied();
         // A key poolnet gave from a block (its pod records it) is poolnet's even where no
         // range reserves it any more (a policy's range removed since).
         let managed = claim.is_some()

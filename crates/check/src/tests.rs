@@ -846,6 +846,40 @@ fn two_pods_on_one_block_key_are_a_duplicate() {
     // Nobody records it there: not poolnet's port, as before blocks.
     past.pods[0].assigned.clear();
     assert!(check(&past, None, &options()).violations.is_empty());
+
+    // The pods of one DaemonSet share its static key inside a block (no claim), as they
+    // share a claim: one holder while each records it; a pod of another DaemonSet, or one
+    // that does not record it, is a second holder.
+    let ds_pod = |name: &str, ds: &str| PodHold {
+        daemon_set: Some(ds.into()),
+        ..block_pod(name, &[Key::tcp(40010)])
+    };
+    let mut shared = snap.clone();
+    shared.pods = vec![ds_pod("ds-1", "ds"), ds_pod("ds-2", "ds")];
+    let r = check(&shared, None, &options());
+    assert!(r.violations.is_empty(), "{r:#?}");
+    let mut other = shared.clone();
+    other.pods.push(ds_pod("x", "other-ds"));
+    let r = check(&other, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::Duplicate, Some("tcp-40010".into()))]
+    );
+    let mut unrecorded = shared.clone();
+    unrecorded.pods[1].assigned.clear();
+    let r = check(&unrecorded, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::Duplicate, Some("tcp-40010".into()))]
+    );
+    // Without the block, nothing records that they share it.
+    let mut no_block = shared;
+    no_block.blocks.clear();
+    let r = check(&no_block, None, &options());
+    assert_eq!(
+        kinds(&r),
+        [('c', Kind::Duplicate, Some("tcp-40010".into()))]
+    );
 }
 
 #[test]
