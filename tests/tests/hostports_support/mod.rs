@@ -22,6 +22,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use poolnet_api::v1alpha1::{HostPortClaim, HostPortPolicy};
+use poolnet_operator::hostports::blocks::{BlockConfig, Blocks};
 use poolnet_operator::hostports::{
     HostPortIndex, ReleasePolicy, RepairConfig, Repairer, Reserver, run_index,
 };
@@ -30,6 +31,7 @@ use poolnet_operator::webhook::configs::{AnyWebhookConfiguration, configs_at_url
 use poolnet_operator::webhook::{
     self, CertSource, PodWebhook, PolicyValidator, SelfManaged, ServeConfig, WebhookState,
 };
+use poolnet_plan::hostports::blocks::LeaseTiming;
 use tokio::io::copy_bidirectional;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -138,6 +140,11 @@ pub struct Options {
     /// Serve from these files instead of the self-managed Secret.
     pub cert_files: Option<(std::path::PathBuf, std::path::PathBuf)>,
     pub budget: Duration,
+    /// Give automatic ports from host-port blocks (the operator's default) with this
+    /// replica name (its Lease is `poolnet-ports-<name>` in the test namespace).
+    pub blocks: Option<String>,
+    /// The blocks' Lease timing (production's by default).
+    pub block_timing: LeaseTiming,
 }
 
 impl Default for Options {
@@ -150,6 +157,8 @@ impl Default for Options {
             ca_validity: Duration::from_secs(10 * 365 * 86400),
             cert_files: None,
             budget: Duration::from_secs(8),
+            blocks: None,
+            block_timing: LeaseTiming::default(),
         }
     }
 }
@@ -172,6 +181,7 @@ pub fn fast_repair() -> RepairConfig {
 /// One poolnet replica: index, webhook server and (optionally) repair loop.
 pub struct Instance {
     pub addr: SocketAddr,
+    pub blocks: Option<Blocks>,
     pub index: Arc<HostPortIndex>,
     pub metrics: Arc<Metrics>,
     pub repairer: Option<Repairer>,
@@ -219,7 +229,17 @@ impl Instance {
         tasks.push(tokio::spawn(policy_watch).abort_handle());
         policies.wait_until_ready().await?;
         let metrics = Arc::new(Metrics::new());
-        let reserver = Reserver::new(client.clone(), Arc::clone(&index));
+        let mut reserver = Reserver::new(client.clone(), Arc::clone(&index));
+        let mut blocks = None;
+        if let Some(name) = &opts.blocks {
+            let mut config = BlockConfig::new(ns, name);
+            config.timing = opts.block_timing;
+            let b = Blocks::new(client.clone(), Arc::clone(&index), config);
+            b.renew().await?;
+            tasks.push(tokio::spawn(b.clone().run(shutdown.clone())).abort_handle());
+            reserver = reserver.with_blocks(b.clone());
+            blocks = Some(b);
+        }
         let recorder = Recorder::new(client.clone(), Reporter::from("poolnet-test"));
         let state = Arc::new(WebhookState {
             pods: PodWebhook::new(
@@ -274,6 +294,7 @@ impl Instance {
         }
         Ok(Self {
             addr: running.addr,
+            blocks,
             index,
             metrics,
             repairer,

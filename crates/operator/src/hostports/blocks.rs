@@ -22,8 +22,8 @@ use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_api::v1alpha1::host_port_claim::RESERVATION_LABEL;
 use poolnet_api::v1alpha1::{HostPortBlock, HostPortClaim};
 use poolnet_plan::hostports::blocks::{
-    BlockId, Book, CREATE_DEADLINE, HolderWatch, LeaseSeen, LeaseTiming, Pending, Seen,
-    Shortfall, candidates,
+    BlockId, Book, CREATE_DEADLINE, HolderWatch, LeaseSeen, LeaseTiming, Pending, Seen, Shortfall,
+    candidates,
 };
 use poolnet_plan::hostports::{Assignment, Key, PodView, PortRequest};
 use tokio::time::Instant;
@@ -264,7 +264,11 @@ impl Blocks {
                     identity = %fresh,
                     "host-port Lease lapsed: the blocks held are given up and taken again only after the quarantine"
                 );
-                *self.inner.identity.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+                *self
+                    .inner
+                    .identity
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = fresh;
                 self.inner.stats.lapses.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -337,8 +341,7 @@ impl Blocks {
             self.inner.stats.live_checks.fetch_add(1, Ordering::Relaxed);
             let present = match &why {
                 Pending::Admission { namespace, token } => {
-                    let pods: Api<Pod> =
-                        Api::namespaced(self.inner.client.clone(), namespace);
+                    let pods: Api<Pod> = Api::namespaced(self.inner.client.clone(), namespace);
                     let lp = ListParams::default()
                         .labels(&format!("{RESERVATION_LABEL}={token}"))
                         .limit(1);
@@ -354,16 +357,21 @@ impl Blocks {
                         .await
                         .map(|p| p.is_some_and(|p| p.metadata.uid.as_deref() == Some(uid)))
                 }
-                Pending::Claim { name } => self.inner.claims.get_opt(name).await.map(|c| c.is_some()),
+                Pending::Claim { name } => {
+                    self.inner.claims.get_opt(name).await.map(|c| c.is_some())
+                }
             };
             let now = self.now();
             match present {
                 Ok(false) => self.book().confirmed_gone(&why),
                 // Stored but not cached yet: the cache catches up; look again later.
-                Ok(true) => self.book().recheck_later(&why, now + Duration::from_secs(5)),
+                Ok(true) => self
+                    .book()
+                    .recheck_later(&why, now + Duration::from_secs(5)),
                 Err(e) => {
                     tracing::debug!(error = %e, "live check of a host-port grant failed");
-                    self.book().recheck_later(&why, now + Duration::from_secs(5));
+                    self.book()
+                        .recheck_later(&why, now + Duration::from_secs(5));
                 }
             }
         }
@@ -426,7 +434,11 @@ impl Blocks {
         };
         for (b, n) in counts {
             let due = {
-                let reported = self.inner.reported.lock().unwrap_or_else(|e| e.into_inner());
+                let reported = self
+                    .inner
+                    .reported
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
                 match reported.get(&b) {
                     Some(&(last, at)) => {
                         last != n && now.saturating_sub(at) >= self.inner.config.status_every
@@ -504,8 +516,16 @@ impl Blocks {
             let view = self.inner.index.held();
             let result = {
                 let now = self.now();
-                self.book()
-                    .grant(namespace, token, requests, &view, &shared, seed, now, CHECK_AFTER)
+                self.book().grant(
+                    namespace,
+                    token,
+                    requests,
+                    &view,
+                    &shared,
+                    seed,
+                    now,
+                    CHECK_AFTER,
+                )
             };
             match result {
                 Ok(a) => {
@@ -536,12 +556,12 @@ impl Blocks {
                 Err(Shortfall::NotMine { block, .. }) => {
                     takes += 1;
                     if takes > 4 {
-                        return Err(BlockError::Short(Shortfall::NotMine {
-                            request: 0,
-                            block,
-                        }));
+                        return Err(BlockError::Short(Shortfall::NotMine { request: 0, block }));
                     }
-                    match self.route(Key::new(block.protocol, block.start.max(1))).await? {
+                    match self
+                        .route(Key::new(block.protocol, block.start.max(1)))
+                        .await?
+                    {
                         Route::Block => {}
                         Route::Claim => {
                             if !self.take_block(block).await? {
@@ -551,7 +571,10 @@ impl Blocks {
                                 }));
                             }
                         }
-                        Route::Elsewhere { block: name, holder } => {
+                        Route::Elsewhere {
+                            block: name,
+                            holder,
+                        } => {
                             let span = block.span();
                             return Err(BlockError::OthersBlock {
                                 key: Key::new(block.protocol, span.start()),
@@ -598,11 +621,10 @@ impl Blocks {
                 .filter(|b| book.holds(*b))
                 .any(|b| {
                     let span = b.span();
-                    (span.start().max(range.start())..=span.end().min(range.end()))
-                        .any(|p| {
-                            let k = Key::new(protocol, p);
-                            !view.contains(k) && !book.is_pending(k)
-                        })
+                    (span.start().max(range.start())..=span.end().min(range.end())).any(|p| {
+                        let k = Key::new(protocol, p);
+                        !view.contains(k) && !book.is_pending(k)
+                    })
                 });
             if room {
                 return Ok(true);
@@ -775,7 +797,11 @@ impl Blocks {
                     .spec
                     .as_ref()
                     .map(|s| {
-                        container_keys(s.containers.iter().chain(s.init_containers.iter().flatten()))
+                        container_keys(
+                            s.containers
+                                .iter()
+                                .chain(s.init_containers.iter().flatten()),
+                        )
                     })
                     .unwrap_or_default()
                     .into_iter()
@@ -822,4 +848,3 @@ impl Blocks {
         }
     }
 }
-

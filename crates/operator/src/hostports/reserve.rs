@@ -18,9 +18,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, DeleteParams, ListParams, PostParams, Preconditions};
 use kube::api::{Patch, PatchParams};
 use kube::{Client, ResourceExt};
+use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_api::v1alpha1::host_port_claim::RESERVATION_LABEL;
 use poolnet_api::v1alpha1::{ClaimOwner, HostPortClaim, HostPortClaimSpec, HostPortSource};
-use poolnet_api::portspec::{PortRange, Protocol};
 use poolnet_plan::hostports::{
     AllocError, Assignment, Key, KeySet, PortRequest, RequestPlan, Reservation, Source, Step,
 };
@@ -76,7 +76,10 @@ pub enum ReserveError {
     #[error(
         "no free {protocol} host port in this poolnet replica's blocks of {range}, and the rest of the range is in HostPortBlocks held by other replicas (kubectl get hostportblocks); retry the request: it may reach another replica"
     )]
-    Busy { protocol: Protocol, range: PortRange },
+    Busy {
+        protocol: Protocol,
+        range: PortRange,
+    },
 }
 
 enum Outcome {
@@ -202,7 +205,10 @@ impl Reserver {
                 self.reserve_with_blocks(blocks, who, plan, seed, deadline, attempted)
                     .await
             }
-            None => self.reserve_claims(who, plan, seed, deadline, attempted).await,
+            None => {
+                self.reserve_claims(who, plan, seed, deadline, attempted)
+                    .await
+            }
         }
     }
 
@@ -239,7 +245,9 @@ impl Reserver {
             match route {
                 Route::Claim => {
                     claimed.requests.push(request.clone());
-                    claimed.policies.push(plan.policies.get(i).cloned().flatten());
+                    claimed
+                        .policies
+                        .push(plan.policies.get(i).cloned().flatten());
                     claimed_at.push(i);
                 }
                 Route::Block => {
@@ -294,10 +302,9 @@ impl Reserver {
             let shared = move |key: Key| {
                 daemon_set.as_deref().is_some_and(|ds| {
                     index.claim(key).is_none()
-                        && index
-                            .pods_holding(key)
-                            .iter()
-                            .all(|p| p.namespace == namespace && p.daemon_set.as_deref() == Some(ds))
+                        && index.pods_holding(key).iter().all(|p| {
+                            p.namespace == namespace && p.daemon_set.as_deref() == Some(ds)
+                        })
                 })
             };
             let got = match blocks

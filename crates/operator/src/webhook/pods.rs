@@ -36,7 +36,8 @@ use poolnet_api::v1alpha1::HostPortClaim;
 use poolnet_plan::hostports::Key;
 
 /// The answer when this replica's host-port Lease ran out while it was answering.
-const LEASE_LOST: &str = "poolnet: this webhook replica's host-port Lease ran out while answering; retry the request";
+const LEASE_LOST: &str =
+    "poolnet: this webhook replica's host-port Lease ran out while answering; retry the request";
 
 /// The pod webhook's collaborators.
 #[derive(Clone)]

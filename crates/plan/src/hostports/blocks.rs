@@ -137,6 +137,9 @@ pub struct LeaseTiming {
     pub renew_every: Duration,
     /// Stop answering this long before the Lease would expire (clock-rate margin).
     pub margin: Duration,
+    /// Wait past the holder's last renewal plus `duration` before reusing its keys: at
+    /// least [`CREATE_DEADLINE`] in production ([`QUARANTINE`]); tests may shorten it.
+    pub quarantine: Duration,
 }
 
 impl Default for LeaseTiming {
@@ -145,6 +148,7 @@ impl Default for LeaseTiming {
             duration: Duration::from_secs(30),
             renew_every: Duration::from_secs(10),
             margin: Duration::from_secs(5),
+            quarantine: QUARANTINE,
         }
     }
 }
@@ -152,7 +156,7 @@ impl Default for LeaseTiming {
 impl LeaseTiming {
     /// How long a taker watches a holder's Lease unchanged before taking its block.
     pub fn takeover_after(&self) -> Duration {
-        self.duration + QUARANTINE
+        self.duration + self.quarantine
     }
 }
 
@@ -418,9 +422,7 @@ impl Book {
             .pending
             .keys()
             .filter(|p| match p {
-                Pending::Admission { namespace, token } => {
-                    seen.admission_stored(namespace, token)
-                }
+                Pending::Admission { namespace, token } => seen.admission_stored(namespace, token),
                 Pending::Pod { uid, .. } => seen.pod_cached(uid),
                 Pending::Claim { name } => seen.claim_cached(name),
             })
@@ -474,7 +476,12 @@ impl Book {
     /// Blocks unused since `idle_for` before `now` with no key in use, removed from the
     /// book in the same step (so no grant can come from them): the caller deletes their
     /// objects, and gives them back with [`Book::add_block`] if that fails.
-    pub fn retire_idle(&mut self, view: &impl Held, now: Duration, idle_for: Duration) -> Vec<BlockId> {
+    pub fn retire_idle(
+        &mut self,
+        view: &impl Held,
+        now: Duration,
+        idle_for: Duration,
+    ) -> Vec<BlockId> {
         let idle: Vec<BlockId> = self
             .blocks
             .iter()
@@ -515,7 +522,8 @@ impl HolderWatch {
     /// Records what the Lease named by `holder`'s blocks showed at `now`; returns how long
     /// `holder` has shown no sign of life.
     pub fn observe(&mut self, holder: &str, lease: LeaseSeen, now: Duration) -> Duration {
-        let alive_sign = |l: &LeaseSeen| matches!(l, LeaseSeen::Present { holder: h, .. } if h == holder);
+        let alive_sign =
+            |l: &LeaseSeen| matches!(l, LeaseSeen::Present { holder: h, .. } if h == holder);
         match self.seen.get_mut(holder) {
             Some((last, since)) if *last == lease => now.saturating_sub(*since),
             Some((last, since)) => {
@@ -637,7 +645,9 @@ mod tests {
     #[test]
     fn blocks_cover_a_range_and_name_themselves() {
         let r = PortRange::new(40000, 40200).unwrap();
-        let starts: Vec<u16> = BlockId::covering(Protocol::Tcp, r).map(|b| b.start).collect();
+        let starts: Vec<u16> = BlockId::covering(Protocol::Tcp, r)
+            .map(|b| b.start)
+            .collect();
         assert_eq!(starts, vec![40000, 40064, 40128, 40192]);
         let last = BlockId::covering(Protocol::Udp, PortRange::new(65500, 65535).unwrap())
             .collect::<Vec<_>>();
@@ -653,13 +663,19 @@ mod tests {
         let view = KeySet::new();
         let reqs = [auto((40000, 40063))];
         // Valid until 0 + 30 - 5 = 25 s.
-        assert!(b.grant("ns", "t1", &reqs, &view, |_| false, 0, 24 * S, 40 * S).is_ok());
+        assert!(
+            b.grant("ns", "t1", &reqs, &view, |_| false, 0, 24 * S, 40 * S)
+                .is_ok()
+        );
         assert_eq!(
             b.grant("ns", "t2", &reqs, &view, |_| false, 0, 25 * S, 40 * S),
             Err(Shortfall::NotHolding)
         );
         b.renewed(20 * S);
-        assert!(b.grant("ns", "t2", &reqs, &view, |_| false, 0, 44 * S, 40 * S).is_ok());
+        assert!(
+            b.grant("ns", "t2", &reqs, &view, |_| false, 0, 44 * S, 40 * S)
+                .is_ok()
+        );
         // A late answer to an old renewal never shortens the lease.
         b.renewed(S);
         assert!(b.holding(44 * S));
@@ -688,14 +704,35 @@ mod tests {
             Err(Shortfall::NoRoom { request: 0 })
         );
         let got = b
-            .grant("ns", "t", &[fixed(40001)], &view, |k| k == Key::tcp(40001), 0, S, S)
+            .grant(
+                "ns",
+                "t",
+                &[fixed(40001)],
+                &view,
+                |k| k == Key::tcp(40001),
+                0,
+                S,
+                S,
+            )
             .unwrap();
         assert_eq!(got[0].host_port, 40001);
         // An automatic request never gets a port a static one of the same pod took.
         let got = b
-            .grant("ns", "u", &[auto((40002, 40003)), fixed(40002)], &view, |_| false, 0, S, S)
+            .grant(
+                "ns",
+                "u",
+                &[auto((40002, 40003)), fixed(40002)],
+                &view,
+                |_| false,
+                0,
+                S,
+                S,
+            )
             .unwrap();
-        assert_eq!(got.iter().map(|a| a.host_port).collect::<Vec<_>>(), vec![40003, 40002]);
+        assert_eq!(
+            got.iter().map(|a| a.host_port).collect::<Vec<_>>(),
+            vec![40003, 40002]
+        );
     }
 
     #[test]
@@ -703,7 +740,8 @@ mod tests {
         let mut b = holding_book(&[40000]);
         let view = KeySet::new();
         let reqs = [auto((40000, 40000))];
-        b.grant("ns", "t1", &reqs, &view, |_| false, 0, S, 10 * S).unwrap();
+        b.grant("ns", "t1", &reqs, &view, |_| false, 0, S, 10 * S)
+            .unwrap();
         assert_eq!(
             b.grant("ns", "t2", &reqs, &view, |_| false, 0, S, 10 * S),
             Err(Shortfall::NoRoom { request: 0 })
@@ -715,7 +753,10 @@ mod tests {
         b.recheck_later(&due[0], 20 * S);
         assert!(b.settle(&NoneSeen, 12 * S).is_empty());
         b.confirmed_gone(&due[0]);
-        assert!(b.grant("ns", "t2", &reqs, &view, |_| false, 0, S, 10 * S).is_ok());
+        assert!(
+            b.grant("ns", "t2", &reqs, &view, |_| false, 0, S, 10 * S)
+                .is_ok()
+        );
     }
 
     #[test]
@@ -724,12 +765,27 @@ mod tests {
         let mut view = KeySet::new();
         view.insert(Key::tcp(40070));
         let idle = b.retire_idle(&view, 600 * S, 600 * S);
-        assert_eq!(idle.iter().map(|b| b.start).collect::<Vec<_>>(), vec![40000]);
-        assert_eq!(b.blocks().iter().map(|b| b.start).collect::<Vec<_>>(), vec![40064]);
+        assert_eq!(
+            idle.iter().map(|b| b.start).collect::<Vec<_>>(),
+            vec![40000]
+        );
+        assert_eq!(
+            b.blocks().iter().map(|b| b.start).collect::<Vec<_>>(),
+            vec![40064]
+        );
         // A pending grant keeps its block.
         let mut b = holding_book(&[40000]);
-        b.grant("ns", "t", &[auto((40000, 40063))], &KeySet::new(), |_| false, 0, S, S)
-            .unwrap();
+        b.grant(
+            "ns",
+            "t",
+            &[auto((40000, 40063))],
+            &KeySet::new(),
+            |_| false,
+            0,
+            S,
+            S,
+        )
+        .unwrap();
         assert!(b.retire_idle(&KeySet::new(), 10_000 * S, S).is_empty());
     }
 
@@ -754,8 +810,14 @@ mod tests {
     fn candidates_prefer_blocks_nobody_has() {
         let r = PortRange::new(40000, 40255).unwrap();
         let (fresh, taken) = candidates(Protocol::Tcp, r, |b| b.start == 40064, 1);
-        assert_eq!(fresh.iter().map(|b| b.start).collect::<Vec<_>>(), vec![40128, 40192, 40000]);
-        assert_eq!(taken.iter().map(|b| b.start).collect::<Vec<_>>(), vec![40064]);
+        assert_eq!(
+            fresh.iter().map(|b| b.start).collect::<Vec<_>>(),
+            vec![40128, 40192, 40000]
+        );
+        assert_eq!(
+            taken.iter().map(|b| b.start).collect::<Vec<_>>(),
+            vec![40064]
+        );
     }
 
     proptest! {
