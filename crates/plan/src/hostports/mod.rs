@@ -25,6 +25,8 @@ pub mod request;
 pub mod reservation;
 
 #[cfg(test)]
+mod block_model;
+#[cfg(test)]
 mod model;
 
 pub use env::{PodIdentity, deployment_name, env_vars};
