@@ -14,6 +14,7 @@
 mod hostports_support;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -21,11 +22,15 @@ use clap::Parser;
 use futures::StreamExt;
 use hostports_support::*;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use poolnet_api::portspec::Protocol;
 use poolnet_operator::hostports::core::{
     Key, KeySet, PortRequest, Reservation, Source, Step, request::default_range, seed_of,
 };
+use poolnet_operator::runtime::CancellationToken;
 use poolnet_tests::TestEnv;
 
 #[derive(Parser, Debug)]
@@ -42,6 +47,15 @@ struct Args {
     /// Webhook replicas (behind a load balancer when more than one).
     #[arg(long, default_value_t = 1)]
     replicas: usize,
+    /// Reserve every port with its own HostPortClaim (the protocol before host-port
+    /// blocks), for a before/after comparison in one build.
+    #[arg(long)]
+    claims: bool,
+    /// Kill replica 0 (as a crash would: in-flight admissions are cut) once this many
+    /// annotated pods were created; needs --replicas 2 or more. Failed creations are
+    /// retried, as a controller would.
+    #[arg(long)]
+    kill_after: Option<usize>,
     /// Allocator-core operations for the in-memory figure.
     #[arg(long, default_value_t = 1_000_000)]
     core_ops: usize,
@@ -99,6 +113,82 @@ fn core_ops_per_second(ops: usize) -> f64 {
     ops as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Serves the pod webhook path with poolnet's patch for a constant port, at once, over TLS with a
+/// self-managed certificate, installed for `pods_ns` by a copy of poolnet's shipped
+/// configuration. Cancel the token to stop it.
+async fn start_noop(client: &Client, owner_ns: &str, pods_ns: &str) -> Result<CancellationToken> {
+    use poolnet_operator::webhook::{self, CertResolver, CertSource, SelfManaged, certs, tls};
+    async fn allow(
+        axum::Json(review): axum::Json<AdmissionReview<DynamicObject>>,
+    ) -> axum::Json<AdmissionReview<DynamicObject>> {
+        let request: Result<AdmissionRequest<DynamicObject>, _> = review.try_into();
+        let Ok(req) = request else {
+            return axum::Json(AdmissionResponse::invalid("unreadable").into_review());
+        };
+        // The same patch poolnet returns (label, annotation, hostPort, variables), with a
+        // constant port: what any webhook assigning host ports must send, minus choosing.
+        let resp = AdmissionResponse::from(&req);
+        let raw = serde_json::to_value(&req.object).unwrap_or_default();
+        let assignments = [poolnet_plan::hostports::Assignment {
+            container_port: 8080,
+            protocol: Protocol::Tcp,
+            host_port: 40000,
+        }];
+        let env = poolnet_plan::hostports::env_vars("bench", &assignments);
+        let ops = poolnet_operator::webhook::patch::pod_patch(
+            &raw,
+            &poolnet_operator::webhook::patch::PodMutation {
+                assignments: &assignments,
+                env: &env,
+                token: &req.uid,
+            },
+        );
+        let patch: json_patch::Patch =
+            serde_json::from_value(serde_json::Value::Array(ops)).unwrap_or_default();
+        axum::Json(match resp.clone().with_patch(patch) {
+            Ok(r) => r.into_review(),
+            Err(_) => resp.into_review(),
+        })
+    }
+    let shutdown = CancellationToken::new();
+    let listener = tls::bind("127.0.0.1:0".parse()?).await?;
+    let addr = listener.local_addr()?;
+    let configs = install_webhooks(client, pods_ns, &format!("https://{addr}")).await?;
+    let mut certs = SelfManaged::new(owner_ns, "noop-webhook-cert", vec!["127.0.0.1".into()]);
+    certs.mutating_configs = vec![configs.mutating.clone()];
+    certs.validating_configs = vec![configs.validating.clone()];
+    let resolver = CertResolver::new();
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(certs::run_certs(
+        client.clone(),
+        CertSource::SelfManaged(certs),
+        resolver.clone(),
+        Some(ready_tx),
+        shutdown.clone(),
+    ));
+    ready_rx.await?;
+    let app = axum::Router::new().route(webhook::PODS_PATH, axum::routing::post(allow));
+    tokio::spawn(tls::serve(listener, app, resolver, shutdown.clone()));
+    // Active once a dry run reaches it (the configuration's caBundle is in place).
+    wait_called(client, pods_ns).await?;
+    Ok(shutdown)
+}
+
+async fn wait_called(client: &Client, ns: &str) -> Result<()> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    for _ in 0..300 {
+        if pods.create(&dry, &echo_pod("probe-")).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!("the no-op webhook never answered")
+}
+
 /// One batch of pod creations.
 struct Run {
     latencies: Vec<Duration>,
@@ -137,7 +227,13 @@ impl Run {
 }
 
 /// Creates `n` echo pods with `in_flight` at once, annotated for host ports when asked.
-async fn create_pods(pods: &Api<Pod>, n: usize, in_flight: usize, annotation: Option<&str>) -> Run {
+async fn create_pods(
+    pods: &Api<Pod>,
+    n: usize,
+    in_flight: usize,
+    annotation: Option<&str>,
+    done: &AtomicUsize,
+) -> Run {
     let started = Instant::now();
     let results: Vec<Result<Duration, String>> = futures::stream::iter(0..n)
         .map(|_| {
@@ -151,10 +247,20 @@ async fn create_pods(pods: &Api<Pod>, n: usize, in_flight: usize, annotation: Op
                     )]));
                 }
                 let t = Instant::now();
-                match pods.create(&PostParams::default(), &pod).await {
-                    Ok(_) => Ok(t.elapsed()),
-                    Err(e) => Err(e.to_string()),
+                // Like a controller, a failed creation is retried (a replica killed mid-run
+                // cuts the admissions it was answering); latency counts from the first try.
+                let mut last = String::new();
+                for _ in 0..5 {
+                    match pods.create(&PostParams::default(), &pod).await {
+                        Ok(_) => {
+                            done.fetch_add(1, Ordering::Relaxed);
+                            return Ok(t.elapsed());
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                Err(last)
             }
         })
         .buffer_unordered(in_flight)
@@ -230,10 +336,11 @@ async fn main() -> Result<()> {
     let ns = env.namespace().to_string();
     let configs = Configs::for_namespace(&ns);
     let mut replicas = Vec::new();
-    for _ in 0..args.replicas {
+    for i in 0..args.replicas {
         let opts = Options {
             // Releases play no part here; keep repair quiet.
             repair: None,
+            blocks: (!args.claims).then(|| format!("bench-{i}")),
             ..Options::default()
         };
         replicas.push(Instance::start(&client, &ns, &configs, opts).await?);
@@ -266,16 +373,53 @@ async fn main() -> Result<()> {
         args.pods,
         args.in_flight,
         None,
+        &AtomicUsize::new(0),
     )
     .await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let hosted = create_pods(&pods, args.pods, args.in_flight, Some(annotation)).await;
+    let done = AtomicUsize::new(0);
+    let killer = async {
+        let Some(n) = args.kill_after.filter(|_| replicas.len() > 1) else {
+            return;
+        };
+        while done.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        proxy.set_backends(replicas[1..].iter().map(|r| r.addr).collect());
+        replicas[0].kill();
+        println!("killed replica 0 after {n} annotated pods");
+    };
+    let (hosted, ()) = futures::join!(
+        create_pods(&pods, args.pods, args.in_flight, Some(annotation), &done),
+        killer
+    );
 
+    // The physical minimum of assigning host ports by webhook on this API server: the same
+    // annotated pods through a webhook that returns poolnet's patch with a constant port at
+    // once (same configuration, same TLS, same process), in a namespace of its own.
+    let noop_ns = format!("{ns}-noop");
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(serde_json::json!({"metadata": {"name": noop_ns}}))?,
+        )
+        .await?;
+    let noop = start_noop(&client, &ns, &noop_ns).await?;
+    let floor = create_pods(
+        &Api::namespaced(client.clone(), &noop_ns),
+        args.pods,
+        args.in_flight,
+        Some(annotation),
+        &AtomicUsize::new(0),
+    )
+    .await;
+    noop.cancel();
     println!(
         "pod creations: {} each, {} in flight, {} replica(s), {} port(s) per pod",
         args.pods, args.in_flight, args.replicas, args.ports_per_pod
     );
     baseline.print("without host ports (the webhook never sees them)");
+    floor.print("annotated, through a webhook returning the same patch at once (no choosing)");
     hosted.print("with the AKS host-port annotation");
     println!(
         "ratios (host ports / baseline): throughput {:.2}x (goal >= 0.85), p50 {:.2}x, p99 {:.2}x (goal <= 1.15)",
@@ -283,9 +427,27 @@ async fn main() -> Result<()> {
         hosted.percentile(0.5).as_secs_f64() / baseline.percentile(0.5).as_secs_f64(),
         hosted.percentile(0.99).as_secs_f64() / baseline.percentile(0.99).as_secs_f64(),
     );
+    println!(
+        "ratios (host ports / same-patch webhook): throughput {:.2}x, p50 {:.2}x, p99 {:.2}x",
+        hosted.per_second() / floor.per_second(),
+        hosted.percentile(0.5).as_secs_f64() / floor.percentile(0.5).as_secs_f64(),
+        hosted.percentile(0.99).as_secs_f64() / floor.percentile(0.99).as_secs_f64(),
+    );
     for (i, r) in replicas.iter().enumerate() {
         let (count, p50, p99) = webhook_latency(&r.metrics.render());
         let (reserved, created, conflicts, refreshes, failed) = r.reserver.stats().snapshot();
+        if let Some(b) = &r.blocks {
+            let st = b.stats();
+            let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+            println!(
+                "replica {i}: blocks: {} grants, {} blocks taken, {} taken over, {} Lease renewals, {} live checks",
+                get(&st.granted),
+                get(&st.taken),
+                get(&st.taken_over),
+                get(&st.renewals),
+                get(&st.live_checks),
+            );
+        }
         println!(
             "replica {i}: {} reviews (warm-up probes included), webhook answer p50 {p50}, p99 {p99}; \
              {reserved} reservations, {created} claims created, {conflicts} conflicts, \

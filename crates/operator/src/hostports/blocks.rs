@@ -35,6 +35,21 @@ use super::index::{HostPortIndex, container_keys};
 /// API server's create deadline plus a margin.
 pub const CHECK_AFTER: Duration = Duration::from_secs(CREATE_DEADLINE.as_secs() + 5);
 
+/// Take more blocks, in the background, once fewer free keys than this are left for a
+/// range: admissions come in bursts as large as the API server's concurrency (64 in flight
+/// use a block in milliseconds), and a take is a few API calls.
+pub const LOW_WATER: u32 = 192;
+
+/// Free keys a background take aims for.
+pub const HIGH_WATER: u32 = 2 * LOW_WATER;
+
+/// Blocks one take may add.
+pub const TAKE_AT_ONCE: u32 = 8;
+
+/// Ranges narrower than this many blocks are not taken ahead of need, so that one replica
+/// does not hold a small range another replica needs.
+pub const PREFETCH_MIN_BLOCKS: usize = 16;
+
 /// How a replica works its blocks.
 #[derive(Debug, Clone)]
 pub struct BlockConfig {
@@ -123,6 +138,8 @@ struct Inner {
     watch: Mutex<HolderWatch>,
     /// One take at a time on this replica (two admissions short of room need one block).
     taking: tokio::sync::Mutex<()>,
+    /// A take ahead of need is running.
+    prefetching: std::sync::atomic::AtomicBool,
     /// Per block: (inUse last written, when).
     reported: Mutex<std::collections::HashMap<BlockId, (u32, Duration)>>,
     stats: BlockStats,
@@ -200,6 +217,7 @@ impl Blocks {
                 identity: Mutex::new(identity),
                 watch: Mutex::default(),
                 taking: tokio::sync::Mutex::new(()),
+                prefetching: std::sync::atomic::AtomicBool::new(false),
                 reported: Mutex::default(),
                 stats: BlockStats::default(),
             }),
@@ -393,9 +411,16 @@ impl Blocks {
                     self.inner.stats.released.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    tracing::debug!(block = %b, error = %e, "giving back a host-port block failed; keeping it");
-                    let now = self.now();
-                    self.book().add_block(b, now);
+                    // The delete may have been applied with its answer lost: keep the block
+                    // only if a live read shows it still names this replica.
+                    tracing::debug!(block = %b, error = %e, "giving back a host-port block failed");
+                    let me = self.identity();
+                    if let Ok(Some(obj)) = self.inner.blocks.get_opt(&b.name()).await
+                        && obj.spec.holder == me
+                    {
+                        let now = self.now();
+                        self.book().add_block(b, now);
+                    }
                 }
             }
         }
@@ -530,6 +555,7 @@ impl Blocks {
             match result {
                 Ok(a) => {
                     self.inner.stats.granted.fetch_add(1, Ordering::Relaxed);
+                    self.prefetch(requests, &view, seed);
                     return Ok(a);
                 }
                 Err(Shortfall::NotHolding) if !tried_renew => {
@@ -549,7 +575,14 @@ impl Blocks {
                     if takes > 4 || Instant::now() >= deadline {
                         return Err(BlockError::Short(s));
                     }
-                    if !self.take_for(r.protocol, range, seed).await? {
+                    // Wide ranges: room for the burst this admission is part of.
+                    let want =
+                        if BlockId::covering(r.protocol, range).count() >= PREFETCH_MIN_BLOCKS {
+                            LOW_WATER
+                        } else {
+                            1
+                        };
+                    if !self.take_for(r.protocol, range, seed, 1, want).await? {
                         return Err(BlockError::Short(s));
                     }
                 }
@@ -590,6 +623,41 @@ impl Blocks {
         }
     }
 
+    /// Takes blocks in the background when an automatic request's range (of at least
+    /// [`PREFETCH_MIN_BLOCKS`] blocks) has fewer than [`LOW_WATER`] free keys left in this
+    /// replica's blocks, so admissions rarely wait for a take (one at a time per replica).
+    fn prefetch(
+        &self,
+        requests: &[PortRequest],
+        view: &poolnet_plan::hostports::KeySet,
+        seed: u64,
+    ) {
+        for r in requests {
+            let poolnet_plan::hostports::Source::Auto(range) = r.source else {
+                continue;
+            };
+            if BlockId::covering(r.protocol, range).count() < PREFETCH_MIN_BLOCKS {
+                continue;
+            }
+            let spare = self.book().spare(r.protocol, range, view, LOW_WATER);
+            if spare >= LOW_WATER || self.inner.prefetching.swap(true, Ordering::AcqRel) {
+                continue;
+            }
+            let this = self.clone();
+            let protocol = r.protocol;
+            tokio::spawn(async move {
+                if let Err(e) = this
+                    .take_for(protocol, range, seed, LOW_WATER, HIGH_WATER)
+                    .await
+                {
+                    tracing::debug!(error = %e, "taking a host-port block ahead of need");
+                }
+                this.inner.prefetching.store(false, Ordering::Release);
+            });
+            return;
+        }
+    }
+
     /// What a grant would give now, remembering nothing (dry runs); `None` when the blocks
     /// held cannot say.
     pub fn preview(&self, requests: &[PortRequest], seed: u64) -> Option<Vec<Assignment>> {
@@ -604,31 +672,26 @@ impl Blocks {
         self.holding()
     }
 
-    /// Takes one more block with room for `range`: a block nobody has, else one whose
-    /// holder is gone. False when every block of the range is held by a live replica.
+    /// Unless `enough` free keys of `range` are there already, takes blocks until `want`
+    /// are (at most [`TAKE_AT_ONCE`] per call): blocks nobody has first (created together,
+    /// one live claims list for all), else blocks whose holder is gone. False when no free
+    /// key is there and every block of the range is held by a live replica (or this one).
     pub async fn take_for(
         &self,
         protocol: Protocol,
         range: PortRange,
         seed: u64,
+        enough: u32,
+        want: u32,
     ) -> Result<bool, BlockError> {
         let _one = self.inner.taking.lock().await;
-        // Another admission may have taken one while this one waited.
-        {
+        let spare = || {
             let view = self.inner.index.held();
-            let book = self.book();
-            let room = BlockId::covering(protocol, range)
-                .filter(|b| book.holds(*b))
-                .any(|b| {
-                    let span = b.span();
-                    (span.start().max(range.start())..=span.end().min(range.end())).any(|p| {
-                        let k = Key::new(protocol, p);
-                        !view.contains(k) && !book.is_pending(k)
-                    })
-                });
-            if room {
-                return Ok(true);
-            }
+            self.book().spare(protocol, range, &view, want.max(enough))
+        };
+        // Another admission may have taken some while this one waited.
+        if spare() >= enough {
+            return Ok(true);
         }
         let existing = self
             .inner
@@ -645,10 +708,22 @@ impl Blocks {
             .map(|b| (b.name_any(), b))
             .collect();
         let (fresh, held) = candidates(protocol, range, |b| known.contains_key(&b.name()), seed);
-        for b in fresh.into_iter().take(8) {
-            if self.create_block(b).await? {
+        let mut took = 0;
+        let mut fresh = fresh.into_iter();
+        // A few rounds: a candidate another replica created meanwhile is skipped (409).
+        for _ in 0..3 {
+            let have = spare();
+            if took >= TAKE_AT_ONCE || have >= want {
                 return Ok(true);
             }
+            let need = (want - have)
+                .div_ceil(u32::from(poolnet_plan::hostports::blocks::BLOCK_SIZE))
+                .clamp(1, TAKE_AT_ONCE - took);
+            let round: Vec<BlockId> = fresh.by_ref().take(need as usize).collect();
+            if round.is_empty() {
+                break;
+            }
+            took += self.create_blocks(&round).await?.len() as u32;
         }
         let mut others: Vec<(BlockId, &HostPortBlock)> = held
             .into_iter()
@@ -657,11 +732,14 @@ impl Blocks {
             .collect();
         others.sort_by_key(|(b, _)| *b);
         for (b, obj) in others {
+            if took >= TAKE_AT_ONCE || spare() >= want {
+                break;
+            }
             if self.take_existing(b, obj).await? {
-                return Ok(true);
+                took += 1;
             }
         }
-        Ok(false)
+        Ok(spare() > 0)
     }
 
     /// Takes block `b` for a static key: creates it, or takes it over if its holder is gone.
@@ -670,7 +748,7 @@ impl Blocks {
         if self.book().holds(b) {
             return Ok(true);
         }
-        if self.create_block(b).await? {
+        if !self.create_blocks(&[b]).await?.is_empty() {
             return Ok(true);
         }
         match self.inner.blocks.get_opt(&b.name()).await {
@@ -683,40 +761,68 @@ impl Blocks {
         }
     }
 
-    /// Creates the object for a block nobody has. Keys in its span were recorded by claims
-    /// until now: a live list of claims (after the create) pins those the cache lacks.
-    async fn create_block(&self, b: BlockId) -> Result<bool, BlockError> {
-        let obj = HostPortBlock::draft(b.protocol, b.start, &self.identity(), &self.lease_ref());
-        match self.inner.blocks.create(&PostParams::default(), &obj).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => return Ok(false),
-            Err(source) => {
-                return Err(BlockError::Api {
-                    block: b.name(),
-                    source,
-                });
+    /// Creates the objects of blocks nobody has (concurrently); returns the blocks created.
+    /// Keys in their spans were recorded by claims until now: one live list of claims
+    /// after the creates pins those the cache lacks, before any key is given.
+    async fn create_blocks(&self, blocks: &[BlockId]) -> Result<Vec<BlockId>, BlockError> {
+        let me = self.identity();
+        let lease = self.lease_ref();
+        let creates = blocks.iter().map(|&b| {
+            let obj = HostPortBlock::draft(b.protocol, b.start, &me, &lease);
+            async move {
+                match self.inner.blocks.create(&PostParams::default(), &obj).await {
+                    Ok(_) => Ok(Some(b)),
+                    Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+                    Err(source) => Err(BlockError::Api {
+                        block: b.name(),
+                        source,
+                    }),
+                }
+            }
+        });
+        let mut created = Vec::new();
+        let mut failed = None;
+        for r in futures::future::join_all(creates).await {
+            match r {
+                Ok(Some(b)) => created.push(b),
+                Ok(None) => {}
+                Err(e) => failed = Some(e),
             }
         }
-        if let Err(e) = self.pin_claims(b).await {
-            // Without the claims read the block's keys cannot be trusted: give it back.
-            let _ = self.delete_own(b).await;
-            return Err(e);
+        if !created.is_empty() {
+            if let Err(e) = self.pin_claims(&created).await {
+                // Without the claims read the blocks' keys cannot be trusted: give them back.
+                for b in &created {
+                    let _ = self.delete_own(*b).await;
+                }
+                return Err(e);
+            }
+            let now = self.now();
+            let mut book = self.book();
+            for b in &created {
+                book.add_block(*b, now);
+            }
+            drop(book);
+            self.inner
+                .stats
+                .taken
+                .fetch_add(created.len() as u64, Ordering::Relaxed);
+            tracing::debug!(blocks = created.len(), "took free host-port blocks");
         }
-        let now = self.now();
-        self.book().add_block(b, now);
-        self.inner.stats.taken.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(block = %b, "took a free host-port block");
-        Ok(true)
+        match (created.is_empty(), failed) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(created),
+        }
     }
 
-    async fn pin_claims(&self, b: BlockId) -> Result<(), BlockError> {
+    async fn pin_claims(&self, blocks: &[BlockId]) -> Result<(), BlockError> {
         let claims = self
             .inner
             .claims
             .list_metadata(&ListParams::default())
             .await
             .map_err(|source| BlockError::Api {
-                block: b.name(),
+                block: blocks.first().map(|b| b.name()).unwrap_or_default(),
                 source,
             })?;
         let check_at = self.now() + CHECK_AFTER;
@@ -724,7 +830,7 @@ impl Blocks {
         for c in claims.items {
             let name = c.name_any();
             if let Ok(k) = name.parse::<Key>()
-                && b.contains(k)
+                && blocks.iter().any(|b| b.contains(k))
                 && self.inner.index.claim(k).is_none()
             {
                 book.pin(Pending::Claim { name }, vec![k], check_at);
@@ -739,11 +845,29 @@ impl Blocks {
     /// caches do not show yet.
     async fn take_existing(&self, b: BlockId, obj: &HostPortBlock) -> Result<bool, BlockError> {
         let me = self.identity();
-        if obj.spec.holder == me {
-            let now = self.now();
-            self.book().add_block(b, now);
+        if self.book().holds(b) {
             return Ok(true);
         }
+        if obj.spec.holder != me && !self.take_over(b, obj, &me).await? {
+            return Ok(false);
+        }
+        // The object names this replica now (written just now, or by an earlier write whose
+        // answer was lost): learn the keys of its span that stored pods and claims hold, and
+        // that the caches do not show yet, before giving any of them.
+        self.pin_span(b).await?;
+        let now = self.now();
+        self.book().add_block(b, now);
+        Ok(true)
+    }
+
+    /// Writes this replica as holder of `obj` if its holder has shown no renewal of its Lease
+    /// for the Lease's duration plus the quarantine.
+    async fn take_over(
+        &self,
+        b: BlockId,
+        obj: &HostPortBlock,
+        me: &str,
+    ) -> Result<bool, BlockError> {
         // A Lease that cannot be read says nothing: no takeover on it.
         let Some(seen) = self.holder_lease(&obj.spec.holder_lease).await else {
             return Ok(false);
@@ -760,7 +884,7 @@ impl Blocks {
             return Ok(false);
         }
         let mut next = obj.clone();
-        next.spec.holder = me;
+        next.spec.holder = me.to_string();
         next.spec.holder_lease = self.lease_ref();
         next.spec.taken_at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now());
         next.status = None;
@@ -780,6 +904,14 @@ impl Blocks {
                 });
             }
         }
+        self.inner.stats.taken_over.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(block = %b, from = %obj.spec.holder, "took over a host-port block whose holder stopped renewing its Lease");
+        Ok(true)
+    }
+
+    /// Pins the keys of `b` held by stored pods poolnet admitted and by claims that the
+    /// caches do not show yet (live lists).
+    async fn pin_span(&self, b: BlockId) -> Result<(), BlockError> {
         let pods = self
             .inner
             .pods
@@ -822,12 +954,7 @@ impl Blocks {
                 );
             }
         }
-        self.pin_claims(b).await?;
-        let now = self.now();
-        self.book().add_block(b, now);
-        self.inner.stats.taken_over.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(block = %b, from = %obj.spec.holder, "took over a host-port block whose holder stopped renewing its Lease");
-        Ok(true)
+        self.pin_claims(&[b]).await
     }
 
     async fn holder_lease(&self, reference: &str) -> Option<LeaseSeen> {

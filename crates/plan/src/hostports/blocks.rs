@@ -22,9 +22,7 @@ use std::time::Duration;
 use poolnet_api::portspec::{PortRange, Protocol};
 
 use super::key::Key;
-use super::keyset::Held;
-#[cfg(test)]
-use super::keyset::KeySet;
+use super::keyset::{Held, KeySet};
 use super::reservation::{AllocError, Assignment, PortRequest, Source};
 
 /// Ports per block (aligned: a block starts at a multiple of it).
@@ -178,6 +176,8 @@ pub struct Book {
     pending: HashMap<Pending, Grant>,
     /// Keys of `pending`, counted (two pendings may name one key: a pod and its admission).
     pending_keys: HashMap<Key, u32>,
+    /// The same keys as a bitmap: a block's free keys are one word operation.
+    pending_set: KeySet,
     /// The Lease is valid until then (renew start + duration - margin).
     valid_until: Option<Duration>,
     timing: LeaseTiming,
@@ -229,7 +229,21 @@ impl Book {
 
     /// Keys given out and not yet shown by the caches.
     pub fn is_pending(&self, key: Key) -> bool {
-        self.pending_keys.contains_key(&key)
+        self.pending_set.contains(key)
+    }
+
+    /// Free keys of `block` within `range` (not in `view`, not pending), as bits.
+    fn free_bits(&self, block: BlockId, range: PortRange, view: &impl Held) -> u64 {
+        let span = block.span();
+        let lo = span.start().max(range.start());
+        let hi = span.end().min(range.end());
+        if lo > hi {
+            return 0;
+        }
+        let mask = (u64::MAX >> (63 - (hi - block.start))) & (u64::MAX << (lo - block.start));
+        let used = view.block_bits(block.protocol, block.start)
+            | self.pending_set.block_bits(block.protocol, block.start);
+        !used & mask
     }
 
     /// The assignments granted to admission `token` in `namespace`, if this replica still
@@ -346,6 +360,19 @@ impl Book {
         Ok(out)
     }
 
+    /// Free keys of `range` in the blocks held (not in `view`, not pending), counted up to
+    /// `cap`: a replica takes its next block before it runs out, off the answer path.
+    pub fn spare(&self, protocol: Protocol, range: PortRange, view: &impl Held, cap: u32) -> u32 {
+        let mut n = 0;
+        for b in BlockId::covering(protocol, range).filter(|b| self.blocks.contains_key(b)) {
+            n += self.free_bits(b, range, view).count_ones();
+            if n >= cap {
+                return cap;
+            }
+        }
+        n
+    }
+
     fn free_in(
         &self,
         protocol: Protocol,
@@ -362,14 +389,13 @@ impl Book {
         }
         let first = (seed % mine.len() as u64) as usize;
         for b in mine[first..].iter().chain(&mine[..first]) {
-            let span = b.span();
-            let lo = span.start().max(range.start());
-            let hi = span.end().min(range.end());
-            for port in lo..=hi {
-                let key = Key::new(protocol, port);
-                if !view.is_held(key) && !self.is_pending(key) && !taken.contains(&key) {
+            let mut free = self.free_bits(*b, range, view);
+            while free != 0 {
+                let key = Key::new(protocol, b.start + free.trailing_zeros() as u16);
+                if !taken.contains(&key) {
                     return Some(key);
                 }
+                free &= free - 1;
             }
         }
         None
@@ -377,8 +403,21 @@ impl Book {
 
     /// Keys in `block` that must count as held although the caches do not show them yet
     /// (found by the live reads made when the block was taken).
+    /// A second pin of the same object (a pod with keys in two blocks, each taken over on
+    /// its own) adds to the first: both blocks' keys stay held.
     pub fn pin(&mut self, why: Pending, keys: Vec<Key>, check_at: Duration) {
-        self.add_pending(why, keys, Vec::new(), check_at);
+        let (mut all, mut assignments, mut at) = (Vec::new(), Vec::new(), check_at);
+        if let Some(old) = self.pending.get(&why) {
+            all.clone_from(&old.keys);
+            assignments.clone_from(&old.assignments);
+            at = at.max(old.check_at);
+        }
+        for k in keys {
+            if !all.contains(&k) {
+                all.push(k);
+            }
+        }
+        self.add_pending(why, all, assignments, at);
     }
 
     fn add_pending(
@@ -393,6 +432,7 @@ impl Book {
         }
         for k in &keys {
             *self.pending_keys.entry(*k).or_insert(0) += 1;
+            self.pending_set.insert(*k);
         }
         self.pending.insert(
             why,
@@ -410,6 +450,7 @@ impl Book {
                 *n -= 1;
                 if *n == 0 {
                     self.pending_keys.remove(k);
+                    self.pending_set.remove(*k);
                 }
             }
         }
@@ -465,12 +506,7 @@ impl Book {
     /// Keys of `block` in use: held in `view` or pending.
     pub fn in_use(&self, block: BlockId, view: &impl Held) -> u32 {
         let span = block.span();
-        (span.start()..=span.end())
-            .filter(|&p| {
-                let k = Key::new(block.protocol, p);
-                view.is_held(k) || self.is_pending(k)
-            })
-            .count() as u32
+        span.len() - self.free_bits(block, span, view).count_ones()
     }
 
     /// Blocks unused since `idle_for` before `now` with no key in use, removed from the
@@ -527,8 +563,14 @@ impl HolderWatch {
         match self.seen.get_mut(holder) {
             Some((last, since)) if *last == lease => now.saturating_sub(*since),
             Some((last, since)) => {
-                // A change counts as life only when the holder itself wrote it.
-                let renewed = alive_sign(&lease);
+                // A change is a sign of life unless the Lease already named someone else
+                // when last seen: the holder may have renewed in between, overwritten by its
+                // successor before this look (a holder never writes once another identity is
+                // in its Lease: renewals are compare-and-swap, and a lapsed or restarted
+                // process renews under a new identity).
+                let someone_else =
+                    matches!(&*last, LeaseSeen::Present { holder: h, .. } if h != holder);
+                let renewed = alive_sign(&lease) || !someone_else;
                 *last = lease;
                 if renewed {
                     *since = now;
@@ -680,7 +722,7 @@ mod tests {
         b.renewed(S);
         assert!(b.holding(44 * S));
         b.lapse();
-        assert!(!b.holding(0 * S));
+        assert!(!b.holding(Duration::ZERO));
         assert!(b.blocks().is_empty());
     }
 
@@ -760,6 +802,29 @@ mod tests {
     }
 
     #[test]
+    fn spare_counts_free_keys_of_the_range_in_held_blocks_up_to_a_cap() {
+        let mut b = holding_book(&[40000, 40128]);
+        let mut view = KeySet::new();
+        view.insert(Key::tcp(40001));
+        let r = PortRange::new(40000, 40191).unwrap();
+        assert_eq!(b.spare(Protocol::Tcp, r, &view, 1000), 127);
+        assert_eq!(b.spare(Protocol::Tcp, r, &view, 10), 10);
+        b.grant(
+            "ns",
+            "t",
+            &[auto((40000, 40000))],
+            &view,
+            |_| false,
+            0,
+            S,
+            S,
+        )
+        .unwrap();
+        assert_eq!(b.spare(Protocol::Tcp, r, &view, 1000), 126);
+        assert_eq!(b.spare(Protocol::Udp, r, &view, 1000), 0);
+    }
+
+    #[test]
     fn idle_blocks_retire_only_when_empty() {
         let mut b = holding_book(&[40000, 40064]);
         let mut view = KeySet::new();
@@ -796,14 +861,21 @@ mod tests {
             resource_version: rv.into(),
             holder: h.into(),
         };
-        assert_eq!(w.observe("a/1", live("1", "a/1"), 0 * S), Duration::ZERO);
+        assert_eq!(
+            w.observe("a/1", live("1", "a/1"), Duration::ZERO),
+            Duration::ZERO
+        );
         assert_eq!(w.observe("a/1", live("1", "a/1"), 50 * S), 50 * S);
         // Renewed: the wait starts again.
         assert_eq!(w.observe("a/1", live("2", "a/1"), 60 * S), Duration::ZERO);
-        // The pod's next process renews the same Lease under another identity: not a/1.
-        assert_eq!(w.observe("a/1", live("3", "a/2"), 70 * S), 10 * S);
-        assert_eq!(w.observe("a/1", LeaseSeen::Absent, 140 * S), 80 * S);
-        assert!(80 * S >= LeaseTiming::default().takeover_after());
+        // The pod's next process renews the same Lease under another identity: a/1 may have
+        // renewed just before that, so the wait starts again...
+        assert_eq!(w.observe("a/1", live("3", "a/2"), 70 * S), Duration::ZERO);
+        // ...but once another identity is in the Lease, a/1 writes no more: later changes
+        // are not a/1's.
+        assert_eq!(w.observe("a/1", live("4", "a/2"), 100 * S), 30 * S);
+        assert_eq!(w.observe("a/1", LeaseSeen::Absent, 140 * S), 70 * S);
+        assert!(70 * S >= LeaseTiming::default().takeover_after());
     }
 
     #[test]

@@ -10,6 +10,20 @@ const WORDS_PER_PROTOCOL: usize = 65536 / 64;
 /// Anything that can say whether a key is taken.
 pub trait Held {
     fn is_held(&self, key: Key) -> bool;
+
+    /// The held keys among the 64 ports `start..start+63` of `protocol` (`start` a
+    /// multiple of 64), bit i for port start+i. [`KeySet`] answers with one word.
+    fn block_bits(&self, protocol: Protocol, start: u16) -> u64 {
+        let mut bits = 0;
+        for i in 0..64u16 {
+            if let Some(port) = start.checked_add(i)
+                && self.is_held(Key::new(protocol, port))
+            {
+                bits |= 1 << i;
+            }
+        }
+        bits
+    }
 }
 
 /// A set of keys.
@@ -112,6 +126,11 @@ impl Held for KeySet {
     fn is_held(&self, key: Key) -> bool {
         self.contains(key)
     }
+
+    fn block_bits(&self, protocol: Protocol, start: u16) -> u64 {
+        debug_assert_eq!(start % 64, 0, "blocks are aligned");
+        self.bits[slot(Key::new(protocol, start)).0]
+    }
 }
 
 impl Held for std::collections::BTreeSet<Key> {
@@ -127,6 +146,10 @@ impl Held for std::collections::HashSet<Key> {
 }
 
 impl<H: Held + ?Sized> Held for &H {
+    fn block_bits(&self, protocol: Protocol, start: u16) -> u64 {
+        (**self).block_bits(protocol, start)
+    }
+
     fn is_held(&self, key: Key) -> bool {
         (**self).is_held(key)
     }
@@ -139,6 +162,10 @@ pub struct Union<A, B>(pub A, pub B);
 impl<A: Held, B: Held> Held for Union<A, B> {
     fn is_held(&self, key: Key) -> bool {
         self.0.is_held(key) || self.1.is_held(key)
+    }
+
+    fn block_bits(&self, protocol: Protocol, start: u16) -> u64 {
+        self.0.block_bits(protocol, start) | self.1.block_bits(protocol, start)
     }
 }
 
@@ -163,6 +190,17 @@ mod tests {
                 prop_assert_eq!(set.len(), model.len());
             }
             prop_assert_eq!(set.iter().collect::<Vec<_>>(), model.iter().copied().collect::<Vec<_>>());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_blocks_word_is_its_keys(ports in prop::collection::vec(any::<u16>(), 0..300), start in 0u16..1024) {
+            let set: KeySet = ports.iter().map(|&p| Key::udp(p)).collect();
+            let start = start * 64;
+            let slow: BTreeSet<Key> = set.iter().collect();
+            prop_assert_eq!(set.block_bits(Protocol::Udp, start), slow.block_bits(Protocol::Udp, start));
+            prop_assert_eq!(set.block_bits(Protocol::Tcp, start), 0);
         }
     }
 
