@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -92,10 +92,7 @@ pub async fn serve(
         .context("TLS protocol versions")?
         .with_no_client_auth()
         .with_cert_resolver(resolver);
-    // HTTP/2 first: the API server then sends every admission of a busy moment over one
-    // connection (streams), instead of opening a connection, and a TLS handshake, for each
-    // request beyond its idle-connection pool (measured: bench_admission, docs/benchmarks.md).
-    tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = TlsAcceptor::from(Arc::new(tls));
     let mut connections = JoinSet::new();
     loop {
@@ -119,18 +116,10 @@ pub async fn serve(
             match acceptor.accept(tcp).await {
                 Ok(stream) => {
                     // An error concerns that one connection; the API server retries.
-                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    let io = TokioIo::new(stream);
-                    let served = if h2 {
-                        hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                            .serve_connection(io, service)
-                            .await
-                    } else {
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(io, service)
-                            .await
-                    };
-                    if let Err(e) = served {
+                    if let Err(e) = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await
+                    {
                         tracing::debug!(error = %e, "webhook connection ended with an error");
                     }
                 }
