@@ -41,6 +41,8 @@ fn with_blocks(name: &str) -> Options {
         repair: None,
         blocks: Some(name.to_string()),
         block_timing: quick(),
+        // The test's range is 3 blocks: served from blocks too.
+        block_min: 1,
         ..Options::default()
     }
 }

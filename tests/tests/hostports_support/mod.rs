@@ -145,6 +145,8 @@ pub struct Options {
     pub blocks: Option<String>,
     /// The blocks' Lease timing (production's by default).
     pub block_timing: LeaseTiming,
+    /// Ranges of at least this many blocks use blocks (production's 16 by default).
+    pub block_min: usize,
 }
 
 impl Default for Options {
@@ -159,6 +161,7 @@ impl Default for Options {
             budget: Duration::from_secs(8),
             blocks: None,
             block_timing: LeaseTiming::default(),
+            block_min: poolnet_operator::hostports::blocks::MIN_BLOCKS,
         }
     }
 }
@@ -234,6 +237,7 @@ impl Instance {
         if let Some(name) = &opts.blocks {
             let mut config = BlockConfig::new(ns, name);
             config.timing = opts.block_timing;
+            config.min_blocks = opts.block_min;
             let b = Blocks::new(client.clone(), Arc::clone(&index), config);
             b.renew().await?;
             tasks.push(tokio::spawn(b.clone().run(shutdown.clone())).abort_handle());

@@ -43,12 +43,23 @@ pub const LOW_WATER: u32 = 192;
 /// Free keys a background take aims for.
 pub const HIGH_WATER: u32 = 2 * LOW_WATER;
 
+/// (take below, aim for) free keys of `range` held here: the water marks, but never more
+/// than an eighth / a quarter of the range, so that one replica does not hold a range other
+/// replicas need.
+fn marks(range: PortRange) -> (u32, u32) {
+    let len = range.len();
+    (
+        LOW_WATER.min(len / 8).max(1),
+        HIGH_WATER.min(len / 4).max(1),
+    )
+}
+
 /// Blocks one take may add.
 pub const TAKE_AT_ONCE: u32 = 8;
 
-/// Ranges narrower than this many blocks are not taken ahead of need, so that one replica
-/// does not hold a small range another replica needs.
-pub const PREFETCH_MIN_BLOCKS: usize = 16;
+/// Automatic ports of ranges narrower than this many blocks keep one claim per port: held
+/// in blocks, every pod of a small range would have to reach the one replica holding them.
+pub const MIN_BLOCKS: usize = 16;
 
 /// How a replica works its blocks.
 #[derive(Debug, Clone)]
@@ -62,6 +73,8 @@ pub struct BlockConfig {
     pub idle: Duration,
     /// Write a block's `status.inUse` at most this often (and only when it changed).
     pub status_every: Duration,
+    /// Ranges of at least this many blocks get automatic ports from blocks ([`MIN_BLOCKS`]).
+    pub min_blocks: usize,
 }
 
 impl BlockConfig {
@@ -72,6 +85,7 @@ impl BlockConfig {
             timing: LeaseTiming::default(),
             idle: Duration::from_secs(600),
             status_every: Duration::from_secs(60),
+            min_blocks: MIN_BLOCKS,
         }
     }
 }
@@ -493,6 +507,42 @@ impl Blocks {
         }
     }
 
+    /// Whether automatic ports of `range` come from blocks: ranges of at least
+    /// `min_blocks` blocks. Narrower ranges keep one claim per port, so that every replica
+    /// can serve them (a block is served by its holder alone).
+    pub fn wide(&self, protocol: Protocol, range: PortRange) -> bool {
+        BlockId::covering(protocol, range).count() >= self.inner.config.min_blocks
+    }
+
+    /// Keys of `ranges` inside existing HostPortBlocks (a live list): claims must not be
+    /// proposed there.
+    pub async fn keys_in_blocks(
+        &self,
+        ranges: &[(Protocol, PortRange)],
+    ) -> Result<Vec<Key>, BlockError> {
+        let list = self
+            .inner
+            .blocks
+            .list_metadata(&ListParams::default())
+            .await
+            .map_err(|source| BlockError::Api {
+                block: "(list)".into(),
+                source,
+            })?;
+        let names: std::collections::HashSet<String> =
+            list.items.into_iter().map(|b| b.name_any()).collect();
+        let mut out = Vec::new();
+        for &(protocol, range) in ranges {
+            for b in BlockId::covering(protocol, range) {
+                if names.contains(&b.name()) {
+                    let span = b.span();
+                    out.extend((span.start()..=span.end()).map(|p| Key::new(protocol, p)));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Where static key `key` is recorded: read live (a quorum read), since a block may have
     /// been created a moment ago by another replica.
     pub async fn route(&self, key: Key) -> Result<Route, BlockError> {
@@ -575,14 +625,11 @@ impl Blocks {
                     if takes > 4 || Instant::now() >= deadline {
                         return Err(BlockError::Short(s));
                     }
-                    // Wide ranges: room for the burst this admission is part of.
-                    let want =
-                        if BlockId::covering(r.protocol, range).count() >= PREFETCH_MIN_BLOCKS {
-                            LOW_WATER
-                        } else {
-                            1
-                        };
-                    if !self.take_for(r.protocol, range, seed, 1, want).await? {
+                    // Room for the burst this admission is part of.
+                    if !self
+                        .take_for(r.protocol, range, seed, 1, marks(range).0)
+                        .await?
+                    {
                         return Err(BlockError::Short(s));
                     }
                 }
@@ -624,7 +671,7 @@ impl Blocks {
     }
 
     /// Takes blocks in the background when an automatic request's range (of at least
-    /// [`PREFETCH_MIN_BLOCKS`] blocks) has fewer than [`LOW_WATER`] free keys left in this
+    /// [`MIN_BLOCKS`] blocks) has fewer than [`LOW_WATER`] free keys left in this
     /// replica's blocks, so admissions rarely wait for a take (one at a time per replica).
     fn prefetch(
         &self,
@@ -636,20 +683,18 @@ impl Blocks {
             let poolnet_plan::hostports::Source::Auto(range) = r.source else {
                 continue;
             };
-            if BlockId::covering(r.protocol, range).count() < PREFETCH_MIN_BLOCKS {
+            if !self.wide(r.protocol, range) {
                 continue;
             }
-            let spare = self.book().spare(r.protocol, range, view, LOW_WATER);
-            if spare >= LOW_WATER || self.inner.prefetching.swap(true, Ordering::AcqRel) {
+            let (low, high) = marks(range);
+            let spare = self.book().spare(r.protocol, range, view, low);
+            if spare >= low || self.inner.prefetching.swap(true, Ordering::AcqRel) {
                 continue;
             }
             let this = self.clone();
             let protocol = r.protocol;
             tokio::spawn(async move {
-                if let Err(e) = this
-                    .take_for(protocol, range, seed, LOW_WATER, HIGH_WATER)
-                    .await
-                {
+                if let Err(e) = this.take_for(protocol, range, seed, low, high).await {
                     tracing::debug!(error = %e, "taking a host-port block ahead of need");
                 }
                 this.inner.prefetching.store(false, Ordering::Release);

@@ -41,6 +41,11 @@ pub struct PodEntry {
     pub daemon_set: Option<String>,
     /// The node it is bound to (`spec.nodeName`), once scheduled.
     pub node: Option<String>,
+    /// Its labels, kept for pods poolnet admitted (token) only: which HostPortPolicy
+    /// selects it (a policy's status lists its pods' ports, given from blocks with no claim).
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// The ports poolnet gave it (the `poolnet.dev/host-ports` annotation).
+    pub assigned: Vec<poolnet_plan::hostports::Assignment>,
 }
 
 impl PodEntry {
@@ -137,6 +142,7 @@ pub struct HostPortIndex {
     /// Nodes whose pods' host ports changed (a pod holding ports bound, changed or gone):
     /// the NodePoolNetwork controller re-checks the coverage of the pool they are in.
     nodes_changed: tokio::sync::broadcast::Sender<String>,
+    namespaces_changed: tokio::sync::broadcast::Sender<String>,
 }
 
 impl Default for HostPortIndex {
@@ -146,6 +152,7 @@ impl Default for HostPortIndex {
             changed: Notify::new(),
             // A lagging subscriber misses names and catches up at its next resync.
             nodes_changed: tokio::sync::broadcast::channel(1024).0,
+            namespaces_changed: tokio::sync::broadcast::channel(1024).0,
         }
     }
 }
@@ -215,10 +222,20 @@ pub fn pod_entry(pod: &Pod) -> Option<PodEntry> {
         namespace: pod.namespace().unwrap_or_default(),
         name: pod.name_any(),
         uid,
-        token,
         keys,
         daemon_set: super::shared::daemon_set_of(pod).map(|(_, uid)| uid.to_string()),
         node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        labels: if token.is_some() {
+            pod.labels().clone()
+        } else {
+            Default::default()
+        },
+        assigned: pod
+            .annotations()
+            .get(super::ASSIGNED_ANNOTATION)
+            .map(|v| crate::webhook::patch::parse_assigned(v))
+            .unwrap_or_default(),
+        token,
     })
 }
 
@@ -250,6 +267,28 @@ impl HostPortIndex {
 
     fn notify_change(&self) {
         self.changed.notify_one();
+    }
+
+    /// Namespaces whose poolnet-admitted pods came or went, as they do.
+    pub fn subscribe_namespaces(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.namespaces_changed.subscribe()
+    }
+
+    fn namespace_changed(&self, namespace: &str) {
+        let _ = self.namespaces_changed.send(namespace.to_string());
+    }
+
+    /// Cached pods of `namespace` that poolnet admitted (they carry a token).
+    pub fn admitted_in(&self, namespace: &str) -> Vec<PodEntry> {
+        let g = self.read();
+        let mut out: Vec<PodEntry> = g
+            .pods
+            .values()
+            .filter(|p| p.namespace == namespace && p.token.is_some())
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// Names of nodes whose pods' host ports changed, as they change.
@@ -316,10 +355,14 @@ impl HostPortIndex {
                 let fresh = before.is_none();
                 let moved = before.as_ref() != Some(&(e.node.clone(), e.keys.clone()));
                 let nodes = [before.and_then(|b| b.0), e.node.clone()];
+                let namespace = e.token.as_ref().map(|_| e.namespace.clone());
                 g.put_pod(e);
                 drop(g);
                 if fresh {
                     self.notify_change();
+                    if let Some(ns) = namespace {
+                        self.namespace_changed(&ns);
+                    }
                 }
                 if moved {
                     for n in nodes.iter().flatten() {
@@ -343,12 +386,16 @@ impl HostPortIndex {
             return;
         };
         let mut g = self.write();
-        let node = g.pods.get(uid).map(|p| p.node.clone());
+        let gone = g
+            .pods
+            .get(uid)
+            .map(|p| (p.node.clone(), p.namespace.clone()));
         g.drop_pod(uid);
         drop(g);
-        if let Some(node) = node {
+        if let Some((node, namespace)) = gone {
             self.notify_change();
             self.node_changed(node.as_ref());
+            self.namespace_changed(&namespace);
         }
     }
 

@@ -206,7 +206,7 @@ impl Reserver {
                     .await
             }
             None => {
-                self.reserve_claims(who, plan, seed, deadline, attempted)
+                self.reserve_claims(who, plan, seed, deadline, attempted, &[])
                     .await
             }
         }
@@ -232,8 +232,15 @@ impl Reserver {
         let mut claimed_at = Vec::new();
         let mut granted: Vec<PortRequest> = Vec::new();
         let mut granted_at = Vec::new();
+        let mut narrow_auto = false;
         for (i, request) in plan.requests.iter().enumerate() {
             let route = match request.source {
+                // A narrow range (a few blocks) stays with claims: held in blocks, it would
+                // make every pod of it wait for the one replica holding them.
+                Source::Auto(range) if !blocks.wide(request.protocol, range) => {
+                    narrow_auto = true;
+                    Route::Claim
+                }
                 Source::Auto(_) => Route::Block,
                 Source::Static(port) => {
                     let key = Key::new(request.protocol, port);
@@ -275,8 +282,24 @@ impl Reserver {
         }
         let mut out: Vec<Option<Assignment>> = vec![None; plan.requests.len()];
         if !claimed.requests.is_empty() {
+            // Automatic keys for claims are chosen outside every existing block.
+            let blocked = if narrow_auto {
+                let ranges: Vec<(Protocol, PortRange)> = claimed
+                    .requests
+                    .iter()
+                    .filter_map(|r| match r.source {
+                        Source::Auto(range) => Some((r.protocol, range)),
+                        Source::Static(_) => None,
+                    })
+                    .collect();
+                tokio::time::timeout_at(deadline, blocks.keys_in_blocks(&ranges))
+                    .await
+                    .map_err(|_| ReserveError::Timeout(Duration::ZERO))??
+            } else {
+                Vec::new()
+            };
             let got = self
-                .reserve_claims(who, &claimed, seed, deadline, attempted)
+                .reserve_claims(who, &claimed, seed, deadline, attempted, &blocked)
                 .await?;
             for a in &got {
                 let key = a.key();
@@ -360,6 +383,7 @@ impl Reserver {
         seed: u64,
         deadline: Instant,
         attempted: &mut Vec<Key>,
+        blocked: &[Key],
     ) -> Result<Vec<Assignment>, ReserveError> {
         let mut out: Vec<Option<Assignment>> = vec![None; plan.requests.len()];
         let mut rest = RequestPlan {
@@ -367,7 +391,8 @@ impl Reserver {
             ..RequestPlan::default()
         };
         let mut rest_at = Vec::new();
-        let mut shared_keys = Vec::new();
+        // Keys that must not be proposed (inside HostPortBlocks) count as held.
+        let mut shared_keys = blocked.to_vec();
         for (i, request) in plan.requests.iter().enumerate() {
             match (who.daemon_set, request.source) {
                 (Some(ds), Source::Static(port)) => {

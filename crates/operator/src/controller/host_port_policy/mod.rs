@@ -148,6 +148,7 @@ pub async fn run(
     let _sweeper = spawn_sweeper(Arc::clone(&reconciler));
     let by_pool = policies.clone();
     let by_namespace = policies.clone();
+    let policies_by_pods = policies.clone();
     Controller::for_shared_stream(super::meaningful_changes(policy_events), policies)
         // Started on gaining the Lease: what changed before is not in the streams.
         .reconcile_all_on(super::once_ready(reconciler.ctx.stores.clone()))
@@ -179,6 +180,9 @@ pub async fn run(
                 .as_ref()
                 .map(|p| ObjectRef::new(p).within(&claim.spec.pod_namespace))
         })
+        // Ports given from blocks have no claim: a namespace's admitted pods coming or
+        // going re-checks its policies.
+        .reconcile_on(namespace_pods(&reconciler, policies_by_pods))
         .with_config(kube::runtime::controller::Config::default().concurrency(CONCURRENCY))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, reconciler)
@@ -188,6 +192,38 @@ pub async fn run(
             }
         })
         .await;
+}
+
+/// The policies of every namespace whose poolnet-admitted pods came or went (from the
+/// host-port index, when this replica serves the webhooks); nothing without an index.
+fn namespace_pods(
+    reconciler: &Reconciler,
+    policies: Store<HostPortPolicy>,
+) -> futures::stream::BoxStream<'static, ObjectRef<HostPortPolicy>> {
+    let Some(index) = reconciler.ctx.host_ports.clone() else {
+        return futures::stream::empty().boxed();
+    };
+    let rx = index.subscribe_namespaces();
+    futures::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(ns) => return Some((ns, rx)),
+                // Missed names: the next ones (and the periodic requeue) catch up.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .flat_map(move |ns| {
+        let refs: Vec<ObjectRef<HostPortPolicy>> = policies
+            .state()
+            .iter()
+            .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
+            .map(|p| ObjectRef::from_obj(p.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
+    .boxed()
 }
 
 fn error_policy(_policy: Arc<HostPortPolicy>, err: &Error, _r: Arc<Reconciler>) -> Action {
@@ -241,7 +277,15 @@ async fn apply(policy: &HostPortPolicy, r: &Reconciler) -> Result<Action, Error>
     let accepted = accepted_part(policy, pool.as_deref(), stores);
 
     let claims = r.claims.state();
-    let usage = usage(policy, &claims);
+    let usage = match &r.ctx.host_ports {
+        Some(index) => usage(
+            policy,
+            &claims,
+            &index.admitted_in(&ns),
+            Some(&index.held()),
+        ),
+        None => usage(policy, &claims, &[], None),
+    };
     let ports_part = if usage.exhausted.is_empty() {
         PartState::ok(
             cond::PORTS_ALLOCATED,

@@ -70,10 +70,57 @@ pub struct Usage {
 }
 
 /// The policy's allocations and its range's utilisation, from the claims (all of them: a
-/// range is shared by every policy and pod that uses it).
-pub fn usage(policy: &HostPortPolicy, claims: &[Arc<HostPortClaim>]) -> Usage {
+/// range is shared by every policy and pod that uses it) and, for ports given from
+/// host-port blocks (no claim), from the pods poolnet admitted in the policy's namespace
+/// that it selects (`admitted`, each recording its ports) and the keys held cluster-wide
+/// (`held`: claims and every pod's host ports).
+pub fn usage(
+    policy: &HostPortPolicy,
+    claims: &[Arc<HostPortClaim>],
+    admitted: &[crate::hostports::index::PodEntry],
+    held: Option<&poolnet_plan::hostports::KeySet>,
+) -> Usage {
     let ns = policy.namespace().unwrap_or_default();
     let name = policy.name_any();
+    let claimed: BTreeSet<(Protocol, u16)> = claims
+        .iter()
+        .map(|c| (Protocol::from(c.spec.protocol), c.spec.port))
+        .collect();
+    let selector = kube::core::Selector::try_from(policy.spec.pod_selector.clone()).ok();
+    let auto_ports: Vec<(u16, Protocol)> = policy
+        .spec
+        .ports
+        .iter()
+        .filter(|p| p.host_port.is_none())
+        .map(|p| (p.container_port, p.protocol.into()))
+        .collect();
+    let policy_range = PortRange::new(
+        policy.spec.host_port_range.start,
+        policy.spec.host_port_range.end,
+    );
+    // Ports from blocks: the pod's own record, for the container ports this policy gives.
+    let mut from_blocks: BTreeMap<String, Vec<AllocatedPort>> = BTreeMap::new();
+    for pod in admitted {
+        use kube::core::SelectorExt;
+        if pod.namespace != ns || !selector.as_ref().is_some_and(|s| s.matches(&pod.labels)) {
+            continue;
+        }
+        for a in &pod.assigned {
+            let ours = auto_ports.contains(&(a.container_port, a.protocol))
+                && policy_range.is_some_and(|r| r.contains(a.host_port))
+                && !claimed.contains(&(a.protocol, a.host_port));
+            if ours {
+                from_blocks
+                    .entry(pod.name.clone())
+                    .or_default()
+                    .push(AllocatedPort {
+                        container_port: a.container_port,
+                        protocol: a.protocol.into(),
+                        host_port: a.host_port,
+                    });
+            }
+        }
+    }
     let mine: Vec<&HostPortClaim> = claims
         .iter()
         .map(Arc::as_ref)
@@ -103,6 +150,11 @@ pub fn usage(policy: &HostPortPolicy, claims: &[Arc<HostPortClaim>]) -> Usage {
             host_port: c.spec.port,
         });
     }
+    let block_ports: usize = from_blocks.values().map(Vec::len).sum();
+    let block_pods = from_blocks.len();
+    for (pod, ports) in from_blocks {
+        by_pod.entry(pod).or_default().extend(ports);
+    }
     let allocations = by_pod
         .into_iter()
         .map(|(pod, mut ports)| {
@@ -126,10 +178,15 @@ pub fn usage(policy: &HostPortPolicy, claims: &[Arc<HostPortClaim>]) -> Usage {
     let mut total = 0i64;
     if let Some(range) = range {
         for proto in protocols {
-            let used = claims
-                .iter()
-                .filter(|c| Protocol::from(c.spec.protocol) == proto && range.contains(c.spec.port))
-                .count() as i64;
+            let used = match held {
+                Some(held) => i64::from(held.count_in(proto, range)),
+                None => claims
+                    .iter()
+                    .filter(|c| {
+                        Protocol::from(c.spec.protocol) == proto && range.contains(c.spec.port)
+                    })
+                    .count() as i64,
+            };
             let size = i64::from(range.len());
             total += size;
             if used >= size {
@@ -143,12 +200,13 @@ pub fn usage(policy: &HostPortPolicy, claims: &[Arc<HostPortClaim>]) -> Usage {
             });
         }
     }
+    let held_ports = mine.len() + block_ports;
     Usage {
         allocations,
-        pod_count: bound.len() as i32,
-        held: mine.len(),
+        pod_count: (bound.len() + block_pods) as i32,
+        held: held_ports,
         utilization,
-        ports_in_use: format!("{}/{total}", mine.len()),
+        ports_in_use: format!("{held_ports}/{total}"),
         exhausted,
     }
 }
@@ -218,7 +276,7 @@ mod tests {
             // Another policy's pod in the same range counts against the range.
             claim(40003, 8080, Some("other"), Some(("x", "ux"))),
         ];
-        let u = usage(&policy((40000, 40003)), &claims);
+        let u = usage(&policy((40000, 40003)), &claims, &[], None);
         assert_eq!(u.pod_count, 1);
         assert_eq!(u.held, 3);
         assert_eq!(u.allocations.len(), 2);
@@ -229,7 +287,64 @@ mod tests {
         assert_eq!(u.utilization.len(), 1, "only TCP has automatic ports");
         assert_eq!((u.utilization[0].used, u.utilization[0].total), (4, 4));
         assert_eq!(u.exhausted, ["40000-40003/tcp"]);
-        let roomy = usage(&policy((40000, 49999)), &claims);
+        let roomy = usage(&policy((40000, 49999)), &claims, &[], None);
         assert!(roomy.exhausted.is_empty());
+    }
+
+    fn admitted(
+        name: &str,
+        app: &str,
+        assigned: &[(u16, u16)],
+    ) -> crate::hostports::index::PodEntry {
+        crate::hostports::index::PodEntry {
+            namespace: "team".into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            token: Some(format!("t-{name}")),
+            keys: assigned
+                .iter()
+                .map(|(_, h)| poolnet_plan::hostports::Key::tcp(*h))
+                .collect(),
+            daemon_set: None,
+            node: None,
+            labels: [("app".to_string(), app.to_string())].into(),
+            assigned: assigned
+                .iter()
+                .map(|&(c, h)| poolnet_plan::hostports::Assignment {
+                    container_port: c,
+                    protocol: Protocol::Tcp,
+                    host_port: h,
+                })
+                .collect(),
+        }
+    }
+
+    /// Ports given from host-port blocks have no claim: the policy's pods (selected by its
+    /// podSelector, recording their ports) count, others' do not; the range's use counts
+    /// every held key.
+    #[test]
+    fn ports_from_blocks_count_for_the_pods_the_policy_selects() {
+        let claims = vec![claim(40000, 8080, Some("echo"), Some(("echo-a", "ua")))];
+        let pods = vec![
+            admitted("echo-b", "echo", &[(8080, 40010), (8443, 40011)]),
+            // Not selected by the policy (another app), or a port it does not give.
+            admitted("other", "other", &[(8080, 40020)]),
+            admitted("echo-c", "echo", &[(9999, 40030)]),
+        ];
+        let held: poolnet_plan::hostports::KeySet = [40000u16, 40010, 40011, 40020, 40030]
+            .into_iter()
+            .map(poolnet_plan::hostports::Key::tcp)
+            .collect();
+        let u = usage(&policy((40000, 40031)), &claims, &pods, Some(&held));
+        assert_eq!(u.held, 3);
+        assert_eq!(u.pod_count, 2);
+        let b = u.allocations.iter().find(|a| a.pod == "echo-b").unwrap();
+        assert_eq!(b.ports.len(), 2);
+        assert!(
+            u.allocations
+                .iter()
+                .all(|a| a.pod != "other" && a.pod != "echo-c")
+        );
+        assert_eq!((u.utilization[0].used, u.utilization[0].total), (5, 32));
     }
 }
