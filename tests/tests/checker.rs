@@ -548,8 +548,11 @@ async fn claims_of_admitted_pods_map_to_live_pods() -> Result<()> {
         Configs, echo_pod, eventually, host_ports, install_webhooks, wait_active,
     };
     use kube::ResourceExt;
+    // The claims path (a claim per port), as with --host-port-blocks=false; blocks are
+    // checked by the next test.
     let mut h = Harness::start_with(HarnessOptions {
         operator: false,
+        flags: vec!["--host-port-blocks=false".into()],
         ..HarnessOptions::demo()?
     })
     .await?;
@@ -605,5 +608,48 @@ async fn claims_of_admitted_pods_map_to_live_pods() -> Result<()> {
     eventually("the deleted pod's claims released", WAIT, || bound(4)).await?;
     let r = check().await?;
     ensure!(r.checked.pods == 2, "{:?}", r.checked);
+    Ok(())
+}
+
+/// The operator as shipped gives the AKS annotation's ports (the default range) from
+/// HostPortBlocks: no claims, and the checker accepts each key its pod records.
+#[tokio::test]
+async fn block_ports_of_admitted_pods_pass_the_checker() -> Result<()> {
+    use hostports_support::{
+        Configs, echo_pod, eventually, host_ports, install_webhooks, wait_active,
+    };
+    let mut h = Harness::start_with(HarnessOptions {
+        operator: false,
+        ..HarnessOptions::demo()?
+    })
+    .await?;
+    let client = h.env.client();
+    let ns = h.env.namespace().to_string();
+    let names = Configs::for_namespace(&ns);
+    let base = h.serve_webhooks(&names.mutating, &names.validating)?;
+    install_webhooks(&client, &ns, &base).await?;
+    h.start_operator()?;
+    wait_active(&client, &ns).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    for _ in 0..3 {
+        let p = pods
+            .create(&PostParams::default(), &echo_pod("echo-"))
+            .await?;
+        ensure!(host_ports(&p).len() == 2, "{:?}", host_ports(&p));
+    }
+    let check = || async {
+        let report = poolnet_check::check(&snapshot(&h, None).await?, None, &Options::default());
+        ensure!(
+            report.violations.is_empty()
+                && report.checked.pods == 3
+                && report.checked.host_port_blocks > 0,
+            "{:?}\n{}",
+            report.checked,
+            poolnet_check::render::human(&report)
+        );
+        Ok::<_, anyhow::Error>(report)
+    };
+    let r = eventually("the checker accepts the block ports", WAIT, check).await?;
+    ensure!(r.checked.host_port_claims == 0, "{:?}", r.checked);
     Ok(())
 }

@@ -6,16 +6,14 @@
 
 mod hostports_support;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use futures::{StreamExt, TryStreamExt};
 use hostports_support::*;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
-use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use poolnet_api::v1alpha1::HostPortBlock;
 use poolnet_plan::hostports::Key;
@@ -45,44 +43,6 @@ fn with_blocks(name: &str) -> Options {
         block_min: 1,
         ..Options::default()
     }
-}
-
-/// Records a violation as soon as two live pods of `ns` hold one key.
-fn s1_watcher(
-    client: Client,
-    ns: &str,
-    violations: Arc<Mutex<Vec<String>>>,
-) -> tokio::task::JoinHandle<()> {
-    let pods: Api<Pod> = Api::namespaced(client, ns);
-    tokio::spawn(async move {
-        let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut stream = watcher::watcher(pods, watcher::Config::default()).boxed();
-        while let Ok(Some(event)) = stream.try_next().await {
-            match event {
-                Event::Apply(p) | Event::InitApply(p) => {
-                    let uid = p.uid().unwrap_or_default();
-                    let keys = keys_of(&p);
-                    for (other, held) in &live {
-                        if *other != uid
-                            && !held.is_disjoint(&keys)
-                            && let Ok(mut v) = violations.lock()
-                        {
-                            v.push(format!(
-                                "{} and {other} share {:?}",
-                                p.name_any(),
-                                held.intersection(&keys).collect::<Vec<_>>()
-                            ));
-                        }
-                    }
-                    live.insert(uid, keys);
-                }
-                Event::Delete(p) => {
-                    live.remove(&p.uid().unwrap_or_default());
-                }
-                Event::Init | Event::InitDone => {}
-            }
-        }
-    })
 }
 
 async fn blocks_in_range(client: &Client) -> Result<Vec<HostPortBlock>> {
@@ -122,7 +82,7 @@ async fn two_replicas_give_ports_from_blocks_one_dies_and_its_blocks_are_taken_o
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
 
     // 60 pods through both replicas.
-    let created = create_many(&pods, 60, 16).await?;
+    let created = create_retrying(&pods, "blk-", 60, 16).await?;
     ensure!(created.len() == 60, "created {} of 60", created.len());
     let claims = claims_in(&client, &ns).await?;
     ensure!(
@@ -162,7 +122,7 @@ async fn two_replicas_give_ports_from_blocks_one_dies_and_its_blocks_are_taken_o
     // and may reuse none of the ports a's pods hold.
     a.kill();
     proxy.set_backends(vec![b.addr]);
-    let more = create_many(&pods, 36, 8).await?;
+    let more = create_retrying(&pods, "blk-", 36, 8).await?;
     ensure!(
         more.len() == 36,
         "created {} of 36 after the kill",
@@ -230,32 +190,4 @@ async fn two_replicas_give_ports_from_blocks_one_dies_and_its_blocks_are_taken_o
     ensure!(v.is_empty(), "S1 violated: {v:?}");
     watcher.abort();
     Ok(())
-}
-
-async fn create_many(pods: &Api<Pod>, n: usize, in_flight: usize) -> Result<Vec<Pod>> {
-    let results: Vec<Result<Pod>> = futures::stream::iter(0..n)
-        .map(|i| {
-            let pods = pods.clone();
-            async move {
-                let mut last = String::new();
-                for _ in 0..80 {
-                    match pods.create(&PostParams::default(), &echo_pod("blk-")).await {
-                        Ok(p) => return Ok(p),
-                        Err(e) => {
-                            last = e.to_string();
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                }
-                anyhow::bail!("pod {i}: {last}")
-            }
-        })
-        .buffer_unordered(in_flight)
-        .collect()
-        .await;
-    let mut out = Vec::new();
-    for r in results {
-        out.push(r?);
-    }
-    Ok(out)
 }

@@ -3,42 +3,12 @@
 
 mod hostports_support;
 
-use std::time::Duration;
-
 use anyhow::{Result, ensure};
-use futures::StreamExt;
 use hostports_support::*;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use poolnet_api::v1alpha1::HostPortBlock;
 use poolnet_tests::TestEnv;
-
-async fn create_many(pods: &Api<Pod>, n: usize, in_flight: usize) -> Result<Vec<Pod>> {
-    let results: Vec<Result<Pod>> = futures::stream::iter(0..n)
-        .map(|i| {
-            let pods = pods.clone();
-            async move {
-                let mut last = String::new();
-                for _ in 0..40 {
-                    match pods
-                        .create(&PostParams::default(), &echo_pod("narrow-"))
-                        .await
-                    {
-                        Ok(p) => return Ok(p),
-                        Err(e) => {
-                            last = e.to_string();
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                    }
-                }
-                anyhow::bail!("pod {i}: {last}")
-            }
-        })
-        .buffer_unordered(in_flight)
-        .collect()
-        .await;
-    results.into_iter().collect()
-}
 
 /// A narrow range (under 16 blocks) keeps one claim per port even with blocks on: every
 /// replica can serve it, none has to wait for the holder of its only block.
@@ -60,7 +30,7 @@ async fn a_narrow_range_keeps_claims_so_every_replica_serves_it() -> Result<()> 
     echo_policy(&client, &ns, "echo", &pool, NARROW).await?;
     wait_policy_active(&client, &ns, NARROW).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let created = create_many(&pods, 5, 5).await?;
+    let created = create_retrying(&pods, "narrow-", 5, 5).await?;
     let claims = claims_in(&client, &ns).await?;
     ensure!(
         claims.len() == 10,

@@ -7,17 +7,15 @@
 
 mod hostports_support;
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Result, ensure};
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use hostports_support::*;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::watcher::{self, Event};
 use kube::{Client, ResourceExt};
 use poolnet_api::v1alpha1::HostPortClaim;
 use poolnet_tests::TestEnv;
@@ -26,44 +24,6 @@ const REPLICAS: usize = 3;
 const IN_FLIGHT: usize = 32;
 const KILLS: usize = 4;
 const RANGE: (u16, u16) = (41000, 41999);
-
-/// Fails (records a violation) as soon as two live pods hold the same key.
-fn s1_watcher(
-    client: Client,
-    ns: &str,
-    violations: Arc<Mutex<Vec<String>>>,
-) -> tokio::task::JoinHandle<()> {
-    let pods: Api<Pod> = Api::namespaced(client, ns);
-    tokio::spawn(async move {
-        let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        let mut stream = watcher::watcher(pods, watcher::Config::default()).boxed();
-        while let Ok(Some(event)) = stream.try_next().await {
-            match event {
-                Event::Apply(p) | Event::InitApply(p) => {
-                    let uid = p.uid().unwrap_or_default();
-                    let keys = keys_of(&p);
-                    for (other, held) in &live {
-                        if *other != uid
-                            && !held.is_disjoint(&keys)
-                            && let Ok(mut v) = violations.lock()
-                        {
-                            v.push(format!(
-                                "{} and {other} both hold {:?}",
-                                p.name_any(),
-                                held.intersection(&keys).collect::<Vec<_>>()
-                            ));
-                        }
-                    }
-                    live.insert(uid, keys);
-                }
-                Event::Delete(p) => {
-                    live.remove(&p.uid().unwrap_or_default());
-                }
-                Event::Init | Event::InitDone => {}
-            }
-        }
-    })
-}
 
 /// Creates claims at random ports of the range, as if other replicas had reserved them:
 /// replicas whose cache has not seen them yet collide with them.

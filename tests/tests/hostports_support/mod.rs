@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use poolnet_api::v1alpha1::{HostPortClaim, HostPortPolicy};
@@ -652,4 +653,73 @@ pub async fn wait_policy_active(client: &Client, ns: &str, range: (u16, u16)) ->
         }
     }
     Ok(())
+}
+
+/// Fails (records a violation) as soon as two live pods hold the same key.
+pub fn s1_watcher(
+    client: Client,
+    ns: &str,
+    violations: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    let pods: Api<Pod> = Api::namespaced(client, ns);
+    tokio::spawn(async move {
+        let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let mut stream = watcher::watcher(pods, watcher::Config::default()).boxed();
+        while let Ok(Some(event)) = stream.try_next().await {
+            match event {
+                Event::Apply(p) | Event::InitApply(p) => {
+                    let uid = p.uid().unwrap_or_default();
+                    let keys = keys_of(&p);
+                    for (other, held) in &live {
+                        if *other != uid
+                            && !held.is_disjoint(&keys)
+                            && let Ok(mut v) = violations.lock()
+                        {
+                            v.push(format!(
+                                "{} and {other} both hold {:?}",
+                                p.name_any(),
+                                held.intersection(&keys).collect::<Vec<_>>()
+                            ));
+                        }
+                    }
+                    live.insert(uid, keys);
+                }
+                Event::Delete(p) => {
+                    live.remove(&p.uid().unwrap_or_default());
+                }
+                Event::Init | Event::InitDone => {}
+            }
+        }
+    })
+}
+
+/// Creates `n` echo pods named `prefix…`, `in_flight` at once; a refused creation is retried
+/// (up to 80 times, 200 ms apart), as a controller would.
+pub async fn create_retrying(
+    pods: &Api<Pod>,
+    prefix: &str,
+    n: usize,
+    in_flight: usize,
+) -> Result<Vec<Pod>> {
+    let results: Vec<Result<Pod>> = futures::stream::iter(0..n)
+        .map(|i| {
+            let pods = pods.clone();
+            async move {
+                let mut last = String::new();
+                for _ in 0..80 {
+                    match pods.create(&PostParams::default(), &echo_pod(prefix)).await {
+                        Ok(p) => return Ok(p),
+                        Err(e) => {
+                            last = e.to_string();
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+                anyhow::bail!("pod {i}: {last}")
+            }
+        })
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    results.into_iter().collect()
 }

@@ -29,7 +29,7 @@ use poolnet_plan::hostports::{Assignment, Key, PodView, PortRequest};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::index::{HostPortIndex, container_keys};
+use super::index::{HostPortIndex, pod_keys};
 
 /// A grant not shown by the caches this long after the admission is checked live: the
 /// API server's create deadline plus a margin.
@@ -970,17 +970,7 @@ impl Blocks {
         {
             let mut book = self.book();
             for p in pods.items {
-                let keys: Vec<Key> = p
-                    .spec
-                    .as_ref()
-                    .map(|s| {
-                        container_keys(
-                            s.containers
-                                .iter()
-                                .chain(s.init_containers.iter().flatten()),
-                        )
-                    })
-                    .unwrap_or_default()
+                let keys: Vec<Key> = pod_keys(&p)
                     .into_iter()
                     .filter(|k| b.contains(*k))
                     .collect();

@@ -199,12 +199,9 @@ pub fn container_keys<'a>(containers: impl IntoIterator<Item = &'a Container>) -
     keys
 }
 
-/// The index's view of a pod, or `None` for a pod that neither holds host ports nor carries
-/// a reservation token (most pods: they are not kept).
-pub fn pod_entry(pod: &Pod) -> Option<PodEntry> {
-    let uid = pod.metadata.uid.clone()?;
-    let keys = pod
-        .spec
+/// The host ports a pod's containers and init containers declare.
+pub fn pod_keys(pod: &Pod) -> Vec<Key> {
+    pod.spec
         .as_ref()
         .map(|s| {
             container_keys(
@@ -213,7 +210,14 @@ pub fn pod_entry(pod: &Pod) -> Option<PodEntry> {
                     .chain(s.init_containers.iter().flatten()),
             )
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// The index's view of a pod, or `None` for a pod that neither holds host ports nor carries
+/// a reservation token (most pods: they are not kept).
+pub fn pod_entry(pod: &Pod) -> Option<PodEntry> {
+    let uid = pod.metadata.uid.clone()?;
+    let keys = pod_keys(pod);
     let token = pod.labels().get(RESERVATION_LABEL).cloned();
     if keys.is_empty() && token.is_none() {
         return None;

@@ -30,16 +30,16 @@
 //! replicas in turn (as the API server's retries would) fill each range completely (L2: a
 //! refusal with a free key in the range is a failure).
 //!
-//! Two defects of `blocks.rs` make the model fail as built; the driver here works around
-//! them ([`Driver::WORKAROUNDS`]) so the main property checks the rest of the protocol, and
-//! `block_protocol_as_built` (ignored) runs the same model without the workarounds. Each
-//! defect has a scenario through the model (`unseen_renewal`, `pod_in_two_blocks`: passing
-//! with the workaround, ignored and failing without it) and a minimal reproduction on the
-//! type itself (`holder_watch_misses_a_renewal_overwritten_by_the_next_identity`,
-//! `a_second_pin_for_the_same_pod_keeps_the_first_one`, ignored and failing). Un-ignore them
-//! when `blocks.rs` is fixed; the workarounds are harmless then. Two more scenarios
-//! (`lost_delete_reply`, `lost_take_reply`) show what a driver must do after a write whose
-//! reply was lost, and that the model catches a driver that does not.
+//! The model found two defects of `blocks.rs`, since fixed: `HolderWatch::observe` missed a
+//! renewal overwritten by the holder's next identity, and `Book::pin` replaced an earlier
+//! pin of the same pod. `block_protocol_as_built` runs the model without the driver's old
+//! workarounds ([`Driver::WORKAROUNDS`], now harmless), and each defect keeps a scenario
+//! through the model (`unseen_renewal`, `pod_in_two_blocks`) and a minimal reproduction on
+//! the type itself (`holder_watch_misses_a_renewal_overwritten_by_the_next_identity`,
+//! `a_second_pin_for_the_same_pod_keeps_the_first_one`): they failed before the fixes. Two
+//! more scenarios (`lost_delete_reply`, `lost_take_reply`) show what a driver must do after
+//! a write whose reply was lost (the operator's `Blocks` does both), and that the model
+//! catches a driver that does not.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
