@@ -55,3 +55,37 @@ async fn a_narrow_range_keeps_claims_so_every_replica_serves_it() -> Result<()> 
     ensure!(blocks.is_empty(), "no block for a narrow range: {blocks:?}");
     Ok(())
 }
+
+/// A replica that cannot write its Lease (here: its namespace does not exist) holds no
+/// block: wide ranges fall back to one claim per port, and pods are still admitted.
+#[tokio::test]
+async fn without_a_valid_lease_ports_come_from_claims() -> Result<()> {
+    let env = TestEnv::start().await?;
+    let client = env.client();
+    let ns = env.namespace().to_string();
+    let configs = Configs::for_namespace(&ns);
+    let opts = Options {
+        repair: None,
+        blocks: Some("leaseless".to_string()),
+        block_lease_namespace: Some("no-such-namespace".to_string()),
+        ..Options::default()
+    };
+    let a = Instance::start(&client, &ns, &configs, opts).await?;
+    activate(&client, &ns, &a.base_url()).await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    // The AKS annotation: the default range, 313 blocks wide.
+    create_retrying(&pods, "leaseless-", 3, 3).await?;
+    let claims = claims_in(&client, &ns).await?;
+    ensure!(
+        claims.len() == 6,
+        "3 pods × 2 ports, one claim each: {}",
+        claims.len()
+    );
+    let blocks = Api::<HostPortBlock>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    ensure!(blocks.is_empty(), "no block without a Lease: {blocks:?}");
+    ensure!(a.blocks.as_ref().is_some_and(|b| !b.holding()));
+    Ok(())
+}

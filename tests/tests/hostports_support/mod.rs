@@ -148,6 +148,8 @@ pub struct Options {
     pub block_timing: LeaseTiming,
     /// Ranges of at least this many blocks use blocks (production's 16 by default).
     pub block_min: usize,
+    /// Namespace of the blocks' Lease (the test's namespace by default).
+    pub block_lease_namespace: Option<String>,
 }
 
 impl Default for Options {
@@ -163,6 +165,7 @@ impl Default for Options {
             blocks: None,
             block_timing: LeaseTiming::default(),
             block_min: poolnet_operator::hostports::blocks::MIN_BLOCKS,
+            block_lease_namespace: None,
         }
     }
 }
@@ -236,11 +239,15 @@ impl Instance {
         let mut reserver = Reserver::new(client.clone(), Arc::clone(&index));
         let mut blocks = None;
         if let Some(name) = &opts.blocks {
-            let mut config = BlockConfig::new(ns, name);
+            let mut config =
+                BlockConfig::new(opts.block_lease_namespace.as_deref().unwrap_or(ns), name);
             config.timing = opts.block_timing;
             config.min_blocks = opts.block_min;
             let b = Blocks::new(client.clone(), Arc::clone(&index), config);
-            b.renew().await?;
+            // As the operator: a failed first renewal is retried in the background.
+            if let Err(e) = b.renew().await {
+                eprintln!("first renewal of the host-port Lease failed: {e}");
+            }
             tasks.push(tokio::spawn(b.clone().run(shutdown.clone())).abort_handle());
             reserver = reserver.with_blocks(b.clone());
             blocks = Some(b);

@@ -152,10 +152,13 @@ impl Reserver {
         self.blocks.as_ref()
     }
 
-    /// Whether an answer built from this replica's blocks may still be sent (its Lease is
-    /// valid by its own clock); always true without blocks.
-    pub fn may_answer(&self) -> bool {
-        self.blocks.as_ref().is_none_or(Blocks::may_answer)
+    /// Whether the answer to admission `token` may still be sent: when it carries keys
+    /// from this replica's blocks, only while its Lease is valid by its own clock (a replica
+    /// frozen past it resumes and drops the answer); answers from claims always.
+    pub fn may_answer(&self, namespace: &str, token: &str) -> bool {
+        self.blocks
+            .as_ref()
+            .is_none_or(|b| b.granted(namespace, token).is_none() || b.may_answer())
     }
 
     pub fn stats(&self) -> &ReserverStats {
@@ -237,7 +240,11 @@ impl Reserver {
             let route = match request.source {
                 // A narrow range (a few blocks) stays with claims: held in blocks, it would
                 // make every pod of it wait for the one replica holding them.
-                Source::Auto(range) if !blocks.wide(request.protocol, range) => {
+                // So does every range while this replica has no valid Lease (it could not
+                // write it, or was frozen): claims keep admissions going meanwhile.
+                Source::Auto(range)
+                    if !blocks.wide(request.protocol, range) || !blocks.holding() =>
+                {
                     narrow_auto = true;
                     Route::Claim
                 }

@@ -141,7 +141,7 @@ impl PodWebhook {
             })?;
             match own {
                 Ok(Some(assignments)) => {
-                    if !self.reserver.may_answer() {
+                    if !self.reserver.may_answer(namespace, token) {
                         return Err(LEASE_LOST.to_string());
                     }
                     let env = env_vars(&deployment, &assignments);
@@ -249,7 +249,7 @@ impl PodWebhook {
         );
         // Keys from a block may be sent only while this replica's Lease is valid by its own
         // clock: a replica frozen past it resumes here and drops the answer (S1).
-        if !req.dry_run && !self.reserver.may_answer() {
+        if !req.dry_run && !self.reserver.may_answer(namespace, token) {
             return Err(LEASE_LOST.to_string());
         }
         Ok(Outcome::Patch(ops, warnings))
