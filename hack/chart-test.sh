@@ -192,12 +192,12 @@ install_values=(
 )
 helm install "$RELEASE" "$chart" -n "$NS" "${install_values[@]}" >"$work/install.txt"
 grep -q "system:serviceaccount:$NS:$FULL-operator" "$work/install.txt" || { cat "$work/install.txt"; fail "NOTES.txt does not name the federated credential subject"; }
-for crd in nodepoolnetworks hostportpolicies hostportclaims; do
+for crd in nodepoolnetworks hostportpolicies hostportclaims hostportblocks; do
     kubectl wait --for=condition=Established "crd/$crd.poolnet.dev" --timeout=60s >/dev/null
     [[ $(kubectl get crd "$crd.poolnet.dev" -o jsonpath='{.metadata.annotations.helm\.sh/resource-policy}') == keep ]] ||
         fail "CRD $crd.poolnet.dev lacks helm.sh/resource-policy: keep"
 done
-ok "3 CRDs established, annotated keep"
+ok "4 CRDs established, annotated keep"
 for _ in $(seq 1 300); do
     [[ $(kubectl get pods -n "$NS" -l app.kubernetes.io/instance=$RELEASE --no-headers 2>/dev/null | wc -l) -ge 2 ]] && break
     sleep 0.2
@@ -357,9 +357,9 @@ left=$(kubectl get deployment,serviceaccount,role,rolebinding,service,poddisrupt
 left+=$(kubectl get clusterrole,clusterrolebinding,mutatingwebhookconfiguration,validatingwebhookconfiguration \
     -l app.kubernetes.io/instance=$RELEASE -o name | grep -v customresourcedefinition || true)
 [[ -z $left ]] || fail "left after uninstall: $left"
-for crd in nodepoolnetworks hostportpolicies hostportclaims; do
+for crd in nodepoolnetworks hostportpolicies hostportclaims hostportblocks; do
     kubectl get crd "$crd.poolnet.dev" >/dev/null || fail "helm uninstall deleted CRD $crd.poolnet.dev (crds.keep)"
 done
-ok "the release's objects are gone; the 3 CRDs stay (crds.keep)"
+ok "the release's objects are gone; the 4 CRDs stay (crds.keep)"
 
 say "chart-test passed"
