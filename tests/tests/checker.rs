@@ -539,20 +539,13 @@ async fn spec_edits_hand_edits_and_detached_leftovers() -> Result<()> {
     Ok(())
 }
 
-/// (c) on real admissions: pods that poolnet's webhook gave host ports hold them through
-/// bound claims, and a deleted pod's claims are released: the checker finds nothing
-/// either time.
-#[tokio::test]
-async fn claims_of_admitted_pods_map_to_live_pods() -> Result<()> {
-    use hostports_support::{
-        Configs, echo_pod, eventually, host_ports, install_webhooks, wait_active,
-    };
-    use kube::ResourceExt;
-    // The claims path (a claim per port), as with --host-port-blocks=false; blocks are
-    // checked by the next test.
+/// The demo harness with the operator (plus `flags`) serving the pod webhook for the test
+/// namespace, and that namespace's pods.
+async fn operator_serving_pods(flags: &[&str]) -> Result<(Harness, Api<Pod>)> {
+    use hostports_support::{Configs, install_webhooks, wait_active};
     let mut h = Harness::start_with(HarnessOptions {
         operator: false,
-        flags: vec!["--host-port-blocks=false".into()],
+        flags: flags.iter().map(|f| f.to_string()).collect(),
         ..HarnessOptions::demo()?
     })
     .await?;
@@ -563,7 +556,20 @@ async fn claims_of_admitted_pods_map_to_live_pods() -> Result<()> {
     install_webhooks(&client, &ns, &base).await?;
     h.start_operator()?;
     wait_active(&client, &ns).await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    Ok((h, Api::namespaced(client, &ns)))
+}
+
+/// (c) on real admissions: pods that poolnet's webhook gave host ports hold them through
+/// bound claims, and a deleted pod's claims are released: the checker finds nothing
+/// either time.
+#[tokio::test]
+async fn claims_of_admitted_pods_map_to_live_pods() -> Result<()> {
+    use hostports_support::{echo_pod, eventually, host_ports};
+    use kube::ResourceExt;
+    // The claims path (a claim per port), as with --host-port-blocks=false; blocks are
+    // checked by the next test.
+    let (h, pods) = operator_serving_pods(&["--host-port-blocks=false"]).await?;
+    let client = h.env.client();
     let mut created = Vec::new();
     for _ in 0..3 {
         let p = pods
@@ -615,22 +621,8 @@ async fn claims_of_admitted_pods_map_to_live_pods() -> Result<()> {
 /// HostPortBlocks: no claims, and the checker accepts each key its pod records.
 #[tokio::test]
 async fn block_ports_of_admitted_pods_pass_the_checker() -> Result<()> {
-    use hostports_support::{
-        Configs, echo_pod, eventually, host_ports, install_webhooks, wait_active,
-    };
-    let mut h = Harness::start_with(HarnessOptions {
-        operator: false,
-        ..HarnessOptions::demo()?
-    })
-    .await?;
-    let client = h.env.client();
-    let ns = h.env.namespace().to_string();
-    let names = Configs::for_namespace(&ns);
-    let base = h.serve_webhooks(&names.mutating, &names.validating)?;
-    install_webhooks(&client, &ns, &base).await?;
-    h.start_operator()?;
-    wait_active(&client, &ns).await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    use hostports_support::{echo_pod, eventually, host_ports};
+    let (h, pods) = operator_serving_pods(&[]).await?;
     for _ in 0..3 {
         let p = pods
             .create(&PostParams::default(), &echo_pod("echo-"))

@@ -126,6 +126,20 @@ pub enum BlockError {
     Api { block: String, source: kube::Error },
 }
 
+impl BlockError {
+    /// `key` lies in block `block` (its name) that replica `holder` gives out.
+    pub fn others_block(key: Key, block: String, holder: String) -> Self {
+        let span = BlockId::of(key).span();
+        Self::OthersBlock {
+            key,
+            block,
+            holder,
+            first: span.start(),
+            last: span.end(),
+        }
+    }
+}
+
 /// Where a static key is recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
@@ -655,14 +669,11 @@ impl Blocks {
                             block: name,
                             holder,
                         } => {
-                            let span = block.span();
-                            return Err(BlockError::OthersBlock {
-                                key: Key::new(block.protocol, span.start()),
-                                block: name,
+                            return Err(BlockError::others_block(
+                                Key::new(block.protocol, block.span().start()),
+                                name,
                                 holder,
-                                first: span.start(),
-                                last: span.end(),
-                            });
+                            ));
                         }
                     }
                 }

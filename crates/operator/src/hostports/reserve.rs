@@ -250,10 +250,7 @@ impl Reserver {
                 }
                 Source::Auto(_) => Route::Block,
                 Source::Static(port) => {
-                    let key = Key::new(request.protocol, port);
-                    tokio::time::timeout_at(deadline, blocks.route(key))
-                        .await
-                        .map_err(|_| ReserveError::Timeout(Duration::ZERO))??
+                    route_by(blocks, Key::new(request.protocol, port), deadline).await?
                 }
             };
             match route {
@@ -272,18 +269,8 @@ impl Reserver {
                     let Source::Static(port) = request.source else {
                         unreachable!("only static keys are routed")
                     };
-                    let b = poolnet_plan::hostports::blocks::BlockId::of(Key::new(
-                        request.protocol,
-                        port,
-                    ));
-                    return Err(BlockError::OthersBlock {
-                        key: Key::new(request.protocol, port),
-                        block,
-                        holder,
-                        first: b.span().start(),
-                        last: b.span().end(),
-                    }
-                    .into());
+                    let key = Key::new(request.protocol, port);
+                    return Err(BlockError::others_block(key, block, holder).into());
                 }
             }
         }
@@ -310,9 +297,7 @@ impl Reserver {
                 .await?;
             for a in &got {
                 let key = a.key();
-                let route = tokio::time::timeout_at(deadline, blocks.route(key))
-                    .await
-                    .map_err(|_| ReserveError::Timeout(Duration::ZERO))??;
+                let route = route_by(blocks, key, deadline).await?;
                 if route != Route::Claim {
                     return Err(ReserveError::BlockRace {
                         key,
@@ -738,6 +723,14 @@ impl Reserver {
         });
         let _ = tokio::time::timeout(Duration::from_secs(5), join_all(deletes)).await;
     }
+}
+
+/// [`Blocks::route`] within the admission's `deadline`.
+async fn route_by(blocks: &Blocks, key: Key, deadline: Instant) -> Result<Route, ReserveError> {
+    tokio::time::timeout_at(deadline, blocks.route(key))
+        .await
+        .map_err(|_| ReserveError::Timeout(Duration::ZERO))?
+        .map_err(ReserveError::from)
 }
 
 fn draft(who: &Claimant<'_>, plan: &RequestPlan, i: usize, key: Key) -> HostPortClaim {
